@@ -307,6 +307,51 @@ typedef struct fa_attn_desc {
     size_t   workspace_size;          /* bytes at workspace */
 } fa_attn_desc;
 
+/* Computes attention as described above. Validates every field first and returns a specific
+   error (outputs untouched) on bad input. */
+FLASHATTN_DEF fa_status fa_attn_forward(const fa_attn_desc *d);
+
+/* The same result the slow, obvious way: one query row at a time in double precision, all
+   logits materialised. For tests; O(seqlen_k) extra memory. */
+FLASHATTN_DEF fa_status fa_attn_reference(const fa_attn_desc *d);
+
+/* Checks a descriptor without computing anything. */
+FLASHATTN_DEF fa_status fa_attn_validate(const fa_attn_desc *d);
+
+/* Scratch bytes fa_attn_forward needs for this descriptor (for d->workspace). */
+FLASHATTN_DEF fa_status fa_attn_workspace_size(const fa_attn_desc *d, size_t *bytes);
+
+typedef struct fa_attn_memory_info {
+    size_t io_bytes;          /* Q, K, V, O (and LSE) as described by the views */
+    size_t flash_bytes;       /* extra memory of fa_attn_forward (its workspace) */
+    size_t naive_bytes;       /* extra memory of the naive method: the score matrix
+                                 batch*heads_q*seqlen_q*seqlen_k floats */
+} fa_attn_memory_info;
+FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_info *info);
+
+/* Merging partial results. Attention over the union of disjoint key sets K1..Kn equals
+       lse = log(sum_i exp(lse_i)),   o = sum_i exp(lse_i - lse) * o_i
+   where (o_i, lse_i) is attention over K_i alone. This is the primitive behind split-KV decode
+   and ring/context-parallel attention. Parts with lse_i = -inf (nothing visible) drop out; if
+   every part is empty the output is 0 and lse is -inf. NaN in any part makes the row NaN. */
+typedef struct fa_merge_desc {
+    int64_t num_splits;       /* parts, >= 1 */
+    int64_t batch, seqlen, heads, head_dim_v;   /* rows are (batch, seq, head); all >= 1 */
+    const void *o_parts;      /* parts' outputs; default [split][batch][seq][heads][head_dim_v] */
+    fa_dtype    o_parts_type;
+    fa_strides  o_parts_stride;       /* 0 = packed */
+    int64_t     o_parts_split_stride; /* elements between parts; 0 = packed */
+    const float *lse_parts;   /* parts' LSE; default [split][batch][heads][seq] */
+    fa_strides  lse_parts_stride;     /* 0 = packed [batch][heads][seq] */
+    int64_t     lse_parts_split_stride;
+    void       *o;            /* merged output; may not alias the parts */
+    fa_dtype    o_type;
+    fa_strides  o_stride;     /* 0 = packed BSHD */
+    float      *lse;          /* merged LSE; NULL = not written */
+    fa_strides  lse_stride;   /* 0 = packed [batch][heads][seq] */
+} fa_merge_desc;
+FLASHATTN_DEF fa_status fa_attn_merge(const fa_merge_desc *m);
+
 /* ============================================================================================
    mask
    ============================================================================================ */
@@ -685,6 +730,783 @@ FLASHATTN_DEF float fa_e5m2_to_f32(uint8_t v)
 /* ============================================================================================
    attn (implementation)
    ============================================================================================ */
+
+/* ---- element access ----
+   Tensors are strided views of f32/f16/bf16/e4m3/e5m2 elements. Rows (head_dim contiguous
+   elements) are converted to f32 (or f64 for the reference) once per tile, so the inner loops
+   only ever see floats. */
+
+static float fa__elem_f32(const void *base, fa_dtype t, int64_t i)
+{
+    switch (t) {
+    case FA_F32: return ((const float *)base)[i];
+    case FA_F16: return fa_f16_to_f32(((const uint16_t *)base)[i]);
+    case FA_BF16: return fa_bf16_to_f32(((const uint16_t *)base)[i]);
+    case FA_E4M3: return fa_e4m3_to_f32(((const uint8_t *)base)[i]);
+    case FA_E5M2: return fa_e5m2_to_f32(((const uint8_t *)base)[i]);
+    default: return 0.0f;
+    }
+}
+
+/* dst[0..n) = src[0..n) * mul, converted to f32. The dtype switch sits outside the loops. */
+static void fa__load_row(float *dst, const void *src, fa_dtype t, int64_t n, float mul)
+{
+    int64_t i;
+    switch (t) {
+    case FA_F32: {
+        const float *s = (const float *)src;
+        if (mul == 1.0f) memcpy(dst, s, (size_t)n * sizeof(float));
+        else for (i = 0; i < n; i++) dst[i] = s[i] * mul;
+        break;
+    }
+    case FA_F16: {
+        const uint16_t *s = (const uint16_t *)src;
+        for (i = 0; i < n; i++) dst[i] = fa_f16_to_f32(s[i]) * mul;
+        break;
+    }
+    case FA_BF16: {
+        const uint16_t *s = (const uint16_t *)src;
+        for (i = 0; i < n; i++) dst[i] = fa_bf16_to_f32(s[i]) * mul;
+        break;
+    }
+    default:
+        for (i = 0; i < n; i++) dst[i] = fa__elem_f32(src, t, i) * mul;
+        break;
+    }
+}
+
+static void fa__store_row(void *dst, fa_dtype t, const float *src, int64_t n)
+{
+    int64_t i;
+    switch (t) {
+    case FA_F32: memcpy(dst, src, (size_t)n * sizeof(float)); break;
+    case FA_F16:
+        for (i = 0; i < n; i++) ((uint16_t *)dst)[i] = fa_f32_to_f16(src[i]);
+        break;
+    case FA_BF16:
+        for (i = 0; i < n; i++) ((uint16_t *)dst)[i] = fa_f32_to_bf16(src[i]);
+        break;
+    default: break; /* rejected by validation */
+    }
+}
+
+static const void *fa__elem_ptr(const void *base, fa_dtype t, int64_t off)
+{
+    return (const unsigned char *)base + off * (int64_t)fa_dtype_size(t);
+}
+
+/* ---- the resolved problem ----
+   fa__attn_prepare() validates a descriptor and resolves every default (strides, dims,
+   scales), so the kernels and the reference read one plain struct. */
+typedef struct fa__attn_plan {
+    const fa_attn_desc *d;
+    int64_t batch, hq, hkv, group, dk, dv;
+    int64_t sq_max, sk_max;   /* per-sequence maxima (sk_max: capacity when paged) */
+    int64_t total_q;          /* tokens along Q's token axis (varlen: cu_seqlens_q[batch]) */
+    fa_strides qs, ks, vs, os, ls;
+    float scale, softcap;
+    int64_t win_left, win_right; /* clamped; < 0 = unbounded */
+    int64_t bt_stride;
+    size_t ws_bytes;          /* workspace per worker */
+} fa__attn_plan;
+
+/* Sequence geometry of batch entry b. q_tok0/k_tok0 are the first token indices along the
+   token axis (0 unless varlen); q_base/k_base add the batch stride (0 when varlen/paged). */
+typedef struct fa__seq {
+    int64_t sq, sk;     /* queries, visible-capacity keys of this sequence */
+    int64_t q_tok0, k_tok0;
+    int64_t q_base, o_base, l_base, k_base, v_base;
+    int64_t off;        /* sk - sq: the bottom-right diagonal offset */
+} fa__seq;
+
+static void fa__attn_seq(const fa__attn_plan *p, int64_t b, fa__seq *s)
+{
+    const fa_attn_desc *d = p->d;
+    if (d->cu_seqlens_q) {
+        s->q_tok0 = d->cu_seqlens_q[b];
+        s->sq = (int64_t)d->cu_seqlens_q[b + 1] - d->cu_seqlens_q[b];
+        s->q_base = s->o_base = s->l_base = 0;
+    } else {
+        s->q_tok0 = 0;
+        s->sq = p->sq_max;
+        s->q_base = b * p->qs.batch;
+        s->o_base = b * p->os.batch;
+        s->l_base = b * p->ls.batch;
+    }
+    if (d->cu_seqlens_k) {
+        s->k_tok0 = d->cu_seqlens_k[b];
+        s->sk = (int64_t)d->cu_seqlens_k[b + 1] - d->cu_seqlens_k[b];
+        s->k_base = s->v_base = 0;
+    } else {
+        s->k_tok0 = 0;
+        s->sk = p->sk_max;
+        s->k_base = d->block_table ? 0 : b * p->ks.batch;
+        s->v_base = d->block_table ? 0 : b * p->vs.batch;
+    }
+    if (d->seqused_k) s->sk = d->seqused_k[b];
+    s->off = s->sk - s->sq;
+}
+
+/* Element offsets of key/value row j (0-based in sequence b) for kv head h. */
+static void fa__kv_offsets(const fa__attn_plan *p, const fa__seq *s, int64_t b, int64_t j,
+                           int64_t h, int64_t *ko, int64_t *vo)
+{
+    const fa_attn_desc *d = p->d;
+    if (d->block_table) {
+        int64_t page = d->block_table[b * p->bt_stride + j / d->page_size];
+        int64_t slot = j % d->page_size;
+        *ko = page * p->ks.batch + slot * p->ks.seq + h * p->ks.head;
+        *vo = page * p->vs.batch + slot * p->vs.seq + h * p->vs.head;
+    } else {
+        *ko = s->k_base + (s->k_tok0 + j) * p->ks.seq + h * p->ks.head;
+        *vo = s->v_base + (s->k_tok0 + j) * p->vs.seq + h * p->vs.head;
+    }
+}
+
+/* Visible keys of query i form one interval [lo, hi): the causal and window limits are both
+   diagonals, the sequence length the right edge. Returns hi <= lo when nothing is visible. */
+static void fa__row_range(const fa__attn_plan *p, const fa__seq *s, int64_t i, int64_t *lo,
+                          int64_t *hi)
+{
+    int64_t diag = i + s->off, a = 0, e = s->sk;
+    if (p->d->causal && diag + 1 < e) e = diag + 1;
+    if (p->win_right >= 0 && diag + p->win_right + 1 < e) e = diag + p->win_right + 1;
+    if (p->win_left >= 0 && diag - p->win_left > a) a = diag - p->win_left;
+    *lo = a;
+    *hi = e;
+}
+
+static float fa__kv_scale(float tensor_scale, const float *head_scale, int64_t h)
+{
+    float s = head_scale ? head_scale[h] : tensor_scale;
+    return s == 0.0f ? 1.0f : s;
+}
+
+/* Largest element offset reachable in a view: sum (extent-1)*|stride| + (dim-1).
+   Returns 1 on int64 overflow (also when the byte offset would overflow). */
+static int fa__view_extent(int64_t n0, int64_t s0, int64_t n1, int64_t s1, int64_t n2,
+                           int64_t s2, int64_t dim, size_t esize)
+{
+    int64_t t, acc = dim > 0 ? dim - 1 : 0;
+    int64_t n[3], st[3];
+    int i;
+    n[0] = n0; n[1] = n1; n[2] = n2;
+    st[0] = s0 < 0 ? -s0 : s0; st[1] = s1 < 0 ? -s1 : s1; st[2] = s2 < 0 ? -s2 : s2;
+    for (i = 0; i < 3; i++) {
+        if (n[i] <= 1) continue;
+        if (st[i] < 0 || fa__mul_i64(n[i] - 1, st[i], &t) || fa__add_i64(acc, t, &acc)) return 1;
+    }
+    return fa__mul_i64(acc, (int64_t)esize, &t);
+}
+
+static int fa__dtype_is_float_io(fa_dtype t) { return t == FA_F32 || t == FA_F16 || t == FA_BF16; }
+static int fa__dtype_known(fa_dtype t) { return (int)t >= 0 && (int)t < (int)FA_DTYPE_COUNT_; }
+
+static int fa__finite(float x) { return x == x && x - x == 0.0f; }
+
+/* Checks cu_seqlens: non-negative start, non-decreasing, each length <= max when max > 0.
+   Returns the largest length in *maxlen. */
+static fa_status fa__check_cu(const int32_t *cu, int64_t batch, int64_t max, const char *name,
+                              int64_t *maxlen)
+{
+    int64_t b, m = 0;
+    if (cu[0] < 0) return fa__fail(FA_ERR_RANGE, "%s[0] (%ld) is negative", name, (long)cu[0]);
+    for (b = 0; b < batch; b++) {
+        int64_t len = (int64_t)cu[b + 1] - cu[b];
+        if (len < 0)
+            return fa__fail(FA_ERR_RANGE, "%s is not monotonic: [%lld] = %ld > [%lld] = %ld",
+                            name, (long long)b, (long)cu[b], (long long)(b + 1), (long)cu[b + 1]);
+        if (max > 0 && len > max)
+            return fa__fail(FA_ERR_RANGE, "%s: sequence %lld has %lld tokens, more than the "
+                            "maximum %lld", name, (long long)b, (long long)len, (long long)max);
+        if (len > m) m = len;
+    }
+    *maxlen = m;
+    return FA_OK;
+}
+
+/* Workspace layout of one worker (floats): Q tile, K tile, V tile, S row, O accumulators,
+   row max m and row sum l, each block 64-byte aligned. */
+#define FA__ROWS FA_ATTN_BLOCK_Q
+#define FA__BK FA_ATTN_BLOCK_K
+static size_t fa__round64(size_t x) { return (x + 63) & ~(size_t)63; }
+static size_t fa__attn_ws_bytes(int64_t dk, int64_t dv)
+{
+    size_t f = sizeof(float);
+    return fa__round64((size_t)(FA__ROWS * dk) * f) + fa__round64((size_t)(FA__BK * dk) * f) +
+           fa__round64((size_t)(FA__BK * dv) * f) + fa__round64((size_t)FA__BK * f) +
+           fa__round64((size_t)(FA__ROWS * dv) * f) + 2 * fa__round64((size_t)FA__ROWS * f) +
+           fa__round64((size_t)FA__ROWS);
+}
+
+static fa_status fa__attn_prepare(const fa_attn_desc *d, fa__attn_plan *p)
+{
+    int64_t b, t, total_k = 0;
+    fa_status st;
+    memset(p, 0, sizeof *p);
+    if (!d) return fa__fail(FA_ERR_NULL, "attention desc is NULL");
+    p->d = d;
+
+    /* ---- sizes ---- */
+    if (d->batch < 1) return fa__fail(FA_ERR_INVALID, "batch (%lld) must be >= 1", (long long)d->batch);
+    if (d->heads_q < 1) return fa__fail(FA_ERR_INVALID, "heads_q (%lld) must be >= 1", (long long)d->heads_q);
+    if (d->heads_kv < 0) return fa__fail(FA_ERR_INVALID, "heads_kv (%lld) must be >= 0 (0 = heads_q)", (long long)d->heads_kv);
+    p->batch = d->batch;
+    p->hq = d->heads_q;
+    p->hkv = d->heads_kv ? d->heads_kv : d->heads_q;
+    if (p->hq % p->hkv != 0)
+        return fa__fail(FA_ERR_SHAPE, "heads_q (%lld) is not a multiple of heads_kv (%lld)",
+                        (long long)p->hq, (long long)p->hkv);
+    p->group = p->hq / p->hkv;
+    if (d->head_dim < 1 || d->head_dim > FA_ATTN_MAX_HEAD_DIM)
+        return fa__fail(FA_ERR_SHAPE, "head_dim (%lld) must be in 1..%d", (long long)d->head_dim, FA_ATTN_MAX_HEAD_DIM);
+    if (d->head_dim_v < 0 || d->head_dim_v > FA_ATTN_MAX_HEAD_DIM)
+        return fa__fail(FA_ERR_SHAPE, "head_dim_v (%lld) must be in 1..%d (0 = head_dim)", (long long)d->head_dim_v, FA_ATTN_MAX_HEAD_DIM);
+    p->dk = d->head_dim;
+    p->dv = d->head_dim_v ? d->head_dim_v : d->head_dim;
+    if (d->seqlen_q < 0 || (!d->cu_seqlens_q && d->seqlen_q < 1))
+        return fa__fail(FA_ERR_INVALID, "seqlen_q (%lld) must be >= 1 (or 0 with cu_seqlens_q)", (long long)d->seqlen_q);
+    if (d->seqlen_k < 0) return fa__fail(FA_ERR_INVALID, "seqlen_k (%lld) must be >= 0", (long long)d->seqlen_k);
+
+    /* ---- pointers and dtypes ---- */
+    if (!d->q) return fa__fail(FA_ERR_NULL, "q is NULL");
+    if (!d->k) return fa__fail(FA_ERR_NULL, "k is NULL");
+    if (!d->v) return fa__fail(FA_ERR_NULL, "v is NULL");
+    if (!d->o) return fa__fail(FA_ERR_NULL, "o is NULL");
+    if (!fa__dtype_is_float_io(d->q_type)) return fa__fail(FA_ERR_DTYPE, "q_type (%d) must be f32, f16 or bf16", (int)d->q_type);
+    if (!fa__dtype_known(d->k_type)) return fa__fail(FA_ERR_DTYPE, "k_type (%d) is not a known dtype", (int)d->k_type);
+    if (!fa__dtype_known(d->v_type)) return fa__fail(FA_ERR_DTYPE, "v_type (%d) is not a known dtype", (int)d->v_type);
+    if (!fa__dtype_is_float_io(d->o_type)) return fa__fail(FA_ERR_DTYPE, "o_type (%d) must be f32, f16 or bf16", (int)d->o_type);
+
+    /* ---- scores ---- */
+    if (!fa__finite(d->softmax_scale)) return fa__fail(FA_ERR_INVALID, "softmax_scale is not finite");
+    p->scale = d->softmax_scale != 0.0f ? d->softmax_scale : (float)(1.0 / sqrt((double)p->dk));
+    if (!fa__finite(d->softcap) || d->softcap < 0.0f) return fa__fail(FA_ERR_INVALID, "softcap (%g) must be finite and >= 0", (double)d->softcap);
+    p->softcap = d->softcap;
+    if (!fa__finite(d->k_scale) || !fa__finite(d->v_scale)) return fa__fail(FA_ERR_INVALID, "k_scale/v_scale must be finite");
+    if (d->alibi_batch_stride < 0) return fa__fail(FA_ERR_INVALID, "alibi_batch_stride (%lld) must be >= 0", (long long)d->alibi_batch_stride);
+    p->win_left = p->win_right = -1;
+    if (d->use_window) {
+        p->win_left = d->window_left;
+        p->win_right = d->window_right;
+    }
+    if (d->num_splits < 0) return fa__fail(FA_ERR_INVALID, "num_splits (%lld) must be >= 0", (long long)d->num_splits);
+    if (d->mask) return fa__fail(FA_ERR_UNSUPPORTED, "sparse masks are not available in this build yet");
+
+    /* ---- variable lengths ---- */
+    p->sq_max = d->seqlen_q;
+    p->sk_max = d->seqlen_k;
+    if (d->cu_seqlens_q) {
+        int64_t m;
+        if ((st = fa__check_cu(d->cu_seqlens_q, p->batch, d->seqlen_q, "cu_seqlens_q", &m)) != FA_OK) return st;
+        if (!d->seqlen_q) p->sq_max = m;
+        p->total_q = d->cu_seqlens_q[p->batch];
+    } else {
+        p->total_q = p->sq_max;
+    }
+    if (d->block_table && d->cu_seqlens_k)
+        return fa__fail(FA_ERR_INVALID, "paged KV (block_table) and cu_seqlens_k cannot be combined");
+    if (d->cu_seqlens_k) {
+        int64_t m;
+        if ((st = fa__check_cu(d->cu_seqlens_k, p->batch, d->seqlen_k, "cu_seqlens_k", &m)) != FA_OK) return st;
+        if (!d->seqlen_k) p->sk_max = m;
+        total_k = d->cu_seqlens_k[p->batch];
+    } else {
+        total_k = p->sk_max;
+    }
+    if (d->block_table) {
+        if (d->page_size < 1) return fa__fail(FA_ERR_INVALID, "page_size (%lld) must be >= 1 with a block_table", (long long)d->page_size);
+        if (d->num_pages < 1) return fa__fail(FA_ERR_INVALID, "num_pages (%lld) must be >= 1 with a block_table", (long long)d->num_pages);
+        if (d->block_table_stride < 0) return fa__fail(FA_ERR_INVALID, "block_table_stride (%lld) must be >= 0", (long long)d->block_table_stride);
+        p->bt_stride = d->block_table_stride ? d->block_table_stride
+                                             : (p->sk_max + d->page_size - 1) / d->page_size;
+        if (p->bt_stride * d->page_size < p->sk_max)
+            return fa__fail(FA_ERR_SHAPE, "block_table_stride (%lld) pages of %lld keys cannot hold seqlen_k (%lld)",
+                            (long long)p->bt_stride, (long long)d->page_size, (long long)p->sk_max);
+        if (fa__mul_i64(p->batch, p->bt_stride, &t)) return fa__fail(FA_ERR_OVERFLOW, "batch * block_table_stride overflows");
+    }
+    if (d->seqused_k) {
+        for (b = 0; b < p->batch; b++) {
+            int64_t cap = d->cu_seqlens_k ? (int64_t)d->cu_seqlens_k[b + 1] - d->cu_seqlens_k[b] : p->sk_max;
+            if (d->seqused_k[b] < 0 || d->seqused_k[b] > cap)
+                return fa__fail(FA_ERR_RANGE, "seqused_k[%lld] (%ld) is outside 0..%lld", (long long)b, (long)d->seqused_k[b], (long long)cap);
+        }
+    }
+    if (d->block_table) {
+        for (b = 0; b < p->batch; b++) {
+            int64_t sk = d->seqused_k ? d->seqused_k[b] : p->sk_max;
+            int64_t np = (sk + d->page_size - 1) / d->page_size;
+            for (t = 0; t < np; t++) {
+                int32_t pg = d->block_table[b * p->bt_stride + t];
+                if (pg < 0 || pg >= d->num_pages)
+                    return fa__fail(FA_ERR_RANGE, "block_table[%lld][%lld] = %ld is outside 0..%lld",
+                                    (long long)b, (long long)t, (long)pg, (long long)(d->num_pages - 1));
+            }
+        }
+    }
+
+    /* ---- strides (zero = packed BSHD) and overflow of every reachable offset ---- */
+    {
+        int64_t qrow, krow, vrow, orow, qseq, kseq, vseq, oseq, kext, hq_total;
+        if (fa__mul_i64(p->hq, p->dk, &qrow) || fa__mul_i64(p->hkv, p->dk, &krow) ||
+            fa__mul_i64(p->hkv, p->dv, &vrow) || fa__mul_i64(p->hq, p->dv, &orow))
+            return fa__fail(FA_ERR_OVERFLOW, "heads * head_dim overflows");
+        kext = d->block_table ? d->page_size : p->sk_max;
+        if (fa__mul_i64(p->sq_max, qrow, &qseq) || fa__mul_i64(kext, krow, &kseq) ||
+            fa__mul_i64(kext, vrow, &vseq) || fa__mul_i64(p->sq_max, orow, &oseq) ||
+            fa__mul_i64(p->hq, p->sq_max, &hq_total))
+            return fa__fail(FA_ERR_OVERFLOW, "seqlen * heads * head_dim overflows");
+        p->qs.head = d->q_stride.head ? d->q_stride.head : p->dk;
+        p->qs.seq = d->q_stride.seq ? d->q_stride.seq : qrow;
+        p->qs.batch = d->q_stride.batch ? d->q_stride.batch : qseq;
+        p->ks.head = d->k_stride.head ? d->k_stride.head : p->dk;
+        p->ks.seq = d->k_stride.seq ? d->k_stride.seq : krow;
+        p->ks.batch = d->k_stride.batch ? d->k_stride.batch : kseq;
+        p->vs.head = d->v_stride.head ? d->v_stride.head : p->dv;
+        p->vs.seq = d->v_stride.seq ? d->v_stride.seq : vrow;
+        p->vs.batch = d->v_stride.batch ? d->v_stride.batch : vseq;
+        p->os.head = d->o_stride.head ? d->o_stride.head : p->dv;
+        p->os.seq = d->o_stride.seq ? d->o_stride.seq : orow;
+        p->os.batch = d->o_stride.batch ? d->o_stride.batch : oseq;
+        p->ls.seq = d->lse_stride.seq ? d->lse_stride.seq : 1;
+        if (d->cu_seqlens_q) {
+            p->ls.head = d->lse_stride.head ? d->lse_stride.head : p->total_q;
+            p->ls.batch = 0;
+        } else {
+            p->ls.head = d->lse_stride.head ? d->lse_stride.head : p->sq_max;
+            p->ls.batch = d->lse_stride.batch ? d->lse_stride.batch : hq_total;
+        }
+        {
+            int64_t nbq = d->cu_seqlens_q ? 1 : p->batch, ntq = p->total_q;
+            int64_t nbk = d->block_table ? d->num_pages : (d->cu_seqlens_k ? 1 : p->batch);
+            int64_t ntk = d->block_table ? d->page_size : total_k;
+            if (fa__view_extent(nbq, p->qs.batch, ntq, p->qs.seq, p->hq, p->qs.head, p->dk, fa_dtype_size(d->q_type)))
+                return fa__fail(FA_ERR_OVERFLOW, "q view offsets overflow int64");
+            if (fa__view_extent(nbk, p->ks.batch, ntk, p->ks.seq, p->hkv, p->ks.head, p->dk, fa_dtype_size(d->k_type)))
+                return fa__fail(FA_ERR_OVERFLOW, "k view offsets overflow int64");
+            if (fa__view_extent(nbk, p->vs.batch, ntk, p->vs.seq, p->hkv, p->vs.head, p->dv, fa_dtype_size(d->v_type)))
+                return fa__fail(FA_ERR_OVERFLOW, "v view offsets overflow int64");
+            if (fa__view_extent(nbq, p->os.batch, ntq, p->os.seq, p->hq, p->os.head, p->dv, fa_dtype_size(d->o_type)))
+                return fa__fail(FA_ERR_OVERFLOW, "o view offsets overflow int64");
+            if (d->lse && fa__view_extent(nbq, p->ls.batch, ntq, p->ls.seq, p->hq, p->ls.head, 1, sizeof(float)))
+                return fa__fail(FA_ERR_OVERFLOW, "lse view offsets overflow int64");
+        }
+    }
+    /* per-head arrays are read only now that heads and batch are known not to overflow */
+    for (t = 0; (d->k_head_scale || d->v_head_scale) && t < p->hkv; t++) {
+        if (d->k_head_scale && !fa__finite(d->k_head_scale[t])) return fa__fail(FA_ERR_INVALID, "k_head_scale[%lld] is not finite", (long long)t);
+        if (d->v_head_scale && !fa__finite(d->v_head_scale[t])) return fa__fail(FA_ERR_INVALID, "v_head_scale[%lld] is not finite", (long long)t);
+    }
+    if (d->alibi_slopes) {
+        int64_t nb = d->alibi_batch_stride ? p->batch : 1;
+        for (b = 0; b < nb; b++)
+            for (t = 0; t < p->hq; t++)
+                if (!fa__finite(d->alibi_slopes[b * d->alibi_batch_stride + t]))
+                    return fa__fail(FA_ERR_INVALID, "alibi slope [%lld][%lld] is not finite", (long long)b, (long long)t);
+    }
+    /* A window side larger than any distance is the same as unbounded; clamping keeps the
+       diagonal arithmetic far from int64 limits. */
+    if (p->win_left > p->sq_max + p->sk_max) p->win_left = p->sq_max + p->sk_max;
+    if (p->win_right > p->sq_max + p->sk_max) p->win_right = p->sq_max + p->sk_max;
+
+    p->ws_bytes = fa__attn_ws_bytes(p->dk, p->dv);
+    if (d->workspace) {
+        if (((uintptr_t)d->workspace & 63) != 0) return fa__fail(FA_ERR_ALIGN, "workspace must be 64-byte aligned");
+        if (d->workspace_size < p->ws_bytes)
+            return fa__fail(FA_ERR_INVALID, "workspace_size (%zu) is less than the %zu bytes needed",
+                            d->workspace_size, p->ws_bytes);
+    }
+    return FA_OK;
+}
+
+FLASHATTN_DEF fa_status fa_attn_validate(const fa_attn_desc *d)
+{
+    fa__attn_plan p;
+    return fa__attn_prepare(d, &p);
+}
+
+FLASHATTN_DEF fa_status fa_attn_workspace_size(const fa_attn_desc *d, size_t *bytes)
+{
+    fa__attn_plan p;
+    fa_status st;
+    if (!bytes) return fa__fail(FA_ERR_NULL, "bytes is NULL");
+    if ((st = fa__attn_prepare(d, &p)) != FA_OK) return st;
+    *bytes = p.ws_bytes;
+    return FA_OK;
+}
+
+FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_info *info)
+{
+    fa__attn_plan p;
+    fa_status st;
+    int64_t nq, nk, io = 0, t, naive;
+    if (!info) return fa__fail(FA_ERR_NULL, "info is NULL");
+    if ((st = fa__attn_prepare(d, &p)) != FA_OK) return st;
+    nq = d->cu_seqlens_q ? p.total_q : p.batch * p.sq_max;
+    nk = d->cu_seqlens_k ? (int64_t)d->cu_seqlens_k[p.batch] : p.batch * p.sk_max;
+    if (fa__mul_i64(nq, p.hq * p.dk * (int64_t)fa_dtype_size(d->q_type), &t) || fa__add_i64(io, t, &io) ||
+        fa__mul_i64(nk, p.hkv * p.dk * (int64_t)fa_dtype_size(d->k_type), &t) || fa__add_i64(io, t, &io) ||
+        fa__mul_i64(nk, p.hkv * p.dv * (int64_t)fa_dtype_size(d->v_type), &t) || fa__add_i64(io, t, &io) ||
+        fa__mul_i64(nq, p.hq * p.dv * (int64_t)fa_dtype_size(d->o_type), &t) || fa__add_i64(io, t, &io) ||
+        (d->lse && (fa__mul_i64(nq, p.hq * 4, &t) || fa__add_i64(io, t, &io))))
+        return fa__fail(FA_ERR_OVERFLOW, "tensor sizes overflow int64");
+    if (fa__mul_i64(p.batch, p.hq, &naive) || fa__mul_i64(naive, p.sq_max, &naive) ||
+        fa__mul_i64(naive, p.sk_max, &naive) || fa__mul_i64(naive, 4, &naive))
+        return fa__fail(FA_ERR_OVERFLOW, "the naive score matrix size overflows int64");
+    if ((uint64_t)io > (uint64_t)SIZE_MAX || (uint64_t)naive > (uint64_t)SIZE_MAX)
+        return fa__fail(FA_ERR_OVERFLOW, "sizes exceed size_t");
+    info->io_bytes = (size_t)io;
+    info->flash_bytes = p.ws_bytes;
+    info->naive_bytes = (size_t)naive;
+    return FA_OK;
+}
+
+/* ---- the tiled kernel ----
+   One unit of work is (sequence b, kv head hk, a chunk of the query heads that share it, a tile
+   of queries). Its rows are (query, head) pairs, at most FA__ROWS of them, so the K/V tile
+   loaded once serves every query head of the GQA group. For each tile of FA__BK keys, each row
+   runs the online softmax update (FlashAttention-2, Algorithm 1, lines 8-10):
+       m' = max(m, max_j s_j);  l' = l*exp(m-m') + sum_j exp(s_j-m');  O' = O*exp(m-m') + P V
+   and at the end O /= l, lse = m + log(l). Keys outside a row's visible interval are never
+   touched, and key tiles outside the union of the rows' intervals are never loaded. */
+typedef struct fa__attn_ws {
+    float *q, *k, *v, *s, *o, *m, *l;
+    unsigned char *seen;
+} fa__attn_ws;
+
+static void fa__attn_ws_carve(fa__attn_ws *w, void *base, int64_t dk, int64_t dv)
+{
+    unsigned char *p = (unsigned char *)base;
+    size_t f = sizeof(float);
+    w->q = (float *)p; p += fa__round64((size_t)(FA__ROWS * dk) * f);
+    w->k = (float *)p; p += fa__round64((size_t)(FA__BK * dk) * f);
+    w->v = (float *)p; p += fa__round64((size_t)(FA__BK * dv) * f);
+    w->s = (float *)p; p += fa__round64((size_t)FA__BK * f);
+    w->o = (float *)p; p += fa__round64((size_t)(FA__ROWS * dv) * f);
+    w->m = (float *)p; p += fa__round64((size_t)FA__ROWS * f);
+    w->l = (float *)p; p += fa__round64((size_t)FA__ROWS * f);
+    w->seen = p;
+}
+
+static float fa__dot_f32(const float *a, const float *b, int64_t n)
+{
+    /* eight partial sums: shorter dependency chains and rounding error that grows with n/8
+       rather than n; the compiler may map them onto one vector register */
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    int k;
+    for (; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    for (k = 0; i < n; i++, k++) acc[k] += a[i] * b[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+typedef struct fa__unit {
+    int64_t b, hk, h0, nh, i0, nq; /* sequence, kv head, first q head and count, queries */
+} fa__unit;
+
+static void fa__attn_unit(const fa__attn_plan *p, const fa__unit *u, const fa__attn_ws *w)
+{
+    const fa_attn_desc *d = p->d;
+    fa__seq s;
+    int64_t nrows = u->nh * u->nq, r, j0, kmin, kmax, tmp;
+    const int64_t dk = p->dk, dv = p->dv;
+    float kmul = fa__kv_scale(d->k_scale, d->k_head_scale, u->hk);
+    float vmul = fa__kv_scale(d->v_scale, d->v_head_scale, u->hk);
+    fa__attn_seq(p, u->b, &s);
+
+    /* rows are query-major: row r = (query u->i0 + r / nh, head u->h0 + r % nh) */
+    for (r = 0; r < nrows; r++) {
+        int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
+        const void *src = fa__elem_ptr(d->q, d->q_type, s.q_base + (s.q_tok0 + i) * p->qs.seq + h * p->qs.head);
+        fa__load_row(w->q + r * dk, src, d->q_type, dk, 1.0f);
+        memset(w->o + r * dv, 0, (size_t)dv * sizeof(float));
+        w->m[r] = -INFINITY;
+        w->l[r] = 0.0f;
+        w->seen[r] = 0;
+    }
+    /* the rows' intervals are monotone in the query index: the union is [lo(first), hi(last)) */
+    fa__row_range(p, &s, u->i0, &kmin, &tmp);
+    fa__row_range(p, &s, u->i0 + u->nq - 1, &tmp, &kmax);
+
+    for (j0 = kmin; j0 < kmax; j0 += FA__BK) {
+        int64_t j1 = j0 + FA__BK < kmax ? j0 + FA__BK : kmax, j;
+        for (j = j0; j < j1; j++) {
+            int64_t ko, vo;
+            fa__kv_offsets(p, &s, u->b, j, u->hk, &ko, &vo);
+            fa__load_row(w->k + (j - j0) * dk, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, kmul);
+            fa__load_row(w->v + (j - j0) * dv, fa__elem_ptr(d->v, d->v_type, vo), d->v_type, dv, vmul);
+        }
+        for (r = 0; r < nrows; r++) {
+            int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, lo, hi, c, c0, c1;
+            float mx, mnew, corr, sum = 0.0f, *o = w->o + r * dv, slope = 0.0f;
+            fa__row_range(p, &s, i, &lo, &hi);
+            c0 = (lo > j0 ? lo : j0) - j0;
+            c1 = (hi < j1 ? hi : j1) - j0;
+            if (c0 >= c1) continue;
+            if (d->alibi_slopes) slope = d->alibi_slopes[u->b * d->alibi_batch_stride + h];
+            mx = w->m[r];
+            for (c = c0; c < c1; c++) {
+                float sc = p->scale * fa__dot_f32(w->q + r * dk, w->k + c * dk, dk);
+                if (p->softcap > 0.0f) sc = p->softcap * tanhf(sc / p->softcap);
+                if (slope != 0.0f) {
+                    int64_t dist = i + s.off - (j0 + c);
+                    sc -= slope * (float)(dist < 0 ? -dist : dist);
+                }
+                w->s[c] = sc;
+                if (sc > mx || sc != sc) mx = sc; /* NaN-propagating max: a NaN logit poisons the row */
+            }
+            mnew = mx;
+            corr = expf(w->m[r] - mnew); /* 0 on the first visible tile (m = -inf) */
+            if (w->seen[r] && corr != 1.0f)
+                for (c = 0; c < dv; c++) o[c] *= corr;
+            for (c = c0; c < c1; c++) {
+                float pr = expf(w->s[c] - mnew);
+                const float *vr = w->v + c * dv;
+                int64_t e;
+                sum += pr;
+                for (e = 0; e < dv; e++) o[e] += pr * vr[e];
+            }
+            w->l[r] = (w->seen[r] ? w->l[r] * corr : 0.0f) + sum;
+            w->m[r] = mnew;
+            w->seen[r] = 1;
+        }
+    }
+
+    for (r = 0; r < nrows; r++) {
+        int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, e;
+        float *o = w->o + r * dv, lse;
+        if (w->seen[r]) {
+            float inv = 1.0f / w->l[r];
+            for (e = 0; e < dv; e++) o[e] *= inv;
+            lse = w->m[r] + logf(w->l[r]);
+        } else {
+            lse = -INFINITY; /* nothing visible: o stays 0 */
+        }
+        fa__store_row((unsigned char *)d->o + (s.o_base + (s.q_tok0 + i) * p->os.seq + h * p->os.head) *
+                          (int64_t)fa_dtype_size(d->o_type),
+                      d->o_type, o, dv);
+        if (d->lse) d->lse[s.l_base + h * p->ls.head + (s.q_tok0 + i) * p->ls.seq] = lse;
+    }
+}
+
+FLASHATTN_DEF fa_status fa_attn_forward(const fa_attn_desc *d)
+{
+    fa__attn_plan p;
+    fa__attn_ws w;
+    fa_status st;
+    void *ws;
+    int64_t b, hk, hc, i0, heads_per_unit, q_per_unit;
+    if ((st = fa__attn_prepare(d, &p)) != FA_OK) return st;
+    ws = d->workspace;
+    if (!ws) {
+        ws = fa_aligned_alloc(p.ws_bytes, 64);
+        if (!ws) return fa__fail(FA_ERR_NOMEM, "cannot allocate %zu bytes of attention workspace", p.ws_bytes);
+    }
+    fa__attn_ws_carve(&w, ws, p.dk, p.dv);
+    /* a unit holds up to FA__ROWS (query, head) rows: whole GQA groups when they fit */
+    heads_per_unit = p.group < FA__ROWS ? p.group : FA__ROWS;
+    q_per_unit = FA__ROWS / heads_per_unit;
+    for (b = 0; b < p.batch; b++) {
+        fa__seq s;
+        fa__attn_seq(&p, b, &s);
+        for (hk = 0; hk < p.hkv; hk++)
+            for (hc = 0; hc < p.group; hc += heads_per_unit)
+                for (i0 = 0; i0 < s.sq; i0 += q_per_unit) {
+                    fa__unit u;
+                    u.b = b;
+                    u.hk = hk;
+                    u.h0 = hk * p.group + hc;
+                    u.nh = p.group - hc < heads_per_unit ? p.group - hc : heads_per_unit;
+                    u.i0 = i0;
+                    u.nq = s.sq - i0 < q_per_unit ? s.sq - i0 : q_per_unit;
+                    fa__attn_unit(&p, &u, &w);
+                }
+    }
+    if (!d->workspace) fa_aligned_free(ws);
+    return FA_OK;
+}
+
+/* ---- the reference ----
+   Row by row, in double precision, every logit materialised, no tiling, no online softmax: the
+   formula in the section comment written out directly. It shares only validation and stride
+   defaults with the tiled path; sequence bounds, paging and masking are computed here afresh so
+   that a bug in the fast path's bookkeeping cannot hide in both. */
+static double fa__ref_elem(const void *base, fa_dtype t, int64_t off)
+{
+    return (double)fa__elem_f32(base, t, off);
+}
+
+FLASHATTN_DEF fa_status fa_attn_reference(const fa_attn_desc *d)
+{
+    fa__attn_plan p;
+    fa_status st;
+    double *sc, *acc;
+    float *orow;
+    int64_t b, h, i, j, e;
+    if ((st = fa__attn_prepare(d, &p)) != FA_OK) return st;
+    sc = (double *)FLASHATTN_MALLOC((size_t)(p.sk_max > 0 ? p.sk_max : 1) * sizeof(double));
+    acc = (double *)FLASHATTN_MALLOC((size_t)p.dv * sizeof(double));
+    orow = (float *)FLASHATTN_MALLOC((size_t)p.dv * sizeof(float));
+    if (!sc || !acc || !orow) {
+        FLASHATTN_FREE(sc);
+        FLASHATTN_FREE(acc);
+        FLASHATTN_FREE(orow);
+        return fa__fail(FA_ERR_NOMEM, "cannot allocate reference scratch");
+    }
+    for (b = 0; b < p.batch; b++) {
+        /* this sequence's queries and keys */
+        int64_t q0 = d->cu_seqlens_q ? d->cu_seqlens_q[b] : 0;
+        int64_t sq = d->cu_seqlens_q ? d->cu_seqlens_q[b + 1] - q0 : p.sq_max;
+        int64_t k0 = d->cu_seqlens_k ? d->cu_seqlens_k[b] : 0;
+        int64_t sk = d->cu_seqlens_k ? d->cu_seqlens_k[b + 1] - k0 : p.sk_max;
+        int64_t qb = d->cu_seqlens_q ? 0 : b, kb = (d->cu_seqlens_k || d->block_table) ? 0 : b;
+        if (d->seqused_k) sk = d->seqused_k[b];
+        for (h = 0; h < p.hq; h++) {
+            int64_t hk = h / p.group;
+            double kmul = d->k_head_scale ? d->k_head_scale[hk] : d->k_scale;
+            double vmul = d->v_head_scale ? d->v_head_scale[hk] : d->v_scale;
+            double slope = d->alibi_slopes ? d->alibi_slopes[b * d->alibi_batch_stride + h] : 0.0;
+            if (kmul == 0.0) kmul = 1.0;
+            if (vmul == 0.0) vmul = 1.0;
+            for (i = 0; i < sq; i++) {
+                int64_t qoff = qb * p.qs.batch + (q0 + i) * p.qs.seq + h * p.qs.head;
+                int64_t diag = i + sk - sq; /* bottom-right aligned diagonal */
+                double mx = -INFINITY, sum = 0.0, lse;
+                int any = 0;
+                for (j = 0; j < sk; j++) {
+                    int64_t koff;
+                    double dot = 0.0;
+                    int vis = 1;
+                    if (d->causal && j > diag) vis = 0;
+                    if (d->use_window && d->window_left >= 0 && j < diag - d->window_left) vis = 0;
+                    if (d->use_window && d->window_right >= 0 && j > diag + d->window_right) vis = 0;
+                    if (!vis) continue;
+                    if (d->block_table) {
+                        int64_t page = d->block_table[b * p.bt_stride + j / d->page_size];
+                        koff = page * p.ks.batch + (j % d->page_size) * p.ks.seq + hk * p.ks.head;
+                    } else {
+                        koff = kb * p.ks.batch + (k0 + j) * p.ks.seq + hk * p.ks.head;
+                    }
+                    for (e = 0; e < p.dk; e++)
+                        dot += fa__ref_elem(d->q, d->q_type, qoff + e) * (fa__ref_elem(d->k, d->k_type, koff + e) * kmul);
+                    dot *= (double)p.scale;
+                    if (d->softcap > 0.0f) dot = (double)d->softcap * tanh(dot / (double)d->softcap);
+                    dot -= slope * fabs((double)(diag - j));
+                    sc[j] = dot;
+                    if (!any || dot > mx || dot != dot) mx = dot;
+                    any = 1;
+                }
+                for (e = 0; e < p.dv; e++) acc[e] = 0.0;
+                if (any) {
+                    for (j = 0; j < sk; j++) {
+                        int64_t voff;
+                        double w;
+                        if (d->causal && j > diag) continue;
+                        if (d->use_window && d->window_left >= 0 && j < diag - d->window_left) continue;
+                        if (d->use_window && d->window_right >= 0 && j > diag + d->window_right) continue;
+                        w = exp(sc[j] - mx);
+                        sum += w;
+                        if (d->block_table)
+                            voff = d->block_table[b * p.bt_stride + j / d->page_size] * p.vs.batch +
+                                   (j % d->page_size) * p.vs.seq + hk * p.vs.head;
+                        else
+                            voff = kb * p.vs.batch + (k0 + j) * p.vs.seq + hk * p.vs.head;
+                        for (e = 0; e < p.dv; e++)
+                            acc[e] += w * (fa__ref_elem(d->v, d->v_type, voff + e) * vmul);
+                    }
+                    for (e = 0; e < p.dv; e++) orow[e] = (float)(acc[e] / sum);
+                    lse = mx + log(sum);
+                } else {
+                    for (e = 0; e < p.dv; e++) orow[e] = 0.0f;
+                    lse = -INFINITY;
+                }
+                fa__store_row((unsigned char *)d->o + (qb * p.os.batch + (q0 + i) * p.os.seq + h * p.os.head) *
+                                  (int64_t)fa_dtype_size(d->o_type),
+                              d->o_type, orow, p.dv);
+                if (d->lse) d->lse[qb * p.ls.batch + h * p.ls.head + (q0 + i) * p.ls.seq] = (float)lse;
+            }
+        }
+    }
+    FLASHATTN_FREE(sc);
+    FLASHATTN_FREE(acc);
+    FLASHATTN_FREE(orow);
+    return FA_OK;
+}
+
+/* ---- merge ---- */
+FLASHATTN_DEF fa_status fa_attn_merge(const fa_merge_desc *m)
+{
+    fa_strides ps, ls, os, lo;
+    int64_t psplit, lsplit, b, t, h, e, k, rowv, hs, t2;
+    size_t oes;
+    if (!m) return fa__fail(FA_ERR_NULL, "merge desc is NULL");
+    if (m->num_splits < 1) return fa__fail(FA_ERR_INVALID, "num_splits (%lld) must be >= 1", (long long)m->num_splits);
+    if (m->batch < 1 || m->seqlen < 1 || m->heads < 1 || m->head_dim_v < 1)
+        return fa__fail(FA_ERR_INVALID, "batch, seqlen, heads and head_dim_v must be >= 1");
+    if (!m->o_parts) return fa__fail(FA_ERR_NULL, "o_parts is NULL");
+    if (!m->lse_parts) return fa__fail(FA_ERR_NULL, "lse_parts is NULL");
+    if (!m->o) return fa__fail(FA_ERR_NULL, "o is NULL");
+    if (!fa__dtype_is_float_io(m->o_parts_type)) return fa__fail(FA_ERR_DTYPE, "o_parts_type must be f32, f16 or bf16");
+    if (!fa__dtype_is_float_io(m->o_type)) return fa__fail(FA_ERR_DTYPE, "o_type must be f32, f16 or bf16");
+    if (fa__mul_i64(m->heads, m->head_dim_v, &rowv) || fa__mul_i64(m->seqlen, rowv, &t2) ||
+        fa__mul_i64(m->heads, m->seqlen, &hs))
+        return fa__fail(FA_ERR_OVERFLOW, "merge sizes overflow int64");
+    ps.head = m->o_parts_stride.head ? m->o_parts_stride.head : m->head_dim_v;
+    ps.seq = m->o_parts_stride.seq ? m->o_parts_stride.seq : rowv;
+    ps.batch = m->o_parts_stride.batch ? m->o_parts_stride.batch : t2;
+    if (m->o_parts_split_stride) psplit = m->o_parts_split_stride;
+    else if (fa__mul_i64(m->batch, t2, &psplit)) return fa__fail(FA_ERR_OVERFLOW, "merge sizes overflow int64");
+    ls.seq = m->lse_parts_stride.seq ? m->lse_parts_stride.seq : 1;
+    ls.head = m->lse_parts_stride.head ? m->lse_parts_stride.head : m->seqlen;
+    ls.batch = m->lse_parts_stride.batch ? m->lse_parts_stride.batch : hs;
+    if (m->lse_parts_split_stride) lsplit = m->lse_parts_split_stride;
+    else if (fa__mul_i64(m->batch, hs, &lsplit)) return fa__fail(FA_ERR_OVERFLOW, "merge sizes overflow int64");
+    os.head = m->o_stride.head ? m->o_stride.head : m->head_dim_v;
+    os.seq = m->o_stride.seq ? m->o_stride.seq : rowv;
+    os.batch = m->o_stride.batch ? m->o_stride.batch : t2;
+    lo.seq = m->lse_stride.seq ? m->lse_stride.seq : 1;
+    lo.head = m->lse_stride.head ? m->lse_stride.head : m->seqlen;
+    lo.batch = m->lse_stride.batch ? m->lse_stride.batch : hs;
+    if (fa__view_extent(m->num_splits, psplit, m->batch, ps.batch, m->seqlen, ps.seq, 0, 1) ||
+        fa__view_extent(m->heads, ps.head, 1, 0, 1, 0, m->head_dim_v, fa_dtype_size(m->o_parts_type)) ||
+        fa__view_extent(m->num_splits, lsplit, m->batch, ls.batch, m->seqlen, ls.seq, 0, 1) ||
+        fa__view_extent(m->batch, os.batch, m->seqlen, os.seq, m->heads, os.head, m->head_dim_v, fa_dtype_size(m->o_type)))
+        return fa__fail(FA_ERR_OVERFLOW, "merge view offsets overflow int64");
+    oes = fa_dtype_size(m->o_type);
+    for (b = 0; b < m->batch; b++)
+        for (t = 0; t < m->seqlen; t++)
+            for (h = 0; h < m->heads; h++) {
+                float mx = -INFINITY, wsum = 0.0f, lse;
+                unsigned char *out = (unsigned char *)m->o + (b * os.batch + t * os.seq + h * os.head) * (int64_t)oes;
+                int64_t lrow = b * ls.batch + t * ls.seq + h * ls.head;
+                int64_t prow = b * ps.batch + t * ps.seq + h * ps.head;
+                for (k = 0; k < m->num_splits; k++) {
+                    float x = m->lse_parts[k * lsplit + lrow];
+                    if (x > mx || x != x) mx = x;
+                }
+                if (mx == -INFINITY) { /* every part empty */
+                    float z = 0.0f;
+                    for (e = 0; e < m->head_dim_v; e++) fa__store_row(out + e * (int64_t)oes, m->o_type, &z, 1);
+                    lse = -INFINITY;
+                } else {
+                    for (k = 0; k < m->num_splits; k++) wsum += expf(m->lse_parts[k * lsplit + lrow] - mx);
+                    for (e = 0; e < m->head_dim_v; e++) {
+                        float acc = 0.0f, val;
+                        for (k = 0; k < m->num_splits; k++) {
+                            float w = expf(m->lse_parts[k * lsplit + lrow] - mx);
+                            if (w == 0.0f) continue; /* empty part: its o may be anything */
+                            acc += w * fa__elem_f32(m->o_parts, m->o_parts_type, k * psplit + prow + e);
+                        }
+                        val = acc / wsum;
+                        fa__store_row(out + e * (int64_t)oes, m->o_type, &val, 1);
+                    }
+                    lse = mx + logf(wsum);
+                }
+                if (m->lse) m->lse[b * lo.batch + t * lo.seq + h * lo.head] = lse;
+            }
+    return FA_OK;
+}
 
 /* ============================================================================================
    mask (implementation)

@@ -1,0 +1,1144 @@
+/* tests/test_attn.c - attention section: fa_attn_forward against fa_attn_reference on random
+   configurations covering every feature and their combinations, the reference against hand
+   and direct computations, numerical robustness, fa_attn_merge, validation and allocation
+   failure.
+
+   Accuracy metric. The output is a convex combination of V rows, so the natural scale of its
+   rounding error is sum_j p_j |v_j|: we run the reference a second time with |V| and require
+       |o - ref| <= tol * ref(|V|)  (+ the output dtype's own rounding of ref)
+   with tol = 1e-5 + 2*FLT_EPSILON*L for f32 accumulation, where L bounds the magnitude of the
+   terms that make up a logit (Cauchy-Schwarz: scale * max|q| * max|k| + the largest ALiBi bias):
+   a logit computed in f32 carries an absolute error of order eps*L, and every weight inherits it
+   as a relative error, so no f32 implementation can do better on peaked inputs. For unit-variance
+   inputs the second term is a few 1e-6. This is a max relative error that stays meaningful when
+   an output element is a cancelling sum close to 0. */
+
+/* Allocation is counted (and can be made to fail at the n-th call) through the library's
+   FLASHATTN_MALLOC hooks. */
+#include <stdlib.h>
+static long t_alloc_calls, t_live_allocs;
+static long t_fail_at = -1; /* fail the allocation with this index (0-based); -1 = never */
+static void *t_malloc(size_t n)
+{
+    long idx = t_alloc_calls++;
+    void *p;
+    if (t_fail_at >= 0 && idx == t_fail_at) return NULL;
+    p = malloc(n);
+    if (p) t_live_allocs++;
+    return p;
+}
+static void t_free(void *p)
+{
+    if (p) t_live_allocs--;
+    free(p);
+}
+#define FLASHATTN_MALLOC(n) t_malloc(n)
+#define FLASHATTN_REALLOC(p, n) realloc(p, n)
+#define FLASHATTN_FREE(p) t_free(p)
+
+#define FLASHATTN_IMPLEMENTATION
+#include "flashattn.h"
+#include "harness.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------
+   Test tensors: a buffer plus the view the descriptor sees.
+   ------------------------------------------------------------------------------------------ */
+typedef struct tview {
+    unsigned char *buf;   /* allocation */
+    size_t bytes;
+    fa_dtype t;
+    int64_t n0, n1, n2, dim;  /* extents: batch (or pages), tokens, heads, dim */
+    fa_strides st;            /* resolved strides (what the library will use) */
+    fa_strides given;         /* what the descriptor gets (zeros where default) */
+    int64_t base;             /* element offset of the view's first element in buf */
+} tview;
+
+static size_t esz(fa_dtype t) { return fa_dtype_size(t); }
+
+static double get_elem(const tview *v, int64_t off)
+{
+    const unsigned char *p = v->buf + (size_t)(v->base + off) * esz(v->t);
+    uint16_t h;
+    switch (v->t) {
+    case FA_F32: { float f; memcpy(&f, p, 4); return f; }
+    case FA_F16: memcpy(&h, p, 2); return fa_f16_to_f32(h);
+    case FA_BF16: memcpy(&h, p, 2); return fa_bf16_to_f32(h);
+    case FA_E4M3: return fa_e4m3_to_f32(*p);
+    case FA_E5M2: return fa_e5m2_to_f32(*p);
+    default: return 0;
+    }
+}
+
+static void set_elem(tview *v, int64_t off, double x)
+{
+    unsigned char *p = v->buf + (size_t)(v->base + off) * esz(v->t);
+    uint16_t h;
+    switch (v->t) {
+    case FA_F32: { float f = (float)x; memcpy(p, &f, 4); break; }
+    case FA_F16: h = fa_f32_to_f16((float)x); memcpy(p, &h, 2); break;
+    case FA_BF16: h = fa_f32_to_bf16((float)x); memcpy(p, &h, 2); break;
+    case FA_E4M3: case FA_E5M2: {
+        /* nearest finite FP8 value, by search over all 256 codes (test-only encoder, independent
+           of the library's) */
+        int c, best = 0;
+        double bd = INFINITY;
+        for (c = 0; c < 256; c++) {
+            double y = v->t == FA_E4M3 ? fa_e4m3_to_f32((uint8_t)c) : fa_e5m2_to_f32((uint8_t)c);
+            if (isfinite(y) && fabs(y - x) < bd) { bd = fabs(y - x); best = c; }
+        }
+        *p = (uint8_t)best;
+        break;
+    }
+    default: break;
+    }
+}
+
+static void *view_ptr(const tview *v) { return v->buf + (size_t)v->base * esz(v->t); }
+
+/* Layouts: 0 packed BSHD (strides left 0), 1 BHSD, 2 padded/non-contiguous BSHD,
+   3 reversed heads (negative head stride). */
+static void view_make(tview *v, fa_dtype t, int64_t n0, int64_t n1, int64_t n2, int64_t dim, int layout)
+{
+    int64_t ph = 0, ps = 0, pb = 0, total;
+    memset(v, 0, sizeof *v);
+    v->t = t; v->n0 = n0; v->n1 = n1; v->n2 = n2; v->dim = dim;
+    switch (layout) {
+    case 1:
+        v->st.head = n1 * dim; v->st.seq = dim; v->st.batch = n2 * n1 * dim;
+        v->given = v->st;
+        break;
+    case 2:
+        ph = fa_t_randint(5); ps = fa_t_randint(9); pb = fa_t_randint(17);
+        v->st.head = dim + ph; v->st.seq = n2 * (dim + ph) + ps; v->st.batch = n1 * v->st.seq + pb;
+        v->given = v->st;
+        break;
+    case 3:
+        v->st.head = -dim; v->st.seq = n2 * dim; v->st.batch = n1 * n2 * dim;
+        v->given = v->st;
+        v->base = (n2 - 1) * dim;
+        break;
+    default:
+        v->st.head = dim; v->st.seq = n2 * dim; v->st.batch = n1 * n2 * dim;
+        break; /* given stays zero: the library's packed default */
+    }
+    total = v->base + (n0 - 1) * v->st.batch + (n1 - 1) * v->st.seq +
+            (v->st.head > 0 ? (n2 - 1) * v->st.head : 0) + dim + 1;
+    v->bytes = (size_t)total * esz(t);
+    v->buf = (unsigned char *)malloc(v->bytes ? v->bytes : 1);
+    memset(v->buf, 0xa5, v->bytes); /* padding holds a recognisable pattern */
+}
+
+static void view_free(tview *v) { free(v->buf); v->buf = NULL; }
+
+static int64_t voff(const tview *v, int64_t i0, int64_t i1, int64_t i2)
+{
+    return i0 * v->st.batch + i1 * v->st.seq + i2 * v->st.head;
+}
+
+static void view_fill(tview *v, double mag)
+{
+    int64_t a, b, c, e;
+    for (a = 0; a < v->n0; a++)
+        for (b = 0; b < v->n1; b++)
+            for (c = 0; c < v->n2; c++)
+                for (e = 0; e < v->dim; e++) set_elem(v, voff(v, a, b, c) + e, mag * fa_t_normal());
+}
+
+/* Replace every element of the view by its absolute value (sign bit cleared). */
+static void view_abs(tview *v)
+{
+    int64_t a, b, c, e;
+    for (a = 0; a < v->n0; a++)
+        for (b = 0; b < v->n1; b++)
+            for (c = 0; c < v->n2; c++)
+                for (e = 0; e < v->dim; e++) {
+                    unsigned char *p = v->buf + (size_t)(v->base + voff(v, a, b, c) + e) * esz(v->t);
+                    p[esz(v->t) - 1] &= 0x7f; /* little-endian: the sign is the top bit */
+                }
+}
+
+/* ------------------------------------------------------------------------------------------
+   A random problem.
+   ------------------------------------------------------------------------------------------ */
+typedef struct problem {
+    fa_attn_desc d;
+    tview q, k, v, o;
+    int64_t hq, hkv, dk, dv, batch, sq, sk;
+    int32_t *cu_q, *cu_k, *used_k, *bt;
+    float *alibi, *ks, *vs;
+    float *lse;
+    int64_t total_q, lse_n;
+    int packed_qkv;
+    unsigned char *qkv_buf;
+    char what[256];
+} problem;
+
+static int64_t pick(const int64_t *xs, int n) { return xs[fa_t_randint(n)]; }
+
+static fa_dtype rand_float_dtype(void)
+{
+    static const fa_dtype ts[] = {FA_F32, FA_F32, FA_F16, FA_BF16};
+    return ts[fa_t_randint(4)];
+}
+
+static void problem_free(problem *p)
+{
+    if (p->packed_qkv) {
+        free(p->qkv_buf);
+        p->q.buf = p->k.buf = p->v.buf = NULL;
+    } else {
+        view_free(&p->q); view_free(&p->k); view_free(&p->v);
+    }
+    view_free(&p->o);
+    free(p->cu_q); free(p->cu_k); free(p->used_k); free(p->bt);
+    free(p->alibi); free(p->ks); free(p->vs); free(p->lse);
+    memset(p, 0, sizeof *p);
+}
+
+/* Work budget of one random problem in multiply-adds of the reference. */
+#ifdef FA_TEST_SANITIZED
+#define WORK_CAP 1500000
+#else
+#define WORK_CAP 6000000
+#endif
+
+static void problem_random(problem *p)
+{
+    static const int64_t odd[] = {1, 2, 7, 16, 31, 63, 64, 65, 100, 129, 200};
+    static const int64_t dims[] = {1, 3, 8, 16, 32, 48, 63, 64, 65, 80, 96, 128, 160, 256};
+    static const int64_t groups[] = {1, 1, 2, 3, 4, 8, 16};
+    fa_attn_desc *d = &p->d;
+    int64_t b, group, cap, layout_q, layout_kv, layout_o, work;
+    int varlen_q, varlen_k, paged, used;
+    memset(p, 0, sizeof *p);
+
+    p->batch = 1 + fa_t_randint(3);
+    p->hkv = 1 + fa_t_randint(3);
+    group = pick(groups, 7);
+    p->hq = p->hkv * group;
+    p->dk = pick(dims, 14);
+    p->dv = fa_t_randint(3) == 0 ? pick(dims, 14) : p->dk;
+    p->sq = fa_t_randint(3) == 0 ? 1 + fa_t_randint(150) : pick(odd, 11);
+    p->sk = fa_t_randint(3) == 0 ? fa_t_randint(200) : pick(odd, 11);
+    if (fa_t_randint(10) == 0) p->sq = 1; /* decode */
+    /* keep the reference affordable */
+    for (;;) {
+        work = p->batch * p->hq * p->sq * (p->sk + 1) * (p->dk + p->dv);
+        if (work <= WORK_CAP) break;
+        if (p->sk > 16) p->sk = p->sk * 2 / 3;
+        else if (p->sq > 16) p->sq = p->sq * 2 / 3;
+        else if (p->hq > p->hkv) { p->hq = p->hkv; }
+        else if (p->dk > 32) { p->dk /= 2; p->dv = p->dk; }
+        else break;
+    }
+    group = p->hq / p->hkv;
+
+    /* one buffer holding q, k and v (self-attention): needs sq == sk and dv == dk */
+    p->packed_qkv = fa_t_randint(8) == 0;
+    if (p->packed_qkv) {
+        p->sq = p->sk = p->sq < p->sk ? p->sq : (p->sk ? p->sk : 1);
+        p->dv = p->dk;
+    }
+    varlen_q = !p->packed_qkv && fa_t_randint(4) == 0;
+    paged = !p->packed_qkv && fa_t_randint(4) == 0;
+    varlen_k = !p->packed_qkv && !paged && fa_t_randint(4) == 0;
+    used = fa_t_randint(4) == 0;
+
+    d->batch = p->batch;
+    d->heads_q = p->hq;
+    d->heads_kv = (group == 1 && fa_t_randint(2)) ? 0 : p->hkv; /* 0 = heads_q */
+    d->head_dim = p->dk;
+    d->head_dim_v = p->dv == p->dk && fa_t_randint(2) ? 0 : p->dv;
+    d->q_type = rand_float_dtype();
+    d->o_type = rand_float_dtype();
+    if (fa_t_randint(5) == 0) {
+        d->k_type = fa_t_randint(2) ? FA_E4M3 : FA_E5M2;
+        d->v_type = fa_t_randint(2) ? FA_E4M3 : FA_E5M2;
+    } else {
+        d->k_type = rand_float_dtype();
+        d->v_type = fa_t_randint(3) ? d->k_type : rand_float_dtype();
+    }
+    if (p->packed_qkv) d->k_type = d->v_type = d->q_type;
+
+    /* sequence lengths */
+    p->total_q = p->sq;
+    if (varlen_q) {
+        p->cu_q = (int32_t *)malloc((size_t)(p->batch + 1) * sizeof(int32_t));
+        p->cu_q[0] = (int32_t)fa_t_randint(3); /* the packed axis may start past 0 */
+        for (b = 0; b < p->batch; b++) p->cu_q[b + 1] = p->cu_q[b] + (int32_t)fa_t_randint(p->sq + 1);
+        p->total_q = p->cu_q[p->batch];
+        d->cu_seqlens_q = p->cu_q;
+        d->seqlen_q = fa_t_randint(2) ? 0 : p->sq;
+    } else {
+        d->seqlen_q = p->sq;
+    }
+    if (varlen_k) {
+        p->cu_k = (int32_t *)malloc((size_t)(p->batch + 1) * sizeof(int32_t));
+        p->cu_k[0] = (int32_t)fa_t_randint(3);
+        for (b = 0; b < p->batch; b++) p->cu_k[b + 1] = p->cu_k[b] + (int32_t)fa_t_randint(p->sk + 1);
+        d->cu_seqlens_k = p->cu_k;
+        d->seqlen_k = fa_t_randint(2) ? 0 : p->sk;
+    } else {
+        d->seqlen_k = p->sk;
+    }
+    if (used) {
+        p->used_k = (int32_t *)malloc((size_t)p->batch * sizeof(int32_t));
+        for (b = 0; b < p->batch; b++) {
+            cap = varlen_k ? p->cu_k[b + 1] - p->cu_k[b] : p->sk;
+            p->used_k[b] = (int32_t)fa_t_randint(cap + 1);
+        }
+        d->seqused_k = p->used_k;
+    }
+
+    /* tensors */
+    layout_q = fa_t_randint(4);
+    layout_kv = fa_t_randint(4);
+    layout_o = fa_t_randint(4);
+    if (p->packed_qkv) {
+        /* one buffer [b][s][hq + 2*hkv][d]: q, k and v are views into it */
+        int64_t row = (p->hq + 2 * p->hkv) * p->dk, n = p->batch * p->sq * row;
+        size_t es = esz(d->q_type);
+        p->qkv_buf = (unsigned char *)malloc((size_t)n * es + 16);
+        memset(p->qkv_buf, 0xa5, (size_t)n * es + 16);
+        p->q.buf = p->k.buf = p->v.buf = p->qkv_buf;
+        p->q.t = d->q_type; p->k.t = d->k_type; p->v.t = d->v_type;
+        p->q.n0 = p->k.n0 = p->v.n0 = p->batch;
+        p->q.n1 = p->k.n1 = p->v.n1 = p->sq;
+        p->q.n2 = p->hq; p->k.n2 = p->v.n2 = p->hkv;
+        p->q.dim = p->k.dim = p->v.dim = p->dk;
+        p->q.st.head = p->k.st.head = p->v.st.head = p->dk;
+        p->q.st.seq = p->k.st.seq = p->v.st.seq = row;
+        p->q.st.batch = p->k.st.batch = p->v.st.batch = p->sq * row;
+        p->q.given = p->q.st; p->k.given = p->k.st; p->v.given = p->v.st;
+        p->q.base = 0; p->k.base = p->hq * p->dk; p->v.base = (p->hq + p->hkv) * p->dk;
+    } else {
+        view_make(&p->q, d->q_type, varlen_q ? 1 : p->batch, varlen_q ? (p->total_q ? p->total_q : 1) : p->sq, p->hq, p->dk, (int)layout_q);
+        if (paged) {
+            int64_t np = 0, ps = 1 + fa_t_randint(17), per_seq, i;
+            per_seq = (p->sk + ps - 1) / ps;
+            d->page_size = ps;
+            d->block_table_stride = fa_t_randint(2) ? 0 : per_seq + fa_t_randint(3);
+            {
+                int64_t bts = d->block_table_stride ? d->block_table_stride : per_seq;
+                int64_t *perm;
+                np = p->batch * bts + fa_t_randint(4);
+                if (np < 1) np = 1;
+                /* distinct pages in shuffled order: reads from the wrong page would show */
+                perm = (int64_t *)malloc((size_t)np * sizeof(int64_t));
+                for (i = 0; i < np; i++) perm[i] = i;
+                for (i = np - 1; i > 0; i--) {
+                    int64_t j = fa_t_randint(i + 1), t = perm[i];
+                    perm[i] = perm[j]; perm[j] = t;
+                }
+                p->bt = (int32_t *)malloc((size_t)(p->batch * bts + 1) * sizeof(int32_t));
+                for (i = 0; i < p->batch * bts; i++) p->bt[i] = (int32_t)perm[i];
+                free(perm);
+            }
+            d->block_table = p->bt;
+            d->num_pages = np;
+            view_make(&p->k, d->k_type, np, ps, p->hkv, p->dk, (int)layout_kv);
+            view_make(&p->v, d->v_type, np, ps, p->hkv, p->dv, (int)layout_kv);
+        } else {
+            int64_t nb = varlen_k ? 1 : p->batch;
+            int64_t nt = varlen_k ? (p->cu_k[p->batch] ? p->cu_k[p->batch] : 1) : (p->sk ? p->sk : 1);
+            view_make(&p->k, d->k_type, nb, nt, p->hkv, p->dk, (int)layout_kv);
+            view_make(&p->v, d->v_type, nb, nt, p->hkv, p->dv, (int)layout_kv);
+        }
+    }
+    view_make(&p->o, d->o_type, varlen_q ? 1 : p->batch, varlen_q ? (p->total_q ? p->total_q : 1) : p->sq, p->hq, p->dv, (int)layout_o);
+    {
+        double qmag = fa_t_randint(4) == 0 ? 4.0 : 1.0; /* sometimes peaked softmax */
+        view_fill(&p->q, qmag);
+        view_fill(&p->k, 1.0);
+        view_fill(&p->v, 1.0);
+    }
+    d->q = view_ptr(&p->q); d->q_stride = p->q.given;
+    d->k = view_ptr(&p->k); d->k_stride = p->k.given;
+    d->v = view_ptr(&p->v); d->v_stride = p->v.given;
+    d->o = view_ptr(&p->o); d->o_stride = p->o.given;
+    if (varlen_q) { d->q_stride.batch = 12345; d->o_stride.batch = -777; } /* must be ignored */
+
+    /* FP8 dequant scales */
+    if (d->k_type == FA_E4M3 || d->k_type == FA_E5M2 || fa_t_randint(8) == 0) {
+        d->k_scale = (float)fa_t_uniform(0.05, 2.0);
+        d->v_scale = fa_t_randint(3) ? (float)fa_t_uniform(0.05, 2.0) : 0.0f;
+        if (fa_t_randint(2)) {
+            int64_t h;
+            p->ks = (float *)malloc((size_t)p->hkv * sizeof(float));
+            p->vs = (float *)malloc((size_t)p->hkv * sizeof(float));
+            for (h = 0; h < p->hkv; h++) {
+                p->ks[h] = (float)fa_t_uniform(0.05, 2.0);
+                p->vs[h] = (float)fa_t_uniform(0.05, 2.0);
+            }
+            d->k_head_scale = p->ks;
+            d->v_head_scale = fa_t_randint(2) ? p->vs : NULL;
+        }
+    }
+
+    /* scores */
+    d->softmax_scale = fa_t_randint(3) == 0 ? (float)fa_t_uniform(0.01, 0.5) : 0.0f;
+    if (fa_t_randint(4) == 0) d->softcap = (float)fa_t_uniform(1.0, 30.0);
+    if (fa_t_randint(4) == 0) {
+        int64_t i, n;
+        d->alibi_batch_stride = fa_t_randint(2) ? p->hq : 0;
+        n = d->alibi_batch_stride ? p->batch * p->hq : p->hq;
+        p->alibi = (float *)malloc((size_t)n * sizeof(float));
+        for (i = 0; i < n; i++) p->alibi[i] = (float)fa_t_uniform(0.0, 0.5);
+        d->alibi_slopes = p->alibi;
+    }
+    d->causal = fa_t_randint(2);
+    if (fa_t_randint(3) == 0) {
+        d->use_window = 1;
+        d->window_left = fa_t_randint(4) == 0 ? -1 : fa_t_randint(p->sk + 2);
+        d->window_right = fa_t_randint(4) == 0 ? -1 : fa_t_randint(p->sk + 2);
+    }
+    /* LSE, sometimes with explicit strides */
+    if (fa_t_randint(3)) {
+        int64_t nrows = varlen_q ? p->total_q : p->batch * p->sq;
+        p->lse_n = nrows * p->hq + 8;
+        p->lse = (float *)malloc((size_t)p->lse_n * sizeof(float));
+        d->lse = p->lse;
+        if (!varlen_q && fa_t_randint(2)) { /* [b][s][h] instead of [b][h][s] */
+            d->lse_stride.head = 1;
+            d->lse_stride.seq = p->hq;
+            d->lse_stride.batch = p->hq * p->sq;
+        }
+    }
+    snprintf(p->what, sizeof p->what,
+             "b=%lld hq=%lld hkv=%lld sq=%lld sk=%lld dk=%lld dv=%lld q=%s k=%s v=%s o=%s lay=%lld/%lld/%lld "
+             "varq=%d vark=%d paged=%d used=%d qkv=%d causal=%d win=%d(%lld,%lld) cap=%g alibi=%d lse=%d",
+             (long long)p->batch, (long long)p->hq, (long long)p->hkv, (long long)p->sq, (long long)p->sk,
+             (long long)p->dk, (long long)p->dv, fa_dtype_name(d->q_type), fa_dtype_name(d->k_type),
+             fa_dtype_name(d->v_type), fa_dtype_name(d->o_type), (long long)layout_q, (long long)layout_kv,
+             (long long)layout_o, varlen_q, varlen_k, paged, used, p->packed_qkv, d->causal, d->use_window,
+             (long long)d->window_left, (long long)d->window_right, (double)d->softcap, d->alibi_slopes != NULL,
+             d->lse != NULL);
+}
+
+/* Half an ulp of dtype t at magnitude x: the rounding a correct store may add. */
+static double half_ulp(fa_dtype t, double x)
+{
+    x = fabs(x);
+    switch (t) {
+    case FA_F16: return x * ldexp(1.0, -11) + ldexp(1.0, -25);
+    case FA_BF16: return x * ldexp(1.0, -8) + ldexp(1.0, -134);
+    default: return x * ldexp(1.0, -24) + ldexp(1.0, -150);
+    }
+}
+
+/* Runs the reference with f32 output into packed buffers. abs_v: use |V| instead of V. */
+static fa_status run_reference(const problem *p, int abs_v, float *o, float *lse)
+{
+    fa_attn_desc r = p->d;
+    tview vv = p->v;
+    fa_status st;
+    if (abs_v) {
+        /* packed QKV: copy the shared buffer, but take |.| of the V elements only */
+        size_t n = p->packed_qkv ? (size_t)(p->batch * p->sq * (p->hq + 2 * p->hkv) * p->dk) * esz(p->d.q_type) + 16
+                                 : p->v.bytes;
+        vv.buf = (unsigned char *)malloc(n);
+        memcpy(vv.buf, p->packed_qkv ? p->qkv_buf : p->v.buf, n);
+        view_abs(&vv);
+        r.v = view_ptr(&vv);
+    }
+    r.o = o;
+    r.o_type = FA_F32;
+    memset(&r.o_stride, 0, sizeof r.o_stride);
+    r.o_stride.batch = r.cu_seqlens_q ? 999 : 0;
+    r.lse = lse;
+    memset(&r.lse_stride, 0, sizeof r.lse_stride);
+    st = fa_attn_reference(&r);
+    if (abs_v) free(vv.buf);
+    return st;
+}
+
+/* Compares the problem's output (and LSE) with the reference; returns the number of bad
+   elements and reports the worst relative error in *worst. */
+static long compare_with_reference(problem *p, double tol, double *worst)
+{
+    int64_t nrows = p->total_q > 0 ? (p->d.cu_seqlens_q ? p->total_q : p->batch * p->sq) : 1;
+    size_t n = (size_t)(nrows * p->hq * p->dv);
+    float *ro = (float *)malloc(n * sizeof(float)), *ra = (float *)malloc(n * sizeof(float));
+    float *rl = (float *)malloc((size_t)(nrows * p->hq) * sizeof(float));
+    long bad = 0;
+    int64_t b, i, h, e;
+    *worst = 0;
+    if (run_reference(p, 0, ro, rl) != FA_OK || run_reference(p, 1, ra, NULL) != FA_OK) {
+        free(ro); free(ra); free(rl);
+        return -1;
+    }
+    for (b = 0; b < p->batch; b++) {
+        int64_t sq = p->d.cu_seqlens_q ? p->cu_q[b + 1] - p->cu_q[b] : p->sq;
+        int64_t t0 = p->d.cu_seqlens_q ? p->cu_q[b] : 0, ob = p->d.cu_seqlens_q ? 0 : b;
+        for (i = 0; i < sq; i++)
+            for (h = 0; h < p->hq; h++) {
+                int64_t ridx = ((p->d.cu_seqlens_q ? 0 : b * p->sq) + t0 + i) * p->hq + h;
+                for (e = 0; e < p->dv; e++) {
+                    double got = get_elem(&p->o, voff(&p->o, ob, t0 + i, h) + e);
+                    double ref = ro[ridx * p->dv + e], mag = ra[ridx * p->dv + e];
+                    double err = fabs(got - ref), lim = tol * mag + half_ulp(p->d.o_type, fabs(ref) + tol * mag);
+                    double rel = mag > 0 ? err / mag : err;
+                    if (!(err <= lim)) {
+                        if (bad < 3)
+                            fprintf(stderr, "    o[b=%lld i=%lld h=%lld e=%lld] = %.9g, ref %.9g (|v| scale %.3g)\n",
+                                    (long long)b, (long long)i, (long long)h, (long long)e, got, ref, mag);
+                        bad++;
+                    }
+                    if (p->d.o_type == FA_F32 && rel > *worst) *worst = rel;
+                }
+                if (p->d.lse) {
+                    int64_t lidx;
+                    double got, ref;
+                    if (p->d.cu_seqlens_q) lidx = h * p->total_q + t0 + i;
+                    else if (p->d.lse_stride.head == 1) lidx = b * p->hq * p->sq + i * p->hq + h;
+                    else lidx = (b * p->hq + h) * p->sq + i;
+                    got = p->lse[lidx];
+                    /* the reference LSE is packed [b][h][s] (varlen: [h][total]) */
+                    ref = p->d.cu_seqlens_q ? rl[h * p->total_q + t0 + i] : rl[(b * p->hq + h) * p->sq + i];
+                    if (isinf(ref) ? got != ref : !(fabs(got - ref) <= 1e-5 * (1.0 + fabs(ref)))) {
+                        if (bad < 3)
+                            fprintf(stderr, "    lse[b=%lld i=%lld h=%lld] = %.9g, ref %.9g\n", (long long)b,
+                                    (long long)i, (long long)h, got, ref);
+                        bad++;
+                    }
+                }
+            }
+    }
+    free(ro); free(ra); free(rl);
+    return bad;
+}
+
+/* Largest L2 norm of a row of the view (times mul). */
+static double view_max_norm(const tview *v)
+{
+    int64_t a, b, c, e;
+    double best = 0;
+    for (a = 0; a < v->n0; a++)
+        for (b = 0; b < v->n1; b++)
+            for (c = 0; c < v->n2; c++) {
+                double s = 0;
+                for (e = 0; e < v->dim; e++) {
+                    double x = get_elem(v, voff(v, a, b, c) + e);
+                    s += x * x;
+                }
+                if (s > best) best = s;
+            }
+    return sqrt(best);
+}
+
+/* The logit magnitude bound L of the file comment. */
+static double logit_bound(const problem *p)
+{
+    const fa_attn_desc *d = &p->d;
+    double scale = d->softmax_scale != 0 ? d->softmax_scale : 1.0 / sqrt((double)p->dk);
+    double kmul = d->k_scale != 0 ? fabs(d->k_scale) : 1.0, amax = 0;
+    int64_t i, n;
+    if (d->k_head_scale)
+        for (kmul = 0, i = 0; i < p->hkv; i++) kmul = fabs(d->k_head_scale[i]) > kmul ? fabs(d->k_head_scale[i]) : kmul;
+    if (d->alibi_slopes) {
+        n = d->alibi_batch_stride ? p->batch * p->hq : p->hq;
+        for (i = 0; i < n; i++) amax = fabs(d->alibi_slopes[i]) > amax ? fabs(d->alibi_slopes[i]) : amax;
+    }
+    return fabs(scale) * view_max_norm(&p->q) * view_max_norm(&p->k) * kmul + amax * (double)(p->sq + p->sk + 4);
+}
+
+/* Every byte of O's buffer outside the view still holds the fill pattern. */
+static long count_stray_writes(const problem *p)
+{
+    unsigned char *mark = (unsigned char *)calloc(p->o.bytes, 1);
+    int64_t a, b, c, e;
+    size_t i, es = esz(p->o.t);
+    long stray = 0;
+    for (a = 0; a < p->o.n0; a++)
+        for (b = 0; b < p->o.n1; b++)
+            for (c = 0; c < p->o.n2; c++)
+                for (e = 0; e < p->o.dim; e++)
+                    memset(mark + (size_t)(p->o.base + voff(&p->o, a, b, c) + e) * es, 1, es);
+    for (i = 0; i < p->o.bytes; i++)
+        if (!mark[i] && p->o.buf[i] != 0xa5) stray++;
+    free(mark);
+    return stray;
+}
+
+/* How often each feature occurred: the test insists every one was exercised. */
+enum { C_VARQ, C_VARK, C_PAGED, C_USED, C_QKV, C_CAUSAL, C_WINDOW, C_SOFTCAP, C_ALIBI, C_LSE, C_FP8,
+       C_F16, C_BF16, C_GQA, C_DV, C_DECODE, C_STRIDED, C_SCALE, C_COUNT };
+static const char *const cov_names[C_COUNT] = {"varlen_q", "varlen_k", "paged", "seqused_k", "packed_qkv",
+    "causal", "window", "softcap", "alibi", "lse", "fp8", "f16", "bf16", "gqa", "dv!=dk", "decode", "strided",
+    "kv_scale"};
+
+static void coverage_add(int *cov, const problem *p)
+{
+    const fa_attn_desc *d = &p->d;
+    cov[C_VARQ] += d->cu_seqlens_q != NULL;
+    cov[C_VARK] += d->cu_seqlens_k != NULL;
+    cov[C_PAGED] += d->block_table != NULL;
+    cov[C_USED] += d->seqused_k != NULL;
+    cov[C_QKV] += p->packed_qkv;
+    cov[C_CAUSAL] += d->causal != 0;
+    cov[C_WINDOW] += d->use_window != 0;
+    cov[C_SOFTCAP] += d->softcap > 0;
+    cov[C_ALIBI] += d->alibi_slopes != NULL;
+    cov[C_LSE] += d->lse != NULL;
+    cov[C_FP8] += d->k_type == FA_E4M3 || d->k_type == FA_E5M2;
+    cov[C_F16] += d->q_type == FA_F16 || d->o_type == FA_F16;
+    cov[C_BF16] += d->q_type == FA_BF16 || d->o_type == FA_BF16;
+    cov[C_GQA] += p->hq > p->hkv;
+    cov[C_DV] += p->dv != p->dk;
+    cov[C_DECODE] += p->sq == 1;
+    cov[C_STRIDED] += d->q_stride.seq != 0 || d->k_stride.head != 0;
+    cov[C_SCALE] += d->k_scale != 0 || d->k_head_scale != NULL;
+}
+
+TEST(forward_matches_reference_on_random_configurations)
+{
+    int iter, n = 500, cov[C_COUNT] = {0}, c;
+    double worst_all = 0;
+    for (iter = 0; iter < n; iter++) {
+        problem p;
+        double worst = 0;
+        long bad;
+        fa_status st;
+        problem_random(&p);
+        coverage_add(cov, &p);
+        st = fa_attn_forward(&p.d);
+        CHECKF(st == FA_OK, "forward: %s: %s [%s]", fa_status_str(st), fa_last_error(), p.what);
+        if (st == FA_OK) {
+            double tol = 1e-5 + 2 * FLT_EPSILON * logit_bound(&p);
+            bad = compare_with_reference(&p, tol, &worst);
+            CHECKF(bad == 0, "%ld bad elements, worst rel %.3g [%s]", bad, worst, p.what);
+            CHECKF(count_stray_writes(&p) == 0, "write outside the O view [%s]", p.what);
+            if (worst > worst_all) worst_all = worst;
+        }
+        problem_free(&p);
+    }
+    printf("     %d configurations, worst error relative to sum p|v|: %.3g\n     coverage:", n, worst_all);
+    for (c = 0; c < C_COUNT; c++) {
+        printf(" %s %d", cov_names[c], cov[c]);
+        CHECKF(cov[c] >= 5, "feature %s exercised only %d times", cov_names[c], cov[c]);
+    }
+    printf("\n");
+}
+
+/* ------------------------------------------------------------------------------------------
+   The reference itself.
+   ------------------------------------------------------------------------------------------ */
+
+TEST(reference_matches_a_hand_computed_case)
+{
+    /* one head, d = 2, two queries, three keys, scale 1:
+         q0 = (1, 0), q1 = (0, 1); k0 = (0, 0), k1 = (1, 0), k2 = (0, 2)
+         s0 = (0, 1, 0)  -> p0 = (1, e, 1) / (2 + e)
+         s1 = (0, 0, 2)  -> p1 = (1, 1, e^2) / (2 + e^2)
+         v0 = (1, 0), v1 = (0, 1), v2 = (1, 1)
+         o0 = ((1 + 1), (e + 1)) / (2 + e)   o1 = ((1 + e^2), (1 + e^2)) / (2 + e^2)
+       causal (bottom-right, sq = 2, sk = 3): query 0 sees keys 0..1, query 1 sees 0..2:
+         o0c = (1, e) / (1 + e), lse0c = log(1 + e) */
+    float q[] = {1, 0, 0, 1}, k[] = {0, 0, 1, 0, 0, 2}, v[] = {1, 0, 0, 1, 1, 1}, o[4], lse[2];
+    double e1 = exp(1.0), e2 = exp(2.0);
+    fa_attn_desc d;
+    memset(&d, 0, sizeof d);
+    d.batch = 1; d.seqlen_q = 2; d.seqlen_k = 3; d.heads_q = 1; d.head_dim = 2;
+    d.q = q; d.k = k; d.v = v; d.o = o; d.lse = lse; d.softmax_scale = 1.0f;
+    CHECK(fa_attn_reference(&d) == FA_OK);
+    CHECK(fabs(o[0] - 2 / (2 + e1)) < 1e-7 && fabs(o[1] - (e1 + 1) / (2 + e1)) < 1e-7);
+    CHECK(fabs(o[2] - (1 + e2) / (2 + e2)) < 1e-7 && fabs(o[3] - (1 + e2) / (2 + e2)) < 1e-7);
+    CHECK(fabs(lse[0] - log(2 + e1)) < 1e-6 && fabs(lse[1] - log(2 + e2)) < 1e-6);
+    d.causal = 1;
+    CHECK(fa_attn_reference(&d) == FA_OK);
+    CHECK(fabs(o[0] - 1 / (1 + e1)) < 1e-7 && fabs(o[1] - e1 / (1 + e1)) < 1e-7);
+    CHECK(fabs(lse[0] - log(1 + e1)) < 1e-6);
+    CHECK(fabs(o[2] - (1 + e2) / (2 + e2)) < 1e-7);
+    /* the tiled path agrees */
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    CHECK(fabs(o[0] - 1 / (1 + e1)) < 1e-6 && fabs(o[3] - (1 + e2) / (2 + e2)) < 1e-6);
+}
+
+/* softmax(Q K^T * scale + mask) V computed the textbook way, with the full score matrix, on
+   packed BSHD tensors with GQA: this also pins the library's default strides. */
+TEST(reference_matches_the_direct_formula)
+{
+    int iter;
+    for (iter = 0; iter < 20; iter++) {
+        int64_t nb = 1 + fa_t_randint(3), hkv = 1 + fa_t_randint(2), hq = hkv * (1 + fa_t_randint(3));
+        int64_t sq = 1 + fa_t_randint(40), sk = 1 + fa_t_randint(40), dd = 1 + fa_t_randint(20);
+        int64_t i, j, e, b, h, causal = fa_t_randint(2);
+        int64_t nq = nb * sq * hq * dd, nk = nb * sk * hkv * dd;
+        float *q = (float *)malloc((size_t)nq * 4), *k = (float *)malloc((size_t)nk * 4);
+        float *v = (float *)malloc((size_t)nk * 4), *o = (float *)malloc((size_t)nq * 4);
+        double *S = (double *)malloc((size_t)(sq * sk) * 8), scale = (double)(float)(1.0 / sqrt((double)dd));
+        fa_attn_desc d;
+        for (i = 0; i < nq; i++) q[i] = (float)fa_t_normal();
+        for (i = 0; i < nk; i++) { k[i] = (float)fa_t_normal(); v[i] = (float)fa_t_normal(); }
+        memset(&d, 0, sizeof d);
+        d.batch = nb; d.seqlen_q = sq; d.seqlen_k = sk; d.heads_q = hq; d.heads_kv = hkv; d.head_dim = dd;
+        d.q = q; d.k = k; d.v = v; d.o = o; d.causal = (int)causal;
+        CHECK(fa_attn_reference(&d) == FA_OK);
+        for (b = 0; b < nb; b++)
+            for (h = 0; h < hq; h++) {
+                int64_t g = h / (hq / hkv);
+#define QX(i_, e_) q[((b * sq + (i_)) * hq + h) * dd + (e_)]
+#define KX(j_, e_) k[((b * sk + (j_)) * hkv + g) * dd + (e_)]
+#define VX(j_, e_) v[((b * sk + (j_)) * hkv + g) * dd + (e_)]
+#define OX(i_, e_) o[((b * sq + (i_)) * hq + h) * dd + (e_)]
+                for (i = 0; i < sq; i++)
+                    for (j = 0; j < sk; j++) {
+                        double sc = 0;
+                        for (e = 0; e < dd; e++) sc += (double)QX(i, e) * KX(j, e);
+                        S[i * sk + j] = (causal && j > i + sk - sq) ? -INFINITY : sc * scale;
+                    }
+                for (i = 0; i < sq; i++) {
+                    double mx = -INFINITY;
+                    for (j = 0; j < sk; j++) if (S[i * sk + j] > mx) mx = S[i * sk + j];
+                    for (e = 0; e < dd; e++) {
+                        double acc = 0, sum = 0;
+                        if (mx == -INFINITY) { CHECK(OX(i, e) == 0.0f); continue; }
+                        for (j = 0; j < sk; j++) {
+                            double w = exp(S[i * sk + j] - mx);
+                            sum += w;
+                            acc += w * VX(j, e);
+                        }
+                        CHECKF(fabs(OX(i, e) - acc / sum) <= 1e-6 * (1 + fabs(acc / sum)), "%g vs %g", OX(i, e), acc / sum);
+                    }
+                }
+#undef QX
+#undef KX
+#undef VX
+#undef OX
+            }
+        free(q); free(k); free(v); free(o); free(S);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------
+   Numerical robustness.
+   ------------------------------------------------------------------------------------------ */
+
+static void simple_desc(fa_attn_desc *d, int64_t sq, int64_t sk, int64_t dd, float *q, float *k, float *v,
+                        float *o, float *lse)
+{
+    memset(d, 0, sizeof *d);
+    d->batch = 1; d->seqlen_q = sq; d->seqlen_k = sk; d->heads_q = 1; d->head_dim = dd;
+    d->q = q; d->k = k; d->v = v; d->o = o; d->lse = lse;
+}
+
+TEST(large_logits_do_not_overflow)
+{
+    /* logits around +-1e4: exp would overflow without the running max */
+    int64_t sq = 65, sk = 130, dd = 16, i;
+    float *q = (float *)malloc((size_t)(sq * dd) * 4), *k = (float *)malloc((size_t)(sk * dd) * 4);
+    float *v = (float *)malloc((size_t)(sk * dd) * 4), *o = (float *)malloc((size_t)(sq * dd) * 4);
+    float *r = (float *)malloc((size_t)(sq * dd) * 4), lse[65], rl[65];
+    fa_attn_desc d;
+    for (i = 0; i < sq * dd; i++) q[i] = (float)(fa_t_normal() * 50.0);
+    for (i = 0; i < sk * dd; i++) { k[i] = (float)(fa_t_normal() * 50.0); v[i] = (float)fa_t_normal(); }
+    simple_desc(&d, sq, sk, dd, q, k, v, o, lse);
+    d.softmax_scale = 1.0f; /* |s| ~ 50*50*4 = 1e4 */
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    d.o = r; d.lse = rl;
+    CHECK(fa_attn_reference(&d) == FA_OK);
+    for (i = 0; i < sq * dd; i++) {
+        CHECKF(isfinite(o[i]), "o[%lld] = %g", (long long)i, o[i]);
+        /* f32 logits of magnitude 1e4 carry absolute error ~1e-3; the weights inherit it */
+        CHECKF(fabs(o[i] - r[i]) <= 2e-2 * (1 + fabs(r[i])), "o[%lld] %g vs %g", (long long)i, o[i], r[i]);
+    }
+    for (i = 0; i < sq; i++) CHECK(isfinite(lse[i]) && fabs(lse[i] - rl[i]) <= 1e-5 * fabs(rl[i]) + 1e-2);
+    free(q); free(k); free(v); free(o); free(r);
+}
+
+TEST(equal_scores_average_the_values)
+{
+    /* q = 0 gives equal scores: o must be the plain mean of V, lse = log(sk) */
+    int64_t sk = 1000, dd = 7, i, e;
+    float q[7] = {0}, *k = (float *)malloc((size_t)(sk * dd) * 4), *v = (float *)malloc((size_t)(sk * dd) * 4);
+    float o[7], lse;
+    fa_attn_desc d;
+    for (i = 0; i < sk * dd; i++) { k[i] = (float)fa_t_normal(); v[i] = (float)fa_t_normal(); }
+    simple_desc(&d, 1, sk, dd, q, k, v, o, &lse);
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    for (e = 0; e < dd; e++) {
+        double m = 0;
+        for (i = 0; i < sk; i++) m += v[i * dd + e];
+        m /= (double)sk;
+        CHECKF(fabs(o[e] - m) < 1e-5, "%g vs %g", o[e], m);
+    }
+    CHECK(fabs(lse - log(1000.0)) < 1e-5);
+    free(k); free(v);
+}
+
+TEST(fully_masked_rows_give_zero_and_minus_inf)
+{
+    /* causal with sq > sk: the first sq - sk queries see no key (bottom-right alignment) */
+    int64_t sq = 9, sk = 4, dd = 5, i, e;
+    float q[45], k[20], v[20], o[45], lse[9], r[45], rl[9];
+    fa_attn_desc d;
+    for (i = 0; i < 45; i++) q[i] = (float)fa_t_normal();
+    for (i = 0; i < 20; i++) { k[i] = (float)fa_t_normal(); v[i] = (float)fa_t_normal(); }
+    simple_desc(&d, sq, sk, dd, q, k, v, o, lse);
+    d.causal = 1;
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    for (i = 0; i < sq - sk; i++) {
+        for (e = 0; e < dd; e++) CHECK(o[i * dd + e] == 0.0f && !signbit(o[i * dd + e]));
+        CHECK(isinf(lse[i]) && lse[i] < 0);
+    }
+    for (; i < sq; i++) CHECK(isfinite(lse[i]));
+    d.o = r; d.lse = rl;
+    CHECK(fa_attn_reference(&d) == FA_OK);
+    for (i = 0; i < sq - sk; i++) CHECK(isinf(rl[i]) && r[i * dd] == 0.0f);
+    /* a window that excludes everything */
+    d.o = o; d.lse = lse; d.causal = 0; d.use_window = 1; d.window_left = -1; d.window_right = 0;
+    d.seqlen_q = 4; d.seqlen_k = 4;
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    d.window_left = 0; d.window_right = -1; /* each query sees keys >= its diagonal */
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    CHECK(isfinite(lse[0]) && isfinite(lse[3]));
+}
+
+TEST(empty_and_single_key_sequences)
+{
+    float q[8], k[8], v[8], o[8], lse[2];
+    fa_attn_desc d;
+    int i;
+    for (i = 0; i < 8; i++) { q[i] = (float)fa_t_normal(); k[i] = (float)fa_t_normal(); v[i] = (float)fa_t_normal(); }
+    /* seqlen_k = 0: no key at all */
+    simple_desc(&d, 2, 0, 4, q, k, v, o, lse);
+    memset(o, 0x7f, sizeof o);
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    for (i = 0; i < 8; i++) CHECK(o[i] == 0.0f);
+    CHECK(isinf(lse[0]) && lse[0] < 0 && isinf(lse[1]));
+    /* seqlen_k = 1: the only key gets weight 1, o = v exactly, lse = its logit */
+    d.seqlen_k = 1;
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    for (i = 0; i < 4; i++) CHECK(o[i] == v[i] && o[4 + i] == v[i]);
+    {
+        double s = 0;
+        for (i = 0; i < 4; i++) s += (double)q[i] * k[i];
+        CHECK(fabs(lse[0] - s * 0.5) < 1e-5 * (1 + fabs(s)));
+    }
+}
+
+TEST(non_finite_inputs_stay_in_their_rows)
+{
+    int64_t sq = 6, sk = 70, dd = 4, i, e;
+    float *q = (float *)malloc((size_t)(sq * dd) * 4), *k = (float *)malloc((size_t)(sk * dd) * 4);
+    float *v = (float *)malloc((size_t)(sk * dd) * 4), *o = (float *)malloc((size_t)(sq * dd) * 4), lse[6];
+    float *r = (float *)malloc((size_t)(sq * dd) * 4), rl[6];
+    fa_attn_desc d;
+    for (i = 0; i < sq * dd; i++) q[i] = (float)fa_t_normal();
+    for (i = 0; i < sk * dd; i++) { k[i] = (float)fa_t_normal(); v[i] = (float)fa_t_normal(); }
+    simple_desc(&d, sq, sk, dd, q, k, v, o, lse);
+    /* NaN in query row 2: only row 2 is NaN */
+    q[2 * dd + 1] = NAN;
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    for (i = 0; i < sq; i++)
+        for (e = 0; e < dd; e++) CHECKF((i == 2) == (isnan(o[i * dd + e]) != 0), "row %lld", (long long)i);
+    CHECK(isnan(lse[2]) && !isnan(lse[1]));
+    d.o = r; d.lse = rl;
+    CHECK(fa_attn_reference(&d) == FA_OK);
+    CHECK(isnan(r[2 * dd]) && isnan(rl[2]) && !isnan(r[0]));
+    q[2 * dd + 1] = 0.5f;
+    /* NaN in key 69, causal with sk > sq: queries 0..sq-2 do not see key 69 (their diagonal is
+       64..68), the last query does */
+    d.o = o; d.lse = lse; d.causal = 1;
+    k[69 * dd] = NAN;
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    for (i = 0; i < sq - 1; i++) CHECKF(!isnan(o[i * dd]) && !isnan(lse[i]), "row %lld", (long long)i);
+    CHECK(isnan(o[(sq - 1) * dd]) && isnan(lse[sq - 1]));
+    k[69 * dd] = 0.25f;
+    /* Inf in V[3]: rows that give key 3 positive weight come out non-finite, the rest finite */
+    d.causal = 0;
+    v[3 * dd] = INFINITY;
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    for (i = 0; i < sq; i++) CHECK(!isfinite(o[i * dd]) && isfinite(o[i * dd + 1]));
+    v[3 * dd] = 1.0f;
+    /* +Inf logit (Inf in K): no crash, that row's output is NaN or Inf, others untouched */
+    k[0] = INFINITY;
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    d.o = r; d.lse = rl;
+    CHECK(fa_attn_reference(&d) == FA_OK);
+    for (i = 0; i < sq * dd; i++) CHECK(isnan(o[i]) == isnan(r[i]));
+    free(q); free(k); free(v); free(o); free(r);
+}
+
+/* ------------------------------------------------------------------------------------------
+   Merge.
+   ------------------------------------------------------------------------------------------ */
+
+TEST(merge_of_random_kv_splits_equals_the_unsplit_result)
+{
+    int iter;
+    for (iter = 0; iter < 40; iter++) {
+        int64_t b = 1 + fa_t_randint(2), sq = 1 + fa_t_randint(20), sk = 1 + fa_t_randint(300);
+        int64_t hq = 1 + fa_t_randint(4), dd = 1 + fa_t_randint(70), ns = 1 + fa_t_randint(6);
+        int64_t i, s, *cut = (int64_t *)malloc((size_t)(ns + 1) * sizeof(int64_t));
+        int64_t nq = b * sq * hq * dd, nk = b * sk * hq * dd;
+        float *q = (float *)malloc((size_t)nq * 4), *k = (float *)malloc((size_t)nk * 4), *v = (float *)malloc((size_t)nk * 4);
+        float *o = (float *)malloc((size_t)nq * 4), *lse = (float *)malloc((size_t)(b * hq * sq) * 4);
+        float *parts = (float *)malloc((size_t)(ns * nq) * 4), *plse = (float *)malloc((size_t)(ns * b * hq * sq) * 4);
+        float *mo = (float *)malloc((size_t)nq * 4), *mlse = (float *)malloc((size_t)(b * hq * sq) * 4);
+        fa_attn_desc d;
+        fa_merge_desc m;
+        for (i = 0; i < nq; i++) q[i] = (float)fa_t_normal();
+        for (i = 0; i < nk; i++) { k[i] = (float)fa_t_normal(); v[i] = (float)fa_t_normal(); }
+        /* random cut points, empty chunks allowed */
+        cut[0] = 0; cut[ns] = sk;
+        for (s = 1; s < ns; s++) cut[s] = fa_t_randint(sk + 1);
+        for (s = 1; s < ns; s++) { /* sort */
+            int64_t t = cut[s], j = s;
+            while (j > 1 && cut[j - 1] > t) { cut[j] = cut[j - 1]; j--; }
+            cut[j] = t;
+        }
+        memset(&d, 0, sizeof d);
+        d.batch = b; d.seqlen_q = sq; d.seqlen_k = sk; d.heads_q = hq; d.head_dim = dd;
+        d.q = q; d.k = k; d.v = v; d.o = o; d.lse = lse;
+        CHECK(fa_attn_forward(&d) == FA_OK);
+        for (s = 0; s < ns; s++) {
+            fa_attn_desc c = d;
+            c.seqlen_k = cut[s + 1] - cut[s];
+            c.k = k + cut[s] * hq * dd;
+            c.v = v + cut[s] * hq * dd;
+            c.k_stride.batch = c.v_stride.batch = sk * hq * dd; /* chunk of the full K/V */
+            c.o = parts + s * nq;
+            c.lse = plse + s * b * hq * sq;
+            CHECK(fa_attn_forward(&c) == FA_OK);
+        }
+        memset(&m, 0, sizeof m);
+        m.num_splits = ns; m.batch = b; m.seqlen = sq; m.heads = hq; m.head_dim_v = dd;
+        m.o_parts = parts; m.lse_parts = plse; m.o = mo; m.lse = mlse;
+        CHECK(fa_attn_merge(&m) == FA_OK);
+        for (i = 0; i < nq; i++) CHECKF(fabs(mo[i] - o[i]) <= 2e-5 * (1 + fabs(o[i])), "%g vs %g (ns=%lld)", mo[i], o[i], (long long)ns);
+        for (i = 0; i < b * hq * sq; i++) CHECK(fabs(mlse[i] - lse[i]) <= 1e-5 * (1 + fabs(lse[i])));
+        free(cut); free(q); free(k); free(v); free(o); free(lse); free(parts); free(plse); free(mo); free(mlse);
+    }
+}
+
+TEST(merge_of_empty_parts_is_empty_and_nan_propagates)
+{
+    float parts[2 * 3] = {1, 2, 3, 4, 5, 6}, plse[2] = {-INFINITY, -INFINITY}, o[3], lse;
+    fa_merge_desc m;
+    memset(&m, 0, sizeof m);
+    m.num_splits = 2; m.batch = 1; m.seqlen = 1; m.heads = 1; m.head_dim_v = 3;
+    m.o_parts = parts; m.lse_parts = plse; m.o = o; m.lse = &lse;
+    CHECK(fa_attn_merge(&m) == FA_OK);
+    CHECK(o[0] == 0 && o[1] == 0 && o[2] == 0 && isinf(lse) && lse < 0);
+    plse[1] = 0.5f; /* one empty part drops out, even if its o is garbage */
+    parts[0] = NAN;
+    CHECK(fa_attn_merge(&m) == FA_OK);
+    CHECK(o[0] == 4 && o[1] == 5 && o[2] == 6 && fabs(lse - 0.5f) < 1e-7);
+    plse[0] = NAN;
+    CHECK(fa_attn_merge(&m) == FA_OK);
+    CHECK(isnan(o[0]) && isnan(lse));
+    /* bad input */
+    CHECK(fa_attn_merge(NULL) == FA_ERR_NULL);
+    m.num_splits = 0;
+    CHECK(fa_attn_merge(&m) == FA_ERR_INVALID);
+    m.num_splits = 2; m.o = NULL;
+    CHECK(fa_attn_merge(&m) == FA_ERR_NULL);
+    m.o = o; m.o_type = FA_E4M3;
+    CHECK(fa_attn_merge(&m) == FA_ERR_DTYPE);
+    m.o_type = FA_F32; m.heads = INT64_MAX / 2;
+    CHECK(fa_attn_merge(&m) == FA_ERR_OVERFLOW);
+}
+
+/* ------------------------------------------------------------------------------------------
+   Validation: every check has its own error and message, and outputs stay untouched.
+   ------------------------------------------------------------------------------------------ */
+
+static float vq[64], vk[64], vv[64], vo[64];
+static int32_t vcu[4], vbt[8], vused[4];
+
+static void valid_desc(fa_attn_desc *d)
+{
+    memset(d, 0, sizeof *d);
+    d->batch = 2; d->seqlen_q = 2; d->seqlen_k = 2; d->heads_q = 2; d->heads_kv = 1; d->head_dim = 4;
+    d->q = vq; d->k = vk; d->v = vv; d->o = vo;
+}
+
+#define EXPECT_ERR(mutate, code, needle)                                                     \
+    do {                                                                                     \
+        fa_attn_desc d_;                                                                     \
+        fa_status s_;                                                                        \
+        valid_desc(&d_);                                                                     \
+        mutate;                                                                              \
+        memset(vo, 0x5a, sizeof vo);                                                         \
+        fa_clear_error();                                                                    \
+        s_ = fa_attn_forward(&d_);                                                           \
+        CHECKF(s_ == (code), "%s: got %s (%s), want %s", #mutate, fa_status_str(s_),         \
+               fa_last_error(), #code);                                                      \
+        CHECKF(strstr(fa_last_error(), needle) != NULL, "%s: message '%s' lacks '%s'",       \
+               #mutate, fa_last_error(), needle);                                            \
+        CHECKF(((unsigned char *)vo)[0] == 0x5a && ((unsigned char *)vo)[255] == 0x5a,       \
+               "%s: output touched", #mutate);                                               \
+        CHECK(fa_attn_reference(&d_) == (code));                                             \
+        CHECK(fa_attn_validate(&d_) == (code));                                              \
+    } while (0)
+
+TEST(every_validation_error_is_specific)
+{
+    fa_attn_desc ok;
+    valid_desc(&ok);
+    CHECK(fa_attn_validate(&ok) == FA_OK);
+    CHECK(fa_attn_forward(NULL) == FA_ERR_NULL && strstr(fa_last_error(), "desc"));
+    EXPECT_ERR(d_.batch = 0, FA_ERR_INVALID, "batch");
+    EXPECT_ERR(d_.batch = -3, FA_ERR_INVALID, "batch");
+    EXPECT_ERR(d_.seqlen_q = 0, FA_ERR_INVALID, "seqlen_q");
+    EXPECT_ERR(d_.seqlen_q = -1, FA_ERR_INVALID, "seqlen_q");
+    EXPECT_ERR(d_.seqlen_k = -1, FA_ERR_INVALID, "seqlen_k");
+    EXPECT_ERR(d_.heads_q = 0, FA_ERR_INVALID, "heads_q");
+    EXPECT_ERR(d_.heads_kv = -1, FA_ERR_INVALID, "heads_kv");
+    EXPECT_ERR((d_.heads_q = 12, d_.heads_kv = 5), FA_ERR_SHAPE, "heads_q (12) is not a multiple of heads_kv (5)");
+    EXPECT_ERR(d_.head_dim = 0, FA_ERR_SHAPE, "head_dim");
+    EXPECT_ERR(d_.head_dim = 257, FA_ERR_SHAPE, "head_dim");
+    EXPECT_ERR(d_.head_dim_v = 300, FA_ERR_SHAPE, "head_dim_v");
+    EXPECT_ERR(d_.head_dim_v = -2, FA_ERR_SHAPE, "head_dim_v");
+    EXPECT_ERR(d_.q = NULL, FA_ERR_NULL, "q is NULL");
+    EXPECT_ERR(d_.k = NULL, FA_ERR_NULL, "k is NULL");
+    EXPECT_ERR(d_.v = NULL, FA_ERR_NULL, "v is NULL");
+    EXPECT_ERR(d_.o = NULL, FA_ERR_NULL, "o is NULL");
+    EXPECT_ERR(d_.q_type = FA_E4M3, FA_ERR_DTYPE, "q_type");
+    EXPECT_ERR(d_.o_type = FA_E5M2, FA_ERR_DTYPE, "o_type");
+    EXPECT_ERR(d_.k_type = (fa_dtype)42, FA_ERR_DTYPE, "k_type");
+    EXPECT_ERR(d_.v_type = (fa_dtype)-1, FA_ERR_DTYPE, "v_type");
+    EXPECT_ERR(d_.softmax_scale = NAN, FA_ERR_INVALID, "softmax_scale");
+    EXPECT_ERR(d_.softmax_scale = INFINITY, FA_ERR_INVALID, "softmax_scale");
+    EXPECT_ERR(d_.softcap = -1.0f, FA_ERR_INVALID, "softcap");
+    EXPECT_ERR(d_.k_scale = NAN, FA_ERR_INVALID, "k_scale");
+    {
+        static float bad_hs[1] = {INFINITY};
+        EXPECT_ERR(d_.k_head_scale = bad_hs, FA_ERR_INVALID, "k_head_scale");
+        EXPECT_ERR(d_.v_head_scale = bad_hs, FA_ERR_INVALID, "v_head_scale");
+    }
+    {
+        static float slopes[4] = {0.1f, NAN, 0.2f, 0.3f};
+        EXPECT_ERR(d_.alibi_slopes = slopes, FA_ERR_INVALID, "alibi slope");
+        EXPECT_ERR((d_.alibi_slopes = slopes, d_.alibi_batch_stride = -2), FA_ERR_INVALID, "alibi_batch_stride");
+    }
+    EXPECT_ERR(d_.num_splits = -1, FA_ERR_INVALID, "num_splits");
+    EXPECT_ERR(d_.mask = (const fa_mask *)vq, FA_ERR_UNSUPPORTED, "mask");
+    /* varlen */
+    vcu[0] = 0; vcu[1] = 2; vcu[2] = 1;
+    EXPECT_ERR(d_.cu_seqlens_q = vcu, FA_ERR_RANGE, "not monotonic");
+    vcu[0] = -1; vcu[1] = 0; vcu[2] = 1;
+    EXPECT_ERR(d_.cu_seqlens_q = vcu, FA_ERR_RANGE, "negative");
+    vcu[0] = 0; vcu[1] = 1; vcu[2] = 4;
+    EXPECT_ERR(d_.cu_seqlens_q = vcu, FA_ERR_RANGE, "maximum");
+    EXPECT_ERR(d_.cu_seqlens_k = vcu, FA_ERR_RANGE, "cu_seqlens_k");
+    vused[0] = 1; vused[1] = 3;
+    EXPECT_ERR(d_.seqused_k = vused, FA_ERR_RANGE, "seqused_k[1]");
+    vused[1] = -1;
+    EXPECT_ERR(d_.seqused_k = vused, FA_ERR_RANGE, "seqused_k[1]");
+    /* paged */
+    vbt[0] = 0; vbt[1] = 1; vbt[2] = 2; vbt[3] = 3;
+    EXPECT_ERR((d_.block_table = vbt, d_.page_size = 0, d_.num_pages = 4), FA_ERR_INVALID, "page_size");
+    EXPECT_ERR((d_.block_table = vbt, d_.page_size = 1, d_.num_pages = 0), FA_ERR_INVALID, "num_pages");
+    EXPECT_ERR((d_.block_table = vbt, d_.page_size = 1, d_.num_pages = 3), FA_ERR_RANGE, "block_table[1][1] = 3");
+    vbt[2] = -1;
+    EXPECT_ERR((d_.block_table = vbt, d_.page_size = 1, d_.num_pages = 4), FA_ERR_RANGE, "block_table[1][0]");
+    vbt[2] = 2;
+    EXPECT_ERR((d_.block_table = vbt, d_.page_size = 1, d_.num_pages = 4, d_.block_table_stride = 1), FA_ERR_SHAPE, "block_table_stride");
+    EXPECT_ERR((d_.block_table = vbt, d_.page_size = 1, d_.num_pages = 4, d_.block_table_stride = -1), FA_ERR_INVALID, "block_table_stride");
+    EXPECT_ERR((d_.block_table = vbt, d_.page_size = 1, d_.num_pages = 4, d_.cu_seqlens_k = vcu), FA_ERR_INVALID, "cannot be combined");
+    /* overflow of sizes and offsets */
+    EXPECT_ERR((d_.seqlen_q = INT64_MAX / 4), FA_ERR_OVERFLOW, "overflow");
+    EXPECT_ERR((d_.heads_q = INT64_MAX / 2, d_.heads_kv = 1), FA_ERR_OVERFLOW, "overflow");
+    EXPECT_ERR((d_.q_stride.batch = INT64_MAX / 2), FA_ERR_OVERFLOW, "q view");
+    EXPECT_ERR((d_.k_stride.seq = INT64_MIN / 2), FA_ERR_OVERFLOW, "k view");
+    EXPECT_ERR((d_.v_stride.seq = INT64_MAX / 2 + 1), FA_ERR_OVERFLOW, "v view");
+    EXPECT_ERR((d_.o_stride.seq = INT64_MAX / 3), FA_ERR_OVERFLOW, "o view");
+    /* workspace */
+    {
+        void *ws = fa_aligned_alloc(4096, 64);
+        EXPECT_ERR((d_.workspace = ws, d_.workspace_size = 4096), FA_ERR_INVALID, "workspace_size");
+        fa_aligned_free(ws);
+    }
+}
+
+TEST(workspace_query_caller_workspace_and_memory_estimate)
+{
+    fa_attn_desc d;
+    size_t need = 0, need_big = 0;
+    unsigned char *raw;
+    float o2[64];
+    fa_attn_memory_info mi;
+    int i;
+    for (i = 0; i < 64; i++) { vq[i] = (float)fa_t_normal(); vk[i] = (float)fa_t_normal(); vv[i] = (float)fa_t_normal(); }
+    valid_desc(&d);
+    CHECK(fa_attn_workspace_size(&d, &need) == FA_OK && need > 0);
+    CHECK(fa_attn_workspace_size(&d, NULL) == FA_ERR_NULL);
+    CHECK(fa_attn_workspace_size(NULL, &need) == FA_ERR_NULL);
+    /* O(tile): the scratch does not grow with the sequence length */
+    d.seqlen_q = d.seqlen_k = 1000000;
+    CHECK(fa_attn_workspace_size(&d, &need_big) == FA_OK && need_big == need);
+    CHECK(fa_attn_memory(&d, &mi) == FA_OK);
+    CHECK(mi.flash_bytes == need);
+    CHECK(mi.naive_bytes == (size_t)2 * 2 * 1000000 * 1000000 * 4);
+    CHECK(mi.io_bytes == (size_t)2 * 1000000 * (2 * 4 + 4 + 4 + 2 * 4) * 4);
+    CHECK(fa_attn_memory(&d, NULL) == FA_ERR_NULL);
+    d.seqlen_q = d.seqlen_k = 2;
+    /* a caller workspace gives bit-identical results; a misaligned one is refused */
+    raw = (unsigned char *)malloc(need + 64);
+    d.workspace = raw + ((64 - ((uintptr_t)raw & 63)) & 63);
+    d.workspace_size = need;
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    memcpy(o2, vo, sizeof o2);
+    d.workspace = NULL;
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    CHECK(memcmp(o2, vo, sizeof(float) * 16) == 0);
+    d.workspace = raw + ((64 - ((uintptr_t)raw & 63)) & 63) + 4;
+    d.workspace_size = need;
+    CHECK(fa_attn_forward(&d) == FA_ERR_ALIGN);
+    free(raw);
+}
+
+TEST(allocation_failure_returns_nomem_and_leaks_nothing)
+{
+    fa_attn_desc d;
+    long live0, k, calls;
+    fa_status st;
+    valid_desc(&d);
+    /* count the allocations of one call, then fail each of them in turn */
+    for (k = 0; k < 2; k++) {
+        int reference = (int)k;
+        long c0 = t_alloc_calls;
+        st = reference ? fa_attn_reference(&d) : fa_attn_forward(&d);
+        CHECK(st == FA_OK);
+        calls = t_alloc_calls - c0;
+        CHECK(calls >= 1);
+        {
+            long f;
+            for (f = 0; f < calls; f++) {
+                live0 = t_live_allocs;
+                t_fail_at = t_alloc_calls + f;
+                memset(vo, 0x5a, sizeof vo);
+                st = reference ? fa_attn_reference(&d) : fa_attn_forward(&d);
+                t_fail_at = -1;
+                CHECKF(st == FA_ERR_NOMEM, "%s: fail alloc %ld -> %s", reference ? "reference" : "forward", f, fa_status_str(st));
+                CHECK(t_live_allocs == live0);
+                CHECK(((unsigned char *)vo)[0] == 0x5a);
+            }
+        }
+    }
+}
+
+int main(void)
+{
+    fa_test_init();
+    RUN(reference_matches_a_hand_computed_case);
+    RUN(reference_matches_the_direct_formula);
+    RUN(forward_matches_reference_on_random_configurations);
+    RUN(large_logits_do_not_overflow);
+    RUN(equal_scores_average_the_values);
+    RUN(fully_masked_rows_give_zero_and_minus_inf);
+    RUN(empty_and_single_key_sequences);
+    RUN(non_finite_inputs_stay_in_their_rows);
+    RUN(merge_of_random_kv_splits_equals_the_unsplit_result);
+    RUN(merge_of_empty_parts_is_empty_and_nan_propagates);
+    RUN(every_validation_error_is_specific);
+    RUN(workspace_query_caller_workspace_and_memory_estimate);
+    RUN(allocation_failure_returns_nomem_and_leaks_nothing);
+    return fa_test_summary();
+}

@@ -1,14 +1,48 @@
 /* flashattn_cuda.cuh - optional CUDA companion of flashattn.h.
 
-   The same fa_attn_desc / fa_merge_desc as the CPU library, run on an NVIDIA GPU. All tensor
-   pointers in the descriptor are device pointers; index arrays (cu_seqlens, seqused_k,
-   block_table) and per-head scale/slope arrays are device pointers too. Calls are asynchronous
-   on the given stream; validation errors are returned before anything is launched.
+   The same fa_attn_desc / fa_merge_desc as the CPU library, run on an NVIDIA GPU (sm_80 or
+   newer: A100, H100, ...). All tensor pointers in the descriptor are device pointers; index
+   arrays (cu_seqlens_q/k, seqused_k, block_table) and the ALiBi slope array are device pointers
+   too. Calls are asynchronous on the given stream; validation errors are returned before
+   anything is launched, and nothing is written then.
 
    Include after (or instead of) flashattn.h; define FLASHATTN_IMPLEMENTATION in one .cu file to
-   compile both the CPU and the CUDA implementations there. Build with nvcc (sm_80+).
+   compile both the CPU and the CUDA implementations there. Build with nvcc for the GPUs you run
+   on, e.g.  -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
 
-   Status: declarations only so far. The kernels arrive with the CUDA work (see the README).
+   WHAT RUNS ON THE GPU
+   --------------------
+   Forward attention, FlashAttention-2 style (Dao 2023, Algorithm 1 with the FA2 work split):
+   each thread block owns 64 query rows of one head (or, for GQA decode, the rows of every query
+   head that shares one KV head: "packed GQA"), streams K/V tiles through shared memory with
+   cp.async double buffering, computes S = QK^T and O += PV with mma.sync m16n8k16 tensor-core
+   instructions (f16 or bf16 operands, f32 accumulation; ldmatrix for fragments), and keeps the
+   softmax online in registers. When there are too few blocks to fill the GPU (decode, short
+   prompts), the key range is split across blocks (split-KV, "flash decoding") and the partial
+   results are combined by the GPU twin of fa_attn_merge.
+
+   Supported: q/k/v f16 or bf16 (all the same), o the same type or f32; head_dim and head_dim_v
+   multiples of 8 up to 256 (64, 96, 128 and 256 have their own tile shapes, the rest run
+   zero-padded on the next one); GQA/MQA; causal (bottom-right); sliding window; softcap; ALiBi;
+   varlen (cu_seqlens_q/k); seqused_k; paged KV; LSE output; num_splits.
+   FA_ERR_UNSUPPORTED (with a message) for: FP8 K/V, sparse masks (d->mask), f32 Q/K/V, head
+   dims that are not multiples of 8, strides or pointers not 16-byte aligned, varlen without
+   seqlen_q (the GPU needs the maximum to size its grid), paged KV together with cu_seqlens_k,
+   GPUs older than sm_80.
+
+   Differences from the CPU library, all documented here:
+   - Index arrays live on the device, so they cannot be checked before the launch. The kernels
+     clamp instead of faulting: seqused_k to the sequence's capacity, page ids to
+     [0, num_pages), a varlen sequence's query count to seqlen_q.
+   - P is rounded to the input type before the PV product (as in every FlashAttention), so
+     results match the double-precision reference to bf16/f16 accuracy, not bit for bit.
+   - A NaN or Inf in V at a key that a row does not see can still reach that row when the key
+     shares a 64-key tile with keys the row does see (0 * NaN in the tensor-core product).
+     Non-finite logits follow the CPU rules exactly.
+
+   Workspace: split-KV needs fa_cuda_attn_workspace_size() bytes of device memory. Pass it in
+   d->workspace / d->workspace_size, or leave it NULL and the call allocates it stream-ordered
+   (cudaMallocAsync / cudaFreeAsync).
 */
 #ifndef FLASHATTN_CUDA_CUH
 #define FLASHATTN_CUDA_CUH
@@ -20,13 +54,963 @@
 extern "C" {
 #endif
 
-/* Attention forward on the GPU (fp16/bf16 Q/K/V/O; K/V may be FP8 with dequant scales). */
+/* Attention forward on the GPU: the semantics of fa_attn_forward (see flashattn.h, attn). */
 FLASHATTN_DEF fa_status fa_cuda_attn_forward(const fa_attn_desc *d, cudaStream_t stream);
 
+/* Device scratch bytes fa_cuda_attn_forward needs for this descriptor on the current device
+   (0 when it will not split the key range). */
+FLASHATTN_DEF fa_status fa_cuda_attn_workspace_size(const fa_attn_desc *d, size_t *bytes);
 
+/* The number of KV splits fa_cuda_attn_forward will use for this descriptor (1 = no split). */
+FLASHATTN_DEF fa_status fa_cuda_attn_num_splits(const fa_attn_desc *d, int64_t *splits);
 
+/* GPU twin of fa_attn_merge: the same descriptor, device pointers. o_parts may be f32, f16 or
+   bf16; o may be f32, f16 or bf16. */
+FLASHATTN_DEF fa_status fa_cuda_attn_merge(const fa_merge_desc *m, cudaStream_t stream);
 
 #ifdef __cplusplus
 }
 #endif
 #endif /* FLASHATTN_CUDA_CUH */
+
+/* ============================================================================================
+   implementation
+   ============================================================================================ */
+#if defined(FLASHATTN_IMPLEMENTATION) && !defined(FLASHATTN_CUDA_IMPLEMENTATION_DONE)
+#define FLASHATTN_CUDA_IMPLEMENTATION_DONE
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define FA__CU_LOG2E 1.4426950408889634f
+#define FA__CU_LN2 0.6931471805599453f
+#define FA__CU_BLOCK_M 64 /* query rows per block: 4 warps x 16 rows */
+#define FA__CU_NWARPS 4
+
+/* Everything a forward kernel needs, resolved on the host (strides in elements). */
+typedef struct fa__cu_fwd_params {
+    const void *q, *k, *v;
+    void *o;
+    float *lse;
+    float *o_part, *lse_part; /* split-KV partials (num_splits > 1), else NULL */
+    int64_t q_sb, q_ss, q_sh, k_sb, k_ss, k_sh, v_sb, v_ss, v_sh, o_sb, o_ss, o_sh;
+    int64_t lse_sb, lse_ss, lse_sh; /* lse_sh < 0: varlen default, total_q = cu_q[batch] */
+    const int32_t *cu_q, *cu_k, *seqused_k, *block_table;
+    int64_t bt_stride, wl, wr, alibi_sb;
+    const float *alibi;
+    int batch, sq, sk, hq, hkv, group, dqk, dv, page_size, num_pages, num_splits, pack_gqa;
+    int o_f32, causal, use_window;
+    float scale, scale_log2, softcap;
+} fa__cu_fwd_params;
+
+typedef struct fa__cu_merge_params {
+    const void *o_parts;
+    const float *lse_parts;
+    void *o;
+    float *lse;
+    int64_t op_split, op_sb, op_ss, op_sh;
+    int64_t lp_split, lp_sb, lp_ss, lp_sh;
+    int64_t o_sb, o_ss, o_sh, l_sb, l_ss, l_sh; /* l_sh < 0: varlen default (total_q) */
+    const int32_t *cu_q; /* varlen output rows (the forward's own merge); NULL = fixed */
+    int num_splits, batch, seqlen, heads, dv, op_type, o_type;
+} fa__cu_merge_params;
+
+/* ---- device helpers -------------------------------------------------------------------- */
+
+extern __shared__ __align__(16) unsigned char fa__cu_smem[];
+
+template <typename T> struct fa__cu_pair;
+template <> struct fa__cu_pair<__nv_bfloat16> {
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi)
+    {
+        __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&v);
+    }
+};
+template <> struct fa__cu_pair<__half> {
+    static __device__ __forceinline__ uint32_t pack(float lo, float hi)
+    {
+        __half2 v = __floats2half2_rn(lo, hi);
+        return *reinterpret_cast<uint32_t *>(&v);
+    }
+};
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define FA__CU_SM80 1
+#endif
+
+static __device__ __forceinline__ uint32_t fa__cu_saddr(const void *p)
+{
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+/* 16-byte global->shared copy that bypasses L1; src_bytes 0 writes zeros and reads nothing. */
+static __device__ __forceinline__ void fa__cu_cp16(void *dst, const void *src, int src_bytes)
+{
+#ifdef FA__CU_SM80
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(fa__cu_saddr(dst)),
+                 "l"(src), "r"(src_bytes));
+#else
+    (void)dst; (void)src; (void)src_bytes;
+#endif
+}
+static __device__ __forceinline__ void fa__cu_cp_commit(void)
+{
+#ifdef FA__CU_SM80
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N> static __device__ __forceinline__ void fa__cu_cp_wait(void)
+{
+#ifdef FA__CU_SM80
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+static __device__ __forceinline__ void fa__cu_ldsm4(uint32_t r[4], const void *p)
+{
+#ifdef FA__CU_SM80
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fa__cu_saddr(p)));
+#else
+    (void)p; r[0] = r[1] = r[2] = r[3] = 0;
+#endif
+}
+static __device__ __forceinline__ void fa__cu_ldsm4t(uint32_t r[4], const void *p)
+{
+#ifdef FA__CU_SM80
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(fa__cu_saddr(p)));
+#else
+    (void)p; r[0] = r[1] = r[2] = r[3] = 0;
+#endif
+}
+
+/* D(16x8, f32) += A(16x16) * B(16x8), operands f16 or bf16. */
+template <typename T> struct fa__cu_mma;
+template <> struct fa__cu_mma<__nv_bfloat16> {
+    static __device__ __forceinline__ void run(float c[4], const uint32_t a[4], uint32_t b0,
+                                               uint32_t b1)
+    {
+#ifdef FA__CU_SM80
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+        (void)c; (void)a; (void)b0; (void)b1;
+#endif
+    }
+};
+template <> struct fa__cu_mma<__half> {
+    static __device__ __forceinline__ void run(float c[4], const uint32_t a[4], uint32_t b0,
+                                               uint32_t b1)
+    {
+#ifdef FA__CU_SM80
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+        (void)c; (void)a; (void)b0; (void)b1;
+#endif
+    }
+};
+
+static __device__ __forceinline__ float fa__cu_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.f32 %0, %1;\n" : "=f"(y) : "f"(x)); /* ex2(-inf) = +0, NaN stays NaN */
+    return y;
+}
+
+/* Visible key range [lo, hi] of query i (bottom-right aligned; hi < lo means none). */
+static __device__ __forceinline__ int fa__cu_lo(const fa__cu_fwd_params &p, int i, int sq, int sk)
+{
+    int64_t diag = (int64_t)i + sk - sq, lo = 0;
+    if (p.use_window && p.wl >= 0) lo = diag - p.wl;
+    if (lo < 0) lo = 0;
+    if (lo > sk) lo = sk;
+    return (int)lo;
+}
+static __device__ __forceinline__ int fa__cu_hi(const fa__cu_fwd_params &p, int i, int sq, int sk)
+{
+    int64_t diag = (int64_t)i + sk - sq, hi = (int64_t)sk - 1;
+    if (p.causal && diag < hi) hi = diag;
+    if (p.use_window && p.wr >= 0 && diag + p.wr < hi) hi = diag + p.wr;
+    if (hi < -1) hi = -1;
+    return (int)hi;
+}
+
+/* Element offset of key t of sequence b (KV head 0) in a K or V view. */
+static __device__ __forceinline__ int64_t fa__cu_kv_off(const fa__cu_fwd_params &p, int b,
+                                                        int k_off, int t, int64_t sb, int64_t ss)
+{
+    if (p.block_table) {
+        int page = p.block_table[(int64_t)b * p.bt_stride + t / p.page_size];
+        page = page < 0 ? 0 : (page >= p.num_pages ? p.num_pages - 1 : page);
+        return (int64_t)page * sb + (int64_t)(t % p.page_size) * ss;
+    }
+    if (p.cu_k) return (int64_t)(k_off + t) * ss;
+    return (int64_t)b * sb + (int64_t)t * ss;
+}
+
+/* ---- the forward kernel ------------------------------------------------------------------
+   T: __half or __nv_bfloat16. D: padded head dim (tile width, multiple of 16). BN: keys per
+   tile. QREG: keep Q's fragments in registers (D <= 128) instead of re-reading shared memory.
+   MOD: softcap or ALiBi present (the plain path keeps its inner loop free of them).
+   Shared memory: Q [64][D+8], K [2][BN][D+8], V [2][BN][D+8]; the 8-element row padding puts
+   the 8 rows an ldmatrix reads in 8 different bank groups. */
+template <typename T, int D, int BN, bool QREG, bool MOD>
+__global__ void __launch_bounds__(FA__CU_NWARPS * 32)
+fa__cu_fwd_kernel(const fa__cu_fwd_params p)
+{
+#ifdef FA__CU_SM80
+    constexpr int BM = FA__CU_BLOCK_M, PITCH = D + 8, NT = FA__CU_NWARPS * 32, CH = D / 8;
+    T *sQ = reinterpret_cast<T *>(fa__cu_smem);
+    T *sK = sQ + BM * PITCH;
+    T *sV = sK + 2 * BN * PITCH;
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int mt = (int)gridDim.x - 1 - (int)blockIdx.x; /* heavy (causal) tiles first */
+    const int hy = blockIdx.y;
+    const int b = (int)blockIdx.z / p.num_splits, split = (int)blockIdx.z % p.num_splits;
+    const T *qg = reinterpret_cast<const T *>(p.q);
+    const T *kg = reinterpret_cast<const T *>(p.k);
+    const T *vg = reinterpret_cast<const T *>(p.v);
+
+    int q_off = 0, sq = p.sq, k_off = 0, sk = p.sk;
+    if (p.cu_q) {
+        q_off = p.cu_q[b];
+        sq = min(max(p.cu_q[b + 1] - q_off, 0), p.sq);
+    }
+    if (p.cu_k) {
+        k_off = p.cu_k[b];
+        sk = max(p.cu_k[b + 1] - k_off, 0);
+    }
+    if (p.seqused_k) sk = min(sk, max(p.seqused_k[b], 0));
+    const int G = p.pack_gqa ? p.group : 1;
+    const int rows = sq * G;
+    const int row0 = mt * BM;
+    if (row0 >= rows) return;
+    const int hkv = p.pack_gqa ? hy : hy / p.group;
+
+    /* Block-wide key range, and the part of it every row of the block sees in full. */
+    const int i_first = row0 / G, i_last = min((row0 + BM - 1) / G, sq - 1);
+    const int lo_min = fa__cu_lo(p, i_first, sq, sk), lo_max = fa__cu_lo(p, i_last, sq, sk);
+    const int hi_min = fa__cu_hi(p, i_first, sq, sk), hi_max = fa__cu_hi(p, i_last, sq, sk);
+    int n_beg = 0, n_end = 0;
+    if (hi_max >= lo_min) {
+        n_beg = lo_min / BN;
+        n_end = hi_max / BN + 1;
+    }
+    if (p.num_splits > 1) {
+        int per = (n_end - n_beg + p.num_splits - 1) / p.num_splits;
+        int a = n_beg + split * per;
+        n_end = min(n_end, a + per);
+        n_beg = min(a, n_end);
+    }
+
+    /* This thread's two rows (r and r + 8 of its warp's 16). */
+    int r_i[2], r_h[2], r_lo[2], r_hi[2], r_diag[2];
+    float r_slope[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+        int R = row0 + warp * 16 + (lane >> 2) + rr * 8;
+        r_i[rr] = R / G;
+        r_h[rr] = p.pack_gqa ? hy * G + R % G : hy;
+        r_lo[rr] = fa__cu_lo(p, r_i[rr], sq, sk);
+        r_hi[rr] = fa__cu_hi(p, r_i[rr], sq, sk);
+        r_diag[rr] = r_i[rr] + sk - sq;
+        r_slope[rr] = (MOD && p.alibi && R < rows)
+                          ? p.alibi[(int64_t)b * p.alibi_sb + r_h[rr]] : 0.0f;
+    }
+
+    /* Q tile: row R of the block is query R / G of head (packed) or query R of head hy. */
+    for (int c = tid; c < BM * CH; c += NT) {
+        int r = c / CH, cc = c % CH, R = row0 + r;
+        bool ok = R < rows && cc * 8 < p.dqk;
+        const T *src = qg;
+        if (ok) {
+            int i = R / G, h = p.pack_gqa ? hy * G + R % G : hy;
+            int64_t off = p.cu_q ? (int64_t)(q_off + i) * p.q_ss
+                                 : (int64_t)b * p.q_sb + (int64_t)i * p.q_ss;
+            src = qg + off + (int64_t)h * p.q_sh + cc * 8;
+        }
+        fa__cu_cp16(sQ + r * PITCH + cc * 8, src, ok ? 16 : 0);
+    }
+    const int64_t k_head = (int64_t)hkv * p.k_sh, v_head = (int64_t)hkv * p.v_sh;
+    auto load_k = [&](int n, T *dst) {
+        for (int c = tid; c < BN * CH; c += NT) {
+            int r = c / CH, cc = c % CH, t = n * BN + r;
+            bool ok = t < sk && cc * 8 < p.dqk;
+            const T *src = ok ? kg + fa__cu_kv_off(p, b, k_off, t, p.k_sb, p.k_ss) + k_head + cc * 8
+                              : kg;
+            fa__cu_cp16(dst + r * PITCH + cc * 8, src, ok ? 16 : 0);
+        }
+    };
+    auto load_v = [&](int n, T *dst) {
+        for (int c = tid; c < BN * CH; c += NT) {
+            int r = c / CH, cc = c % CH, t = n * BN + r;
+            bool ok = t < sk && cc * 8 < p.dv;
+            const T *src = ok ? vg + fa__cu_kv_off(p, b, k_off, t, p.v_sb, p.v_ss) + v_head + cc * 8
+                              : vg;
+            fa__cu_cp16(dst + r * PITCH + cc * 8, src, ok ? 16 : 0);
+        }
+    };
+    if (n_beg < n_end) load_k(n_beg, sK);
+    fa__cu_cp_commit();
+    if (n_beg < n_end) load_v(n_beg, sV);
+    fa__cu_cp_commit();
+
+    const bool active = row0 + warp * 16 < rows; /* warp-uniform: has at least one live row */
+    const T *sQw = sQ + warp * 16 * PITCH;
+    uint32_t qf[QREG ? D / 16 : 1][4];
+    float acc[D / 8][4];
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
+    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f};
+
+    fa__cu_cp_wait<1>();
+    __syncthreads();
+    if (QREG && active) {
+#pragma unroll
+        for (int kk = 0; kk < (QREG ? D / 16 : 1); ++kk)
+            fa__cu_ldsm4(qf[kk], sQw + (lane & 15) * PITCH + kk * 16 + (lane >> 4) * 8);
+    }
+
+    for (int n = n_beg; n < n_end; ++n) {
+        const int buf = (n - n_beg) & 1;
+        const T *sKb = sK + buf * BN * PITCH, *sVb = sV + buf * BN * PITCH;
+        fa__cu_cp_wait<1>(); /* K tile n has landed (V tile n may still be in flight) */
+        __syncthreads();
+
+        float s[BN / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        if (active) {
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                uint32_t a[4];
+                if (QREG) {
+                    a[0] = qf[QREG ? kk : 0][0]; a[1] = qf[QREG ? kk : 0][1];
+                    a[2] = qf[QREG ? kk : 0][2]; a[3] = qf[QREG ? kk : 0][3];
+                } else {
+                    fa__cu_ldsm4(a, sQw + (lane & 15) * PITCH + kk * 16 + (lane >> 4) * 8);
+                }
+#pragma unroll
+                for (int np = 0; np < BN / 16; ++np) {
+                    uint32_t bk[4];
+                    fa__cu_ldsm4(bk, sKb + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * PITCH +
+                                         kk * 16 + ((lane >> 3) & 1) * 8);
+                    fa__cu_mma<T>::run(s[2 * np], a, bk[0], bk[1]);
+                    fa__cu_mma<T>::run(s[2 * np + 1], a, bk[2], bk[3]);
+                }
+            }
+        }
+        if (n + 1 < n_end) load_k(n + 1, sK + (buf ^ 1) * BN * PITCH);
+        fa__cu_cp_commit();
+
+        uint32_t pf[BN / 16][4];
+        if (active) {
+            const int j0 = n * BN;
+            const bool full = j0 >= lo_max && j0 + BN - 1 <= hi_min;
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; ++nt) {
+#pragma unroll
+                for (int c = 0; c < 4; ++c) {
+                    const int rr = c >> 1, j = j0 + nt * 8 + (lane & 3) * 2 + (c & 1);
+                    float x = s[nt][c];
+                    if (MOD) {
+                        x *= p.scale;
+                        if (p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
+                        x -= r_slope[rr] * fabsf((float)(r_diag[rr] - j));
+                        x *= FA__CU_LOG2E;
+                    } else {
+                        x *= p.scale_log2;
+                    }
+                    if (!full && (j < r_lo[rr] || j > r_hi[rr])) x = -INFINITY;
+                    s[nt][c] = x;
+                }
+            }
+#pragma unroll
+            for (int rr = 0; rr < 2; ++rr) {
+                float mx = -INFINITY;
+#pragma unroll
+                for (int nt = 0; nt < BN / 8; ++nt)
+                    mx = fmaxf(mx, fmaxf(s[nt][2 * rr], s[nt][2 * rr + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float m_new = fmaxf(m_r[rr], mx);
+                const float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no (-inf) - (-inf) */
+                const float alpha = fa__cu_exp2(m_r[rr] - m_use);
+                m_r[rr] = m_new;
+                float sum = 0.0f;
+#pragma unroll
+                for (int nt = 0; nt < BN / 8; ++nt) {
+                    s[nt][2 * rr] = fa__cu_exp2(s[nt][2 * rr] - m_use);
+                    s[nt][2 * rr + 1] = fa__cu_exp2(s[nt][2 * rr + 1] - m_use);
+                    sum += s[nt][2 * rr] + s[nt][2 * rr + 1];
+                }
+                l_r[rr] = l_r[rr] * alpha + sum; /* per-thread partial; quad-summed at the end */
+#pragma unroll
+                for (int dt = 0; dt < D / 8; ++dt) {
+                    acc[dt][2 * rr] *= alpha;
+                    acc[dt][2 * rr + 1] *= alpha;
+                }
+            }
+            /* The S accumulator layout is the A-operand layout of the next product. */
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; ++kk) {
+                pf[kk][0] = fa__cu_pair<T>::pack(s[2 * kk][0], s[2 * kk][1]);
+                pf[kk][1] = fa__cu_pair<T>::pack(s[2 * kk][2], s[2 * kk][3]);
+                pf[kk][2] = fa__cu_pair<T>::pack(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+                pf[kk][3] = fa__cu_pair<T>::pack(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+            }
+        }
+
+        fa__cu_cp_wait<1>(); /* V tile n has landed */
+        __syncthreads();
+        if (active) {
+#pragma unroll
+            for (int kk = 0; kk < BN / 16; ++kk) {
+#pragma unroll
+                for (int dp = 0; dp < D / 16; ++dp) {
+                    uint32_t bv[4];
+                    fa__cu_ldsm4t(bv, sVb + (kk * 16 + (lane & 15)) * PITCH + dp * 16 +
+                                          (lane >> 4) * 8);
+                    fa__cu_mma<T>::run(acc[2 * dp], pf[kk], bv[0], bv[1]);
+                    fa__cu_mma<T>::run(acc[2 * dp + 1], pf[kk], bv[2], bv[3]);
+                }
+            }
+        }
+        if (n + 1 < n_end) load_v(n + 1, sV + (buf ^ 1) * BN * PITCH);
+        fa__cu_cp_commit();
+    }
+
+    /* Epilogue: O = acc / l, lse = m ln2 + ln l; a row that saw nothing gets 0 and -inf. */
+    float inv[2], lse_v[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+        float l = l_r[rr];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        inv[rr] = l == 0.0f ? 0.0f : 1.0f / l;
+        lse_v[rr] = l == 0.0f ? -INFINITY : m_r[rr] * FA__CU_LN2 + logf(l);
+    }
+    const int col0 = (lane & 3) * 2;
+    if (p.num_splits > 1) {
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+            int R = row0 + warp * 16 + (lane >> 2) + rr * 8;
+            if (R >= rows) continue;
+            int64_t prow = (((int64_t)split * p.batch + b) * p.sq + r_i[rr]) * p.hq + r_h[rr];
+            float *dst = p.o_part + prow * p.dv;
+#pragma unroll
+            for (int dt = 0; dt < D / 8; ++dt)
+                if (dt * 8 < p.dv)
+                    *reinterpret_cast<float2 *>(dst + dt * 8 + col0) =
+                        make_float2(acc[dt][2 * rr] * inv[rr], acc[dt][2 * rr + 1] * inv[rr]);
+            if ((lane & 3) == 0)
+                p.lse_part[(((int64_t)split * p.batch + b) * p.hq + r_h[rr]) * p.sq + r_i[rr]] =
+                    lse_v[rr];
+        }
+        return;
+    }
+    if (p.lse && (lane & 3) == 0) {
+        const int64_t lse_sh = p.lse_sh < 0 ? (int64_t)p.cu_q[p.batch] : p.lse_sh;
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+            int R = row0 + warp * 16 + (lane >> 2) + rr * 8;
+            if (R >= rows) continue;
+            int64_t off = p.cu_q ? (int64_t)(q_off + r_i[rr]) * p.lse_ss
+                                 : (int64_t)b * p.lse_sb + (int64_t)r_i[rr] * p.lse_ss;
+            p.lse[off + (int64_t)r_h[rr] * lse_sh] = lse_v[rr];
+        }
+    }
+    auto o_row = [&](int i, int h) -> int64_t {
+        return (p.cu_q ? (int64_t)(q_off + i) * p.o_ss : (int64_t)b * p.o_sb + (int64_t)i * p.o_ss) +
+               (int64_t)h * p.o_sh;
+    };
+    if (p.o_f32) {
+        float *og = reinterpret_cast<float *>(p.o);
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+            int R = row0 + warp * 16 + (lane >> 2) + rr * 8;
+            if (R >= rows) continue;
+            float *dst = og + o_row(r_i[rr], r_h[rr]);
+#pragma unroll
+            for (int dt = 0; dt < D / 8; ++dt)
+                if (dt * 8 < p.dv)
+                    *reinterpret_cast<float2 *>(dst + dt * 8 + col0) =
+                        make_float2(acc[dt][2 * rr] * inv[rr], acc[dt][2 * rr + 1] * inv[rr]);
+        }
+        return;
+    }
+    /* Stage the warp's 16 rows in its own (already consumed) rows of the Q tile, then write
+       16-byte chunks so each row goes out in full sectors. */
+    T *sO = sQ + warp * 16 * PITCH;
+    __syncwarp();
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt)
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr)
+            *reinterpret_cast<uint32_t *>(sO + ((lane >> 2) + rr * 8) * PITCH + dt * 8 + col0) =
+                fa__cu_pair<T>::pack(acc[dt][2 * rr] * inv[rr], acc[dt][2 * rr + 1] * inv[rr]);
+    __syncwarp();
+    T *og = reinterpret_cast<T *>(p.o);
+    for (int c = lane; c < 16 * CH; c += 32) {
+        int r = c / CH, cc = c % CH, R = row0 + warp * 16 + r;
+        if (R >= rows || cc * 8 >= p.dv) continue;
+        int i = R / G, h = p.pack_gqa ? hy * G + R % G : hy;
+        *reinterpret_cast<uint4 *>(og + o_row(i, h) + cc * 8) =
+            *reinterpret_cast<const uint4 *>(sO + r * PITCH + cc * 8);
+    }
+#endif
+}
+
+/* ---- merge kernel: one warp per (batch, seq, head) row --------------------------------- */
+static __device__ __forceinline__ float fa__cu_ld(const void *p, int type, int64_t i)
+{
+    if (type == FA_F32) return reinterpret_cast<const float *>(p)[i];
+    if (type == FA_F16) return __half2float(reinterpret_cast<const __half *>(p)[i]);
+    return __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(p)[i]);
+}
+static __device__ __forceinline__ void fa__cu_st(void *p, int type, int64_t i, float x)
+{
+    if (type == FA_F32) reinterpret_cast<float *>(p)[i] = x;
+    else if (type == FA_F16) reinterpret_cast<__half *>(p)[i] = __float2half_rn(x);
+    else reinterpret_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(x);
+}
+
+__global__ void __launch_bounds__(256) fa__cu_merge_kernel(const fa__cu_merge_params p)
+{
+    const int lane = threadIdx.x & 31;
+    const int64_t row = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
+    if (row >= (int64_t)p.batch * p.seqlen * p.heads) return;
+    const int h = (int)(row % p.heads);
+    const int s = (int)((row / p.heads) % p.seqlen);
+    const int b = (int)(row / ((int64_t)p.heads * p.seqlen));
+    int64_t o_off, l_off;
+    if (p.cu_q) {
+        int q_off = p.cu_q[b];
+        if (s >= p.cu_q[b + 1] - q_off) return;
+        int64_t l_sh = p.l_sh < 0 ? (int64_t)p.cu_q[p.batch] : p.l_sh;
+        o_off = (int64_t)(q_off + s) * p.o_ss + (int64_t)h * p.o_sh;
+        l_off = (int64_t)(q_off + s) * p.l_ss + (int64_t)h * l_sh;
+    } else {
+        o_off = (int64_t)b * p.o_sb + (int64_t)s * p.o_ss + (int64_t)h * p.o_sh;
+        l_off = (int64_t)b * p.l_sb + (int64_t)s * p.l_ss + (int64_t)h * p.l_sh;
+    }
+    const int64_t lp0 = (int64_t)b * p.lp_sb + (int64_t)s * p.lp_ss + (int64_t)h * p.lp_sh;
+    const int64_t op0 = (int64_t)b * p.op_sb + (int64_t)s * p.op_ss + (int64_t)h * p.op_sh;
+
+    /* The arithmetic of fa_attn_merge: weights exp(lse_i - max), parts whose weight is 0
+       (empty, or negligible) skipped, NaN anywhere in the LSEs making the row NaN. */
+    float m = -INFINITY;
+    int nan = 0;
+    for (int sp = lane; sp < p.num_splits; sp += 32) {
+        float x = p.lse_parts[lp0 + sp * p.lp_split];
+        if (x != x) nan = 1;
+        else m = fmaxf(m, x);
+    }
+    for (int off = 16; off; off >>= 1) {
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+        nan |= __shfl_xor_sync(0xffffffffu, nan, off);
+    }
+    if (nan) m = NAN;
+    float wsum = 0.0f;
+    if (m != -INFINITY)
+        for (int sp = lane; sp < p.num_splits; sp += 32)
+            wsum += expf(p.lse_parts[lp0 + sp * p.lp_split] - m);
+    for (int off = 16; off; off >>= 1) wsum += __shfl_xor_sync(0xffffffffu, wsum, off);
+
+    const float lse = m == -INFINITY ? -INFINITY : m + logf(wsum);
+    for (int d = lane; d < p.dv; d += 32) {
+        float o = 0.0f;
+        if (m != -INFINITY) {
+            for (int sp = 0; sp < p.num_splits; ++sp) {
+                float w = expf(p.lse_parts[lp0 + sp * p.lp_split] - m);
+                if (w == 0.0f) continue; /* an empty part: its o may be anything */
+                o += w * fa__cu_ld(p.o_parts, p.op_type, op0 + sp * p.op_split + d);
+            }
+            o /= wsum;
+        }
+        fa__cu_st(p.o, p.o_type, o_off + d, o);
+    }
+    if (p.lse && lane == 0) p.lse[l_off] = lse;
+}
+
+/* ---- host side ------------------------------------------------------------------------- */
+
+static fa_status fa__cu_err(cudaError_t e, const char *what)
+{
+    return fa__fail(FA_ERR_CUDA, "%s: %s", what, cudaGetErrorString(e));
+}
+
+static int fa__cu_aligned(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+/* The forward's plan: resolved parameters, tile shape and grid. */
+typedef struct fa__cu_plan {
+    fa__cu_fwd_params p;
+    int dpad, bn, mod, bf16, splits;
+    dim3 grid;
+    size_t ws_bytes;
+} fa__cu_plan;
+
+static int fa__cu_dpad(int64_t d) { return d <= 64 ? 64 : d <= 96 ? 96 : d <= 128 ? 128 : 256; }
+static int fa__cu_bn(int dpad) { return dpad == 256 ? 32 : 64; }
+
+static fa_status fa__cu_make_plan(const fa_attn_desc *d, fa__cu_plan *pl)
+{
+    fa__cu_fwd_params *p = &pl->p;
+    int64_t hkv, dv, sq, sk, group, rows_max, mtiles, hy, ps = 0, bt_stride = 0;
+    int dev = 0, cc_major = 0, num_sm = 0;
+    cudaError_t e;
+
+    /* Host-side checks, in the CPU library's order and with its status codes. */
+    if (!d) return fa__fail(FA_ERR_NULL, "attention desc is NULL");
+    if (d->batch < 1) return fa__fail(FA_ERR_INVALID, "batch (%lld) must be >= 1", (long long)d->batch);
+    if (d->heads_q < 1) return fa__fail(FA_ERR_INVALID, "heads_q (%lld) must be >= 1", (long long)d->heads_q);
+    if (d->heads_kv < 0) return fa__fail(FA_ERR_INVALID, "heads_kv (%lld) must be >= 0", (long long)d->heads_kv);
+    hkv = d->heads_kv ? d->heads_kv : d->heads_q;
+    if (d->heads_q % hkv)
+        return fa__fail(FA_ERR_SHAPE, "heads_q (%lld) is not a multiple of heads_kv (%lld)",
+                        (long long)d->heads_q, (long long)hkv);
+    if (d->head_dim < 1 || d->head_dim > FA_ATTN_MAX_HEAD_DIM)
+        return fa__fail(FA_ERR_SHAPE, "head_dim (%lld) must be in 1..%d", (long long)d->head_dim,
+                        FA_ATTN_MAX_HEAD_DIM);
+    if (d->head_dim_v < 0 || d->head_dim_v > FA_ATTN_MAX_HEAD_DIM)
+        return fa__fail(FA_ERR_SHAPE, "head_dim_v (%lld) must be in 1..%d (0 = head_dim)",
+                        (long long)d->head_dim_v, FA_ATTN_MAX_HEAD_DIM);
+    dv = d->head_dim_v ? d->head_dim_v : d->head_dim;
+    if (d->seqlen_q < 0 || (!d->cu_seqlens_q && d->seqlen_q < 1))
+        return fa__fail(FA_ERR_INVALID, "seqlen_q (%lld) must be >= 1 (or 0 with cu_seqlens_q)",
+                        (long long)d->seqlen_q);
+    if (d->seqlen_k < 0) return fa__fail(FA_ERR_INVALID, "seqlen_k (%lld) must be >= 0", (long long)d->seqlen_k);
+    if (!d->q) return fa__fail(FA_ERR_NULL, "q is NULL");
+    if (!d->k) return fa__fail(FA_ERR_NULL, "k is NULL");
+    if (!d->v) return fa__fail(FA_ERR_NULL, "v is NULL");
+    if (!d->o) return fa__fail(FA_ERR_NULL, "o is NULL");
+    if (d->q_type != FA_F32 && d->q_type != FA_F16 && d->q_type != FA_BF16)
+        return fa__fail(FA_ERR_DTYPE, "q_type (%d) must be f32, f16 or bf16", (int)d->q_type);
+    if ((int)d->k_type < 0 || (int)d->k_type >= (int)FA_DTYPE_COUNT_ || (int)d->v_type < 0 ||
+        (int)d->v_type >= (int)FA_DTYPE_COUNT_)
+        return fa__fail(FA_ERR_DTYPE, "k_type/v_type is not a known dtype");
+    if (d->o_type != FA_F32 && d->o_type != FA_F16 && d->o_type != FA_BF16)
+        return fa__fail(FA_ERR_DTYPE, "o_type (%d) must be f32, f16 or bf16", (int)d->o_type);
+    if (!(d->softmax_scale - d->softmax_scale == 0.0f))
+        return fa__fail(FA_ERR_INVALID, "softmax_scale is not finite");
+    if (!(d->softcap - d->softcap == 0.0f) || d->softcap < 0.0f)
+        return fa__fail(FA_ERR_INVALID, "softcap (%g) must be finite and >= 0", (double)d->softcap);
+    if (!(d->k_scale - d->k_scale == 0.0f) || !(d->v_scale - d->v_scale == 0.0f))
+        return fa__fail(FA_ERR_INVALID, "k_scale/v_scale must be finite");
+    if (d->alibi_batch_stride < 0)
+        return fa__fail(FA_ERR_INVALID, "alibi_batch_stride (%lld) must be >= 0", (long long)d->alibi_batch_stride);
+    if (d->num_splits < 0) return fa__fail(FA_ERR_INVALID, "num_splits (%lld) must be >= 0", (long long)d->num_splits);
+    if (d->mask)
+        return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: sparse masks run on the CPU only");
+    if (d->block_table && d->cu_seqlens_k)
+        return fa__fail(FA_ERR_INVALID, "paged KV (block_table) and cu_seqlens_k cannot be combined");
+    if (d->block_table) {
+        if (d->page_size < 1)
+            return fa__fail(FA_ERR_INVALID, "page_size (%lld) must be >= 1 with a block_table", (long long)d->page_size);
+        if (d->num_pages < 1)
+            return fa__fail(FA_ERR_INVALID, "num_pages (%lld) must be >= 1 with a block_table", (long long)d->num_pages);
+        if (d->block_table_stride < 0)
+            return fa__fail(FA_ERR_INVALID, "block_table_stride (%lld) must be >= 0", (long long)d->block_table_stride);
+        ps = d->page_size;
+        bt_stride = d->block_table_stride ? d->block_table_stride : (d->seqlen_k + ps - 1) / ps;
+        if (bt_stride > 0x7fffffff / ps || bt_stride * ps < d->seqlen_k)
+            return fa__fail(FA_ERR_SHAPE, "block_table_stride (%lld) pages of %lld keys cannot hold seqlen_k (%lld)",
+                            (long long)bt_stride, (long long)ps, (long long)d->seqlen_k);
+    }
+    /* What this GPU implementation does not cover. */
+    if (d->mask)
+        return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: sparse masks run on the CPU only");
+    if (d->q_type != FA_F16 && d->q_type != FA_BF16)
+        return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: q must be f16 or bf16 (got %s)",
+                        fa_dtype_name(d->q_type));
+    if (d->k_type != d->q_type || d->v_type != d->q_type)
+        return fa__fail(FA_ERR_UNSUPPORTED,
+                        "fa_cuda_attn_forward: k and v must have q's type (FP8 K/V is CPU-only so far)");
+    if (d->o_type != d->q_type && d->o_type != FA_F32)
+        return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: o must be q's type or f32");
+    if (d->head_dim % 8 || dv % 8)
+        return fa__fail(FA_ERR_UNSUPPORTED,
+                        "fa_cuda_attn_forward: head_dim (%lld) and head_dim_v (%lld) must be multiples of 8",
+                        (long long)d->head_dim, (long long)dv);
+    if (d->cu_seqlens_q && d->seqlen_q < 1)
+        return fa__fail(FA_ERR_UNSUPPORTED,
+                        "fa_cuda_attn_forward: varlen needs seqlen_q = the longest sequence (the "
+                        "offsets live on the device)");
+    if (d->block_table && d->cu_seqlens_k)
+        return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: paged KV with cu_seqlens_k");
+    sq = d->seqlen_q;
+    sk = d->seqlen_k;
+    group = d->heads_q / hkv;
+    if (sq > 0x7fffffff / group || sk > 0x7fffffff || d->heads_q > 65535 || d->batch > 65535 ||
+        (d->block_table && (ps > 0x7fffffff || d->num_pages > 0x7fffffff)))
+        return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: sizes exceed the GPU grid limits");
+
+    memset(&pl->p, 0, sizeof pl->p);
+    p->q = d->q; p->k = d->k; p->v = d->v; p->o = d->o; p->lse = d->lse;
+    /* Strides: each zero field means packed BSHD (paged: [pages][page_size][heads][dim]). */
+    {
+        int64_t kcap = d->block_table ? ps : sk;
+        p->q_sh = d->q_stride.head ? d->q_stride.head : d->head_dim;
+        p->q_ss = d->q_stride.seq ? d->q_stride.seq : d->heads_q * d->head_dim;
+        p->q_sb = d->q_stride.batch ? d->q_stride.batch : sq * p->q_ss;
+        p->k_sh = d->k_stride.head ? d->k_stride.head : d->head_dim;
+        p->k_ss = d->k_stride.seq ? d->k_stride.seq : hkv * d->head_dim;
+        p->k_sb = d->k_stride.batch ? d->k_stride.batch : kcap * p->k_ss;
+        p->v_sh = d->v_stride.head ? d->v_stride.head : dv;
+        p->v_ss = d->v_stride.seq ? d->v_stride.seq : hkv * dv;
+        p->v_sb = d->v_stride.batch ? d->v_stride.batch : kcap * p->v_ss;
+        p->o_sh = d->o_stride.head ? d->o_stride.head : dv;
+        p->o_ss = d->o_stride.seq ? d->o_stride.seq : d->heads_q * dv;
+        p->o_sb = d->o_stride.batch ? d->o_stride.batch : sq * p->o_ss;
+        p->lse_ss = d->lse_stride.seq ? d->lse_stride.seq : 1;
+        p->lse_sh = d->lse_stride.head ? d->lse_stride.head : (d->cu_seqlens_q ? -1 : sq);
+        p->lse_sb = d->lse_stride.batch ? d->lse_stride.batch : d->heads_q * sq;
+    }
+    {
+        const int64_t st[] = {p->q_sh, p->q_ss, p->q_sb, p->k_sh, p->k_ss, p->k_sb,
+                              p->v_sh, p->v_ss, p->v_sb, p->o_sh, p->o_ss, p->o_sb};
+        size_t i;
+        for (i = 0; i < sizeof st / sizeof st[0]; i++)
+            if (st[i] < 0 || st[i] % 8)
+                return fa__fail(FA_ERR_UNSUPPORTED,
+                                "fa_cuda_attn_forward: q/k/v/o strides must be non-negative "
+                                "multiples of 8 elements (16 bytes)");
+        if (p->lse_ss < 0 || p->lse_sb < 0 || (d->lse_stride.head && p->lse_sh < 0))
+            return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: negative LSE stride");
+        if (!fa__cu_aligned(d->q) || !fa__cu_aligned(d->k) || !fa__cu_aligned(d->v) ||
+            !fa__cu_aligned(d->o))
+            return fa__fail(FA_ERR_UNSUPPORTED,
+                            "fa_cuda_attn_forward: q, k, v and o must be 16-byte aligned");
+    }
+    p->cu_q = d->cu_seqlens_q; p->cu_k = d->cu_seqlens_k; p->seqused_k = d->seqused_k;
+    p->block_table = d->block_table; p->bt_stride = bt_stride;
+    p->page_size = (int)ps; p->num_pages = (int)d->num_pages;
+    p->alibi = d->alibi_slopes; p->alibi_sb = d->alibi_batch_stride;
+    p->batch = (int)d->batch; p->sq = (int)sq; p->sk = (int)sk;
+    p->hq = (int)d->heads_q; p->hkv = (int)hkv; p->group = (int)group;
+    p->dqk = (int)d->head_dim; p->dv = (int)dv;
+    p->causal = d->causal != 0; p->use_window = d->use_window != 0;
+    p->wl = d->window_left; p->wr = d->window_right;
+    p->scale = d->softmax_scale != 0.0f ? d->softmax_scale : (float)(1.0 / sqrt((double)d->head_dim));
+    p->scale_log2 = p->scale * FA__CU_LOG2E;
+    p->softcap = d->softcap;
+    p->o_f32 = d->o_type == FA_F32;
+
+    pl->dpad = fa__cu_dpad(d->head_dim > dv ? d->head_dim : dv);
+    pl->bn = fa__cu_bn(pl->dpad);
+    pl->mod = d->softcap > 0.0f || d->alibi_slopes != NULL;
+    pl->bf16 = d->q_type == FA_BF16;
+
+    if ((e = cudaGetDevice(&dev)) != cudaSuccess) return fa__cu_err(e, "cudaGetDevice");
+    if ((e = cudaDeviceGetAttribute(&cc_major, cudaDevAttrComputeCapabilityMajor, dev)) != cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&num_sm, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess)
+        return fa__cu_err(e, "cudaDeviceGetAttribute");
+    if (cc_major < 8)
+        return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: needs an sm_80 or newer GPU");
+
+    /* Packed GQA when the query rows of one head would not fill a tile (decode). */
+    p->pack_gqa = group > 1 && sq < FA__CU_BLOCK_M;
+    rows_max = p->pack_gqa ? sq * group : sq;
+    hy = p->pack_gqa ? hkv : d->heads_q;
+    mtiles = (rows_max + FA__CU_BLOCK_M - 1) / FA__CU_BLOCK_M;
+    if (mtiles > 0x7fffffff) return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: too many rows");
+
+    /* Split-KV when the grid would leave most of the GPU idle (flash decoding). Each split
+       keeps at least two key tiles, so the merge stays cheap next to the attention. */
+    {
+        int64_t blocks = mtiles * hy * d->batch, splits = 1;
+        int64_t ktiles = (sk + pl->bn - 1) / pl->bn;
+        if (d->num_splits > 0) splits = d->num_splits;
+        else if (blocks < num_sm && !d->cu_seqlens_k) {
+            splits = (2 * num_sm + blocks - 1) / blocks;
+            if (splits > ktiles / 2) splits = ktiles / 2;
+            if (splits > 128) splits = 128;
+        }
+        if (splits > ktiles) splits = ktiles;
+        if (splits < 1) splits = 1;
+        if (splits * d->batch > 65535) splits = 65535 / d->batch;
+        pl->splits = (int)splits;
+        p->num_splits = (int)splits;
+        pl->grid = dim3((unsigned)mtiles, (unsigned)hy, (unsigned)(d->batch * splits));
+        pl->ws_bytes = 0;
+        if (splits > 1) {
+            size_t rows_all = (size_t)splits * (size_t)d->batch * (size_t)sq * (size_t)d->heads_q;
+            pl->ws_bytes = rows_all * (size_t)dv * sizeof(float) + rows_all * sizeof(float) + 256;
+        }
+    }
+    return FA_OK;
+}
+
+template <typename T, int D, bool MOD>
+static cudaError_t fa__cu_launch_fwd(const fa__cu_plan *pl, cudaStream_t st)
+{
+    constexpr int BN = D == 256 ? 32 : 64;
+    constexpr bool QREG = D <= 128;
+    constexpr size_t smem = (size_t)(FA__CU_BLOCK_M + 4 * BN) * (D + 8) * sizeof(T);
+    void (*kern)(const fa__cu_fwd_params) = fa__cu_fwd_kernel<T, D, BN, QREG, MOD>;
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+    kern<<<pl->grid, FA__CU_NWARPS * 32, smem, st>>>(pl->p);
+    return cudaGetLastError();
+}
+
+template <typename T>
+static cudaError_t fa__cu_dispatch(const fa__cu_plan *pl, cudaStream_t st)
+{
+    switch (pl->dpad * 2 + pl->mod) {
+    case 64 * 2: return fa__cu_launch_fwd<T, 64, false>(pl, st);
+    case 64 * 2 + 1: return fa__cu_launch_fwd<T, 64, true>(pl, st);
+    case 96 * 2: return fa__cu_launch_fwd<T, 96, false>(pl, st);
+    case 96 * 2 + 1: return fa__cu_launch_fwd<T, 96, true>(pl, st);
+    case 128 * 2: return fa__cu_launch_fwd<T, 128, false>(pl, st);
+    case 128 * 2 + 1: return fa__cu_launch_fwd<T, 128, true>(pl, st);
+    case 256 * 2: return fa__cu_launch_fwd<T, 256, false>(pl, st);
+    default: return fa__cu_launch_fwd<T, 256, true>(pl, st);
+    }
+}
+
+static cudaError_t fa__cu_launch_merge(const fa__cu_merge_params *mp, cudaStream_t st)
+{
+    int64_t rows = (int64_t)mp->batch * mp->seqlen * mp->heads;
+    int64_t blocks = (rows + 7) / 8;
+    if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+    fa__cu_merge_kernel<<<(unsigned)blocks, 256, 0, st>>>(*mp);
+    return cudaGetLastError();
+}
+
+FLASHATTN_DEF fa_status fa_cuda_attn_workspace_size(const fa_attn_desc *d, size_t *bytes)
+{
+    fa__cu_plan pl;
+    fa_status s;
+    if (!bytes) return fa__fail(FA_ERR_NULL, "fa_cuda_attn_workspace_size: bytes is NULL");
+    if ((s = fa__cu_make_plan(d, &pl)) != FA_OK) return s;
+    *bytes = pl.ws_bytes;
+    return FA_OK;
+}
+
+FLASHATTN_DEF fa_status fa_cuda_attn_num_splits(const fa_attn_desc *d, int64_t *splits)
+{
+    fa__cu_plan pl;
+    fa_status s;
+    if (!splits) return fa__fail(FA_ERR_NULL, "fa_cuda_attn_num_splits: splits is NULL");
+    if ((s = fa__cu_make_plan(d, &pl)) != FA_OK) return s;
+    *splits = pl.splits;
+    return FA_OK;
+}
+
+FLASHATTN_DEF fa_status fa_cuda_attn_forward(const fa_attn_desc *d, cudaStream_t stream)
+{
+    fa__cu_plan pl;
+    fa_status s;
+    cudaError_t e;
+    void *ws = NULL;
+    int own_ws = 0;
+
+    if ((s = fa__cu_make_plan(d, &pl)) != FA_OK) return s;
+    if (pl.ws_bytes) {
+        if (d->workspace) {
+            if (d->workspace_size < pl.ws_bytes)
+                return fa__fail(FA_ERR_INVALID, "workspace_size (%zu) < the %zu bytes needed",
+                                d->workspace_size, pl.ws_bytes);
+            ws = d->workspace;
+        } else {
+            if ((e = cudaMallocAsync(&ws, pl.ws_bytes, stream)) != cudaSuccess)
+                return fa__cu_err(e, "cudaMallocAsync(split-KV workspace)");
+            own_ws = 1;
+        }
+        {
+            size_t rows_all = (size_t)pl.splits * (size_t)pl.p.batch * (size_t)pl.p.sq * (size_t)pl.p.hq;
+            uintptr_t a = ((uintptr_t)ws + 15u) & ~(uintptr_t)15u;
+            pl.p.o_part = (float *)a;
+            pl.p.lse_part = pl.p.o_part + rows_all * (size_t)pl.p.dv;
+        }
+    }
+    e = pl.bf16 ? fa__cu_dispatch<__nv_bfloat16>(&pl, stream) : fa__cu_dispatch<__half>(&pl, stream);
+    if (e == cudaSuccess && pl.splits > 1) {
+        fa__cu_merge_params mp;
+        const fa__cu_fwd_params *p = &pl.p;
+        memset(&mp, 0, sizeof mp);
+        mp.o_parts = p->o_part; mp.lse_parts = p->lse_part;
+        mp.op_type = FA_F32;
+        mp.op_sh = p->dv; mp.op_ss = (int64_t)p->hq * p->dv; mp.op_sb = (int64_t)p->sq * mp.op_ss;
+        mp.op_split = (int64_t)p->batch * mp.op_sb;
+        mp.lp_ss = 1; mp.lp_sh = p->sq; mp.lp_sb = (int64_t)p->hq * p->sq;
+        mp.lp_split = (int64_t)p->batch * mp.lp_sb;
+        mp.o = p->o; mp.o_type = d->o_type;
+        mp.o_sb = p->o_sb; mp.o_ss = p->o_ss; mp.o_sh = p->o_sh;
+        mp.lse = p->lse; mp.l_sb = p->lse_sb; mp.l_ss = p->lse_ss; mp.l_sh = p->lse_sh;
+        mp.cu_q = p->cu_q;
+        mp.num_splits = pl.splits; mp.batch = p->batch; mp.seqlen = p->sq; mp.heads = p->hq;
+        mp.dv = p->dv;
+        e = fa__cu_launch_merge(&mp, stream);
+    }
+    if (own_ws) {
+        cudaError_t e2 = cudaFreeAsync(ws, stream);
+        if (e == cudaSuccess) e = e2;
+    }
+    if (e != cudaSuccess) return fa__cu_err(e, "fa_cuda_attn_forward launch");
+    return FA_OK;
+}
+
+FLASHATTN_DEF fa_status fa_cuda_attn_merge(const fa_merge_desc *m, cudaStream_t stream)
+{
+    fa__cu_merge_params mp;
+    cudaError_t e;
+    if (!m) return fa__fail(FA_ERR_NULL, "merge desc is NULL");
+    if (m->num_splits < 1)
+        return fa__fail(FA_ERR_INVALID, "num_splits (%lld) must be >= 1", (long long)m->num_splits);
+    if (m->batch < 1 || m->seqlen < 1 || m->heads < 1 || m->head_dim_v < 1)
+        return fa__fail(FA_ERR_INVALID, "batch, seqlen, heads and head_dim_v must be >= 1");
+    if (!m->o_parts) return fa__fail(FA_ERR_NULL, "o_parts is NULL");
+    if (!m->lse_parts) return fa__fail(FA_ERR_NULL, "lse_parts is NULL");
+    if (!m->o) return fa__fail(FA_ERR_NULL, "o is NULL");
+    if (m->o_parts_type != FA_F32 && m->o_parts_type != FA_F16 && m->o_parts_type != FA_BF16)
+        return fa__fail(FA_ERR_DTYPE, "o_parts_type must be f32, f16 or bf16");
+    if (m->o_type != FA_F32 && m->o_type != FA_F16 && m->o_type != FA_BF16)
+        return fa__fail(FA_ERR_DTYPE, "o_type must be f32, f16 or bf16");
+    if (m->batch > 0x7fffffff || m->seqlen > 0x7fffffff || m->heads > 0x7fffffff ||
+        m->head_dim_v > 0x7fffffff || m->num_splits > 0x7fffffff)
+        return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_merge: sizes exceed int32");
+    memset(&mp, 0, sizeof mp);
+    mp.num_splits = (int)m->num_splits; mp.batch = (int)m->batch; mp.seqlen = (int)m->seqlen;
+    mp.heads = (int)m->heads; mp.dv = (int)m->head_dim_v;
+    mp.o_parts = m->o_parts; mp.op_type = (int)m->o_parts_type;
+    mp.op_sh = m->o_parts_stride.head ? m->o_parts_stride.head : m->head_dim_v;
+    mp.op_ss = m->o_parts_stride.seq ? m->o_parts_stride.seq : m->heads * m->head_dim_v;
+    mp.op_sb = m->o_parts_stride.batch ? m->o_parts_stride.batch : m->seqlen * mp.op_ss;
+    mp.op_split = m->o_parts_split_stride ? m->o_parts_split_stride : m->batch * mp.op_sb;
+    mp.lse_parts = m->lse_parts;
+    mp.lp_ss = m->lse_parts_stride.seq ? m->lse_parts_stride.seq : 1;
+    mp.lp_sh = m->lse_parts_stride.head ? m->lse_parts_stride.head : m->seqlen;
+    mp.lp_sb = m->lse_parts_stride.batch ? m->lse_parts_stride.batch : m->heads * m->seqlen;
+    mp.lp_split = m->lse_parts_split_stride ? m->lse_parts_split_stride : m->batch * mp.lp_sb;
+    mp.o = m->o; mp.o_type = (int)m->o_type;
+    mp.o_sh = m->o_stride.head ? m->o_stride.head : m->head_dim_v;
+    mp.o_ss = m->o_stride.seq ? m->o_stride.seq : m->heads * m->head_dim_v;
+    mp.o_sb = m->o_stride.batch ? m->o_stride.batch : m->seqlen * mp.o_ss;
+    mp.lse = m->lse;
+    mp.l_ss = m->lse_stride.seq ? m->lse_stride.seq : 1;
+    mp.l_sh = m->lse_stride.head ? m->lse_stride.head : m->seqlen;
+    mp.l_sb = m->lse_stride.batch ? m->lse_stride.batch : m->heads * m->seqlen;
+    if (mp.op_sh < 0 || mp.op_ss < 0 || mp.op_sb < 0 || mp.op_split < 0 || mp.lp_ss < 0 ||
+        mp.lp_sh < 0 || mp.lp_sb < 0 || mp.lp_split < 0 || mp.o_sh < 0 || mp.o_ss < 0 ||
+        mp.o_sb < 0 || mp.l_ss < 0 || mp.l_sh < 0 || mp.l_sb < 0)
+        return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_merge: negative strides");
+    if ((e = fa__cu_launch_merge(&mp, stream)) != cudaSuccess)
+        return fa__cu_err(e, "fa_cuda_attn_merge launch");
+    return FA_OK;
+}
+
+#endif /* FLASHATTN_IMPLEMENTATION */

@@ -1,0 +1,643 @@
+/* tests/test_cuda.cu - flashattn_cuda.cuh against the CPU reference (fa_attn_reference).
+
+   Every configuration draws fresh random inputs (seed printed; replay with FA_TEST_SEED), runs
+   fa_cuda_attn_forward on the GPU into outputs poisoned with NaN bit patterns, and compares
+   each visible row with the double-precision reference:
+     - relative L2 error over all rows <= 1e-2 (bf16) / 2e-3 (f16), and every element within
+       an absolute+relative bound, so one wrong row cannot hide in the norm;
+     - NaN never passes: a finite reference needs a finite result, a NaN reference (a NaN
+       logit) needs NaN;
+     - rows that see no key are exactly 0 with LSE -inf; LSE within 5e-4 (1 + |lse|);
+     - padding inside the output view (a padded head stride) is never written.
+   Build and run: make test-cuda (needs nvcc and an sm_80+ GPU). */
+#define FLASHATTN_IMPLEMENTATION
+#include "flashattn_cuda.cuh"
+#include "harness.h"
+
+#include <string.h>
+
+#define CK(x)                                                                            \
+    do {                                                                                 \
+        cudaError_t e_ = (x);                                                            \
+        if (e_ != cudaSuccess) {                                                         \
+            fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__,  \
+                    __LINE__);                                                           \
+            exit(2);                                                                     \
+        }                                                                                \
+    } while (0)
+
+/* ---- one configuration ---- */
+typedef struct cfg {
+    fa_dtype t;
+    int b, sq, sk, hq, hkv, d, dv;
+    int causal, use_window, wl, wr;
+    float softcap, scale;
+    int alibi, alibi_per_batch;
+    int varlen_q, varlen_k, seqused, page_size; /* page_size 0 = not paged */
+    int lse, splits, o_f32, bhsd, pad_o, nan_k, user_ws;
+} cfg;
+
+static void describe(const cfg *c, char *buf, size_t n)
+{
+    snprintf(buf, n,
+             "%s b=%d sq=%d sk=%d hq=%d hkv=%d d=%d dv=%d causal=%d win=%d(%d,%d) cap=%g "
+             "alibi=%d/%d varlen=%d/%d used=%d page=%d lse=%d splits=%d of32=%d bhsd=%d pad=%d "
+             "nan=%d ws=%d",
+             fa_dtype_name(c->t), c->b, c->sq, c->sk, c->hq, c->hkv, c->d, c->dv, c->causal,
+             c->use_window, c->wl, c->wr, (double)c->softcap, c->alibi, c->alibi_per_batch,
+             c->varlen_q, c->varlen_k, c->seqused, c->page_size, c->lse, c->splits, c->o_f32,
+             c->bhsd, c->pad_o, c->nan_k, c->user_ws);
+}
+
+static cfg base_cfg(fa_dtype t, int b, int sq, int sk, int hq, int hkv, int d)
+{
+    cfg c;
+    memset(&c, 0, sizeof c);
+    c.t = t; c.b = b; c.sq = sq; c.sk = sk; c.hq = hq; c.hkv = hkv; c.d = d; c.dv = d;
+    c.lse = 1;
+    return c;
+}
+
+/* A [nb][nt][nh][dim(+pad)] (BSHD) or [nb][nh][nt][dim(+pad)] (BHSD) tensor view. */
+typedef struct view {
+    fa_strides st;
+    size_t elems;
+} view;
+static view make_view(int64_t nb, int64_t nt, int64_t nh, int64_t dim, int bhsd, int pad,
+                      int explicit_strides)
+{
+    view v;
+    int64_t dd = dim + pad;
+    memset(&v, 0, sizeof v);
+    if (bhsd) {
+        v.st.seq = dd; v.st.head = nt * dd; v.st.batch = nh * nt * dd;
+    } else {
+        v.st.head = dd; v.st.seq = nh * dd; v.st.batch = nt * nh * dd;
+    }
+    if (!explicit_strides) memset(&v.st, 0, sizeof v.st);
+    v.elems = (size_t)(nb * nt * nh * dd);
+    if (v.elems == 0) v.elems = 1;
+    return v;
+}
+
+static uint16_t to_bits(fa_dtype t, float x) { return t == FA_BF16 ? fa_f32_to_bf16(x) : fa_f32_to_f16(x); }
+static float from_bits(fa_dtype t, uint16_t h) { return t == FA_BF16 ? fa_bf16_to_f32(h) : fa_f16_to_f32(h); }
+
+static void *dev_copy(const void *h, size_t bytes)
+{
+    void *p = NULL;
+    CK(cudaMalloc(&p, bytes ? bytes : 16));
+    if (bytes) CK(cudaMemcpy(p, h, bytes, cudaMemcpyHostToDevice));
+    return p;
+}
+
+static int64_t g_cases;
+
+/* Runs one configuration; failures are reported through CHECKF with the description. */
+static void run_case(const cfg *c)
+{
+    char desc[512];
+    fa_attn_desc hd, dd;
+    int64_t b, i, h, e;
+    int32_t *cu_q = NULL, *cu_k = NULL, *used = NULL, *table = NULL;
+    int64_t total_q, total_k, nbq, ntq, nbk, ntk, num_pages = 0, bt_stride = 0, lse_n;
+    int64_t *sq_b, *sk_cap;
+    uint16_t *q, *k, *v;
+    float *slopes = NULL, *ref_o, *ref_lse, *got_lse;
+    void *got_o;
+    size_t oes = c->o_f32 ? 4 : 2;
+    view qv, kv, vv, ov;
+    double err2 = 0, ref2 = 0, max_excess = 0;
+    long bad_nan = 0, bad_elem = 0, bad_lse = 0, bad_empty = 0, bad_pad = 0;
+    void *dq, *dk, *dv_, *do_, *dlse = NULL, *dcu_q = NULL, *dcu_k = NULL, *dused = NULL,
+         *dtable = NULL, *dslopes = NULL, *dws = NULL;
+    fa_status st;
+    const double tol_rel = c->t == FA_BF16 ? 1e-2 : 2e-3;
+    const double atol = c->t == FA_BF16 ? 2e-2 : 4e-3;
+
+    describe(c, desc, sizeof desc);
+    g_cases++;
+    sq_b = (int64_t *)malloc(sizeof(int64_t) * (size_t)c->b);
+    sk_cap = (int64_t *)malloc(sizeof(int64_t) * (size_t)c->b);
+
+    /* ---- sequence geometry ---- */
+    total_q = 0;
+    if (c->varlen_q) {
+        cu_q = (int32_t *)malloc(sizeof(int32_t) * (size_t)(c->b + 1));
+        cu_q[0] = 0;
+        for (b = 0; b < c->b; b++) {
+            sq_b[b] = fa_t_randint(5) == 0 ? 0 : 1 + fa_t_randint(c->sq);
+            if (b == 0) sq_b[b] = c->sq; /* the declared maximum is reached */
+            cu_q[b + 1] = cu_q[b] + (int32_t)sq_b[b];
+        }
+        total_q = cu_q[c->b];
+        nbq = 1; ntq = total_q;
+    } else {
+        for (b = 0; b < c->b; b++) sq_b[b] = c->sq;
+        nbq = c->b; ntq = c->sq;
+        total_q = c->sq;
+    }
+    total_k = c->sk;
+    if (c->varlen_k) {
+        cu_k = (int32_t *)malloc(sizeof(int32_t) * (size_t)(c->b + 1));
+        cu_k[0] = 0;
+        for (b = 0; b < c->b; b++) {
+            sk_cap[b] = fa_t_randint(c->sk + 1);
+            cu_k[b + 1] = cu_k[b] + (int32_t)sk_cap[b];
+        }
+        total_k = cu_k[c->b];
+        nbk = 1; ntk = total_k;
+    } else if (c->page_size) {
+        int64_t pps = (c->sk + c->page_size - 1) / c->page_size, *perm;
+        for (b = 0; b < c->b; b++) sk_cap[b] = c->sk;
+        bt_stride = pps + fa_t_randint(2);
+        num_pages = c->b * bt_stride + 1 + fa_t_randint(3);
+        perm = (int64_t *)malloc(sizeof(int64_t) * (size_t)num_pages);
+        for (i = 0; i < num_pages; i++) perm[i] = i;
+        for (i = num_pages - 1; i > 0; i--) {
+            int64_t j = fa_t_randint(i + 1), tmp = perm[i];
+            perm[i] = perm[j]; perm[j] = tmp;
+        }
+        table = (int32_t *)malloc(sizeof(int32_t) * (size_t)(c->b * bt_stride + 1));
+        for (i = 0; i < c->b * bt_stride; i++) table[i] = (int32_t)perm[i];
+        free(perm);
+        nbk = num_pages; ntk = c->page_size;
+    } else {
+        for (b = 0; b < c->b; b++) sk_cap[b] = c->sk;
+        nbk = c->b; ntk = c->sk;
+    }
+    if (c->seqused) {
+        used = (int32_t *)malloc(sizeof(int32_t) * (size_t)c->b);
+        for (b = 0; b < c->b; b++) used[b] = (int32_t)fa_t_randint(sk_cap[b] + 1);
+    }
+
+    /* ---- tensors ---- */
+    {
+        int expl = c->bhsd || c->pad_o;
+        qv = make_view(nbq, ntq, c->hq, c->d, c->bhsd, 0, expl);
+        kv = make_view(nbk, ntk, c->hkv, c->d, c->bhsd, 0, expl);
+        vv = make_view(nbk, ntk, c->hkv, c->dv, c->bhsd, 0, expl);
+        ov = make_view(nbq, ntq, c->hq, c->dv, c->bhsd, c->pad_o ? 8 : 0, expl);
+    }
+    q = (uint16_t *)malloc(qv.elems * 2);
+    k = (uint16_t *)malloc(kv.elems * 2);
+    v = (uint16_t *)malloc(vv.elems * 2);
+    {
+        float qamp = c->softcap > 0 ? 3.0f : 1.0f;
+        for (size_t n = 0; n < qv.elems; n++) q[n] = to_bits(c->t, qamp * (float)fa_t_normal());
+        for (size_t n = 0; n < kv.elems; n++) k[n] = to_bits(c->t, (float)fa_t_normal());
+        for (size_t n = 0; n < vv.elems; n++) v[n] = to_bits(c->t, (float)fa_t_normal());
+        if (c->nan_k) k[fa_t_randint((int64_t)kv.elems)] = to_bits(c->t, NAN);
+    }
+    if (c->alibi) {
+        int64_t n = c->alibi_per_batch ? (int64_t)c->b * c->hq : c->hq;
+        slopes = (float *)malloc(sizeof(float) * (size_t)n);
+        for (i = 0; i < n; i++) slopes[i] = (float)fa_t_uniform(0.0, 0.3);
+    }
+    lse_n = c->varlen_q ? c->hq * total_q : (int64_t)c->b * c->hq * c->sq;
+    if (lse_n < 1) lse_n = 1;
+    ref_o = (float *)malloc(ov.elems * sizeof(float));
+    ref_lse = (float *)malloc((size_t)lse_n * sizeof(float));
+    got_o = malloc(ov.elems * oes);
+    got_lse = (float *)malloc((size_t)lse_n * sizeof(float));
+
+    /* ---- the host descriptor (reference) ---- */
+    memset(&hd, 0, sizeof hd);
+    hd.batch = c->b; hd.seqlen_q = c->sq; hd.seqlen_k = c->sk;
+    hd.heads_q = c->hq; hd.heads_kv = c->hkv; hd.head_dim = c->d;
+    hd.head_dim_v = c->dv == c->d ? 0 : c->dv;
+    hd.q = q; hd.q_type = c->t; hd.q_stride = qv.st;
+    hd.k = k; hd.k_type = c->t; hd.k_stride = kv.st;
+    hd.v = v; hd.v_type = c->t; hd.v_stride = vv.st;
+    hd.o = ref_o; hd.o_type = FA_F32; hd.o_stride = ov.st;
+    hd.lse = ref_lse;
+    hd.softmax_scale = c->scale;
+    hd.softcap = c->softcap;
+    hd.alibi_slopes = slopes;
+    hd.alibi_batch_stride = c->alibi_per_batch ? c->hq : 0;
+    hd.causal = c->causal;
+    hd.use_window = c->use_window; hd.window_left = c->wl; hd.window_right = c->wr;
+    hd.cu_seqlens_q = cu_q; hd.cu_seqlens_k = cu_k; hd.seqused_k = used;
+    hd.block_table = table; hd.block_table_stride = table ? bt_stride : 0;
+    hd.page_size = table ? c->page_size : 0; hd.num_pages = num_pages;
+    hd.num_splits = c->splits;
+    for (size_t n = 0; n < ov.elems; n++) ref_o[n] = NAN;
+    st = fa_attn_reference(&hd);
+    CHECKF(st == FA_OK, "reference failed: %s (%s) [%s]", fa_status_str(st), fa_last_error(), desc);
+    if (st != FA_OK) goto done;
+
+    /* ---- the device descriptor ---- */
+    dq = dev_copy(q, qv.elems * 2);
+    dk = dev_copy(k, kv.elems * 2);
+    dv_ = dev_copy(v, vv.elems * 2);
+    CK(cudaMalloc(&do_, ov.elems * oes));
+    CK(cudaMemset(do_, 0xff, ov.elems * oes)); /* NaN in every output type */
+    if (c->lse) {
+        CK(cudaMalloc(&dlse, (size_t)lse_n * sizeof(float)));
+        CK(cudaMemset(dlse, 0xff, (size_t)lse_n * sizeof(float)));
+    }
+    if (cu_q) dcu_q = dev_copy(cu_q, sizeof(int32_t) * (size_t)(c->b + 1));
+    if (cu_k) dcu_k = dev_copy(cu_k, sizeof(int32_t) * (size_t)(c->b + 1));
+    if (used) dused = dev_copy(used, sizeof(int32_t) * (size_t)c->b);
+    if (table) dtable = dev_copy(table, sizeof(int32_t) * (size_t)(c->b * bt_stride));
+    if (slopes) dslopes = dev_copy(slopes, sizeof(float) * (size_t)(c->alibi_per_batch ? c->b * c->hq : c->hq));
+    dd = hd;
+    dd.q = dq; dd.k = dk; dd.v = dv_; dd.o = do_;
+    dd.o_type = c->o_f32 ? FA_F32 : c->t;
+    dd.lse = (float *)dlse;
+    dd.cu_seqlens_q = (const int32_t *)dcu_q; dd.cu_seqlens_k = (const int32_t *)dcu_k;
+    dd.seqused_k = (const int32_t *)dused; dd.block_table = (const int32_t *)dtable;
+    dd.alibi_slopes = (const float *)dslopes;
+    if (c->user_ws) {
+        size_t ws = 0;
+        st = fa_cuda_attn_workspace_size(&dd, &ws);
+        CHECKF(st == FA_OK, "workspace_size: %s [%s]", fa_last_error(), desc);
+        CK(cudaMalloc(&dws, ws ? ws : 16));
+        CK(cudaMemset(dws, 0xff, ws ? ws : 16));
+        dd.workspace = dws; dd.workspace_size = ws;
+    }
+    st = fa_cuda_attn_forward(&dd, 0);
+    CHECKF(st == FA_OK, "fa_cuda_attn_forward: %s (%s) [%s]", fa_status_str(st), fa_last_error(), desc);
+    CK(cudaGetLastError());
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(got_o, do_, ov.elems * oes, cudaMemcpyDeviceToHost));
+    if (c->lse) CK(cudaMemcpy(got_lse, dlse, (size_t)lse_n * sizeof(float), cudaMemcpyDeviceToHost));
+
+    /* ---- compare every visible row ---- */
+    {
+        char *touched = (char *)calloc(ov.elems, 1);
+        fa_strides os = ov.st;
+        int64_t os_h = os.head ? os.head : c->dv, os_s = os.seq ? os.seq : (int64_t)c->hq * c->dv;
+        int64_t os_b = os.batch ? os.batch : (int64_t)c->sq * os_s;
+        for (b = 0; b < c->b; b++)
+            for (h = 0; h < c->hq; h++)
+                for (i = 0; i < sq_b[b]; i++) {
+                    int64_t tok = c->varlen_q ? cu_q[b] + i : i;
+                    int64_t base = (c->varlen_q ? 0 : b * os_b) + tok * os_s + h * os_h;
+                    int64_t li = c->varlen_q ? h * total_q + tok : (b * c->hq + h) * c->sq + i;
+                    float rl = ref_lse[li];
+                    for (e = 0; e < c->dv; e++) {
+                        float r = ref_o[base + e], g;
+                        touched[base + e] = 1;
+                        g = c->o_f32 ? ((float *)got_o)[base + e]
+                                     : from_bits(c->t, ((uint16_t *)got_o)[base + e]);
+                        if (r != r) {
+                            if (g == g) bad_nan++;
+                            continue;
+                        }
+                        if (!(g - g == 0.0f)) { bad_nan++; continue; }
+                        if (rl == -INFINITY && g != 0.0f) bad_empty++;
+                        err2 += ((double)g - r) * ((double)g - r);
+                        ref2 += (double)r * r;
+                        {
+                            double ex = fabs((double)g - r) - (atol + atol * fabs((double)r));
+                            if (ex > 0) { bad_elem++; if (ex > max_excess) max_excess = ex; }
+                        }
+                    }
+                    if (c->lse) {
+                        float gl = got_lse[li];
+                        if (rl != rl) { if (gl == gl) bad_lse++; }
+                        else if (rl == -INFINITY) { if (gl != -INFINITY) bad_lse++; }
+                        else if (!(fabs((double)gl - rl) <= 5e-4 * (1.0 + fabs((double)rl)))) bad_lse++;
+                    }
+                }
+        /* Elements of the output buffer outside every row's view stay poisoned. */
+        for (size_t n = 0; n < ov.elems; n++) {
+            if (touched[n]) continue;
+            if (c->o_f32 ? ((uint32_t *)got_o)[n] != 0xffffffffu : ((uint16_t *)got_o)[n] != 0xffffu)
+                bad_pad++;
+        }
+        free(touched);
+    }
+    {
+        double rel = ref2 > 0 ? sqrt(err2 / ref2) : sqrt(err2);
+        CHECKF(rel <= tol_rel, "relative L2 error %.3g > %.3g [%s]", rel, tol_rel, desc);
+        CHECKF(bad_nan == 0, "%ld elements non-finite where the reference is finite, or finite where it is NaN [%s]", bad_nan, desc);
+        CHECKF(bad_elem == 0, "%ld elements outside the element bound (worst excess %.3g) [%s]", bad_elem, max_excess, desc);
+        CHECKF(bad_empty == 0, "%ld elements of rows that see no key are not 0 [%s]", bad_empty, desc);
+        CHECKF(bad_lse == 0, "%ld LSE values off [%s]", bad_lse, desc);
+        CHECKF(bad_pad == 0, "%ld elements outside the output view were written [%s]", bad_pad, desc);
+    }
+    cudaFree(dq); cudaFree(dk); cudaFree(dv_); cudaFree(do_);
+    if (dlse) cudaFree(dlse);
+    if (dcu_q) cudaFree(dcu_q);
+    if (dcu_k) cudaFree(dcu_k);
+    if (dused) cudaFree(dused);
+    if (dtable) cudaFree(dtable);
+    if (dslopes) cudaFree(dslopes);
+    if (dws) cudaFree(dws);
+done:
+    free(q); free(k); free(v); free(slopes); free(ref_o); free(ref_lse); free(got_o); free(got_lse);
+    free(cu_q); free(cu_k); free(used); free(table); free(sq_b); free(sk_cap);
+}
+
+/* ---- tests ---- */
+
+TEST(forward_matches_reference_for_each_head_dim_type_and_causal)
+{
+    static const int dims[] = {64, 96, 128, 256};
+    fa_dtype types[] = {FA_BF16, FA_F16};
+    for (int t = 0; t < 2; t++)
+        for (int di = 0; di < 4; di++)
+            for (int causal = 0; causal < 2; causal++) {
+                int s = 65 + (int)fa_t_randint(160);
+                cfg c = base_cfg(types[t], 2, s, s, 4, 2, dims[di]);
+                c.causal = causal;
+                run_case(&c);
+            }
+}
+
+TEST(other_head_dims_run_zero_padded)
+{
+    static const int dk[] = {8, 16, 40, 72, 80, 104, 136, 160, 200, 248, 128, 64};
+    static const int dv[] = {8, 16, 40, 72, 80, 104, 136, 160, 200, 248, 64, 256};
+    for (int n = 0; n < 12; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 1, 90, 130, 2, 1, dk[n]);
+        c.dv = dv[n];
+        c.causal = n % 3 == 0;
+        run_case(&c);
+    }
+}
+
+TEST(causal_is_bottom_right_aligned_for_any_shape)
+{
+    static const int shapes[][2] = {{1, 1}, {1, 300}, {7, 300}, {100, 37}, {300, 100},
+                                    {64, 64}, {65, 129}, {128, 1}, {200, 0}};
+    for (int n = 0; n < 9; n++) {
+        cfg c = base_cfg(FA_BF16, 2, shapes[n][0], shapes[n][1], 3, 3, 64);
+        c.causal = 1;
+        run_case(&c);
+    }
+}
+
+TEST(window_softcap_alibi_and_scale)
+{
+    for (int n = 0; n < 12; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 2, 40 + (int)fa_t_randint(200),
+                         40 + (int)fa_t_randint(300), 4, 2, n % 3 == 0 ? 64 : 128);
+        c.causal = n % 4 == 0;
+        c.use_window = n % 2 == 0 || n % 3 == 0;
+        c.wl = (int)fa_t_randint(80) - 10;
+        c.wr = (int)fa_t_randint(30) - 10;
+        c.softcap = n % 3 == 1 ? 5.0f + (float)fa_t_randint(30) : 0.0f;
+        c.alibi = n % 4 >= 2;
+        c.alibi_per_batch = n % 8 >= 6;
+        c.scale = n % 5 == 4 ? 0.05f : 0.0f;
+        run_case(&c);
+    }
+}
+
+TEST(gqa_mqa_and_decode_with_split_kv)
+{
+    static const int hkvs[] = {1, 2, 8};
+    static const int sqs[] = {1, 3, 17};
+    static const int sks[] = {1, 100, 2500};
+    for (int a = 0; a < 3; a++)
+        for (int s = 0; s < 3; s++)
+            for (int k2 = 0; k2 < 3; k2++) {
+                cfg c = base_cfg(FA_BF16, 2, sqs[s], sks[k2], 8, hkvs[a], 128);
+                c.causal = (a + s + k2) & 1;
+                run_case(&c);
+            }
+}
+
+TEST(forced_splits_match_and_take_a_user_workspace)
+{
+    static const int splits[] = {1, 2, 3, 7, 64};
+    for (int n = 0; n < 5; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 2, 1 + (int)fa_t_randint(80), 700, 4, 1, 128);
+        c.splits = splits[n];
+        c.causal = n & 1;
+        c.user_ws = n >= 3;
+        c.o_f32 = n == 2;
+        run_case(&c);
+    }
+}
+
+TEST(varlen_seqused_and_paged_kv)
+{
+    for (int n = 0; n < 12; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 3, 1 + (int)fa_t_randint(150),
+                         1 + (int)fa_t_randint(400), 4, n % 3 == 0 ? 1 : 2, n % 4 == 3 ? 256 : 128);
+        c.varlen_q = n % 2 == 0;
+        c.varlen_k = n % 4 == 1;
+        c.page_size = c.varlen_k ? 0 : (n % 4 == 0 ? 16 : n % 4 == 2 ? 7 : 0);
+        c.seqused = n % 3 != 2;
+        c.causal = n % 5 < 2;
+        if (n == 11) c.splits = 5;
+        run_case(&c);
+    }
+}
+
+TEST(strided_layouts_padded_output_and_f32_output)
+{
+    for (int n = 0; n < 8; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 2, 50 + (int)fa_t_randint(100), 80 + (int)fa_t_randint(100),
+                         4, 2, n & 2 ? 64 : 128);
+        c.bhsd = n & 1;
+        c.pad_o = (n >> 1) & 1;
+        c.o_f32 = (n >> 2) & 1;
+        c.lse = n != 5;
+        c.varlen_q = n == 6;
+        c.page_size = n == 7 ? 32 : 0;
+        run_case(&c);
+    }
+}
+
+TEST(nan_in_k_reaches_exactly_the_rows_that_see_it)
+{
+    for (int n = 0; n < 6; n++) {
+        cfg c = base_cfg(FA_BF16, 1, 100, 160, 2, 1, 64);
+        c.causal = 1;
+        c.use_window = n >= 3;
+        c.wl = 20; c.wr = 0;
+        c.nan_k = 1;
+        c.splits = n % 2 ? 3 : 0;
+        run_case(&c);
+    }
+}
+
+TEST(empty_key_ranges_give_zero_and_minus_inf)
+{
+    cfg c = base_cfg(FA_BF16, 2, 30, 0, 2, 2, 64);
+    run_case(&c);
+    c = base_cfg(FA_F16, 3, 40, 50, 2, 1, 128);
+    c.varlen_k = 1; c.seqused = 1; /* some sequences get 0 keys */
+    run_case(&c);
+    c = base_cfg(FA_BF16, 1, 100, 100, 2, 2, 64);
+    c.use_window = 1; c.wl = -1; c.wr = -1; c.causal = 0;
+    run_case(&c);
+    c = base_cfg(FA_BF16, 1, 200, 100, 2, 2, 64); /* causal with sq > sk: first 100 rows empty */
+    c.causal = 1; c.splits = 4;
+    run_case(&c);
+}
+
+TEST(random_configurations)
+{
+    static const int dims[] = {64, 96, 128, 256, 40, 80, 136, 200, 32};
+#ifdef FA_TEST_SANITIZED
+    const int count = 10;
+#else
+    const int count = 60;
+#endif
+    for (int n = 0; n < count; n++) {
+        int d = dims[fa_t_randint(9)];
+        int hkv = 1 + (int)fa_t_randint(3);
+        cfg c = base_cfg(fa_t_randint(2) ? FA_BF16 : FA_F16, 1 + (int)fa_t_randint(3),
+                         1 + (int)fa_t_randint(d > 128 ? 100 : 180), (int)fa_t_randint(d > 128 ? 200 : 400),
+                         hkv * (1 + (int)fa_t_randint(4)), hkv, d);
+        if (fa_t_randint(5) == 0) c.dv = 8 * (1 + (int)fa_t_randint(32));
+        c.causal = (int)fa_t_randint(2);
+        c.use_window = fa_t_randint(4) == 0;
+        c.wl = (int)fa_t_randint(100) - 20;
+        c.wr = (int)fa_t_randint(50) - 20;
+        c.softcap = fa_t_randint(5) == 0 ? 3.0f + (float)fa_t_randint(40) : 0.0f;
+        c.alibi = fa_t_randint(5) == 0;
+        c.alibi_per_batch = (int)fa_t_randint(2);
+        c.varlen_q = fa_t_randint(4) == 0;
+        c.varlen_k = fa_t_randint(5) == 0;
+        c.page_size = !c.varlen_k && fa_t_randint(5) == 0 ? (int)(1 + fa_t_randint(70)) : 0;
+        c.seqused = fa_t_randint(5) == 0;
+        c.lse = (int)fa_t_randint(2);
+        c.splits = fa_t_randint(3) == 0 ? (int)(1 + fa_t_randint(9)) : 0;
+        c.o_f32 = fa_t_randint(5) == 0;
+        c.bhsd = fa_t_randint(5) == 0;
+        c.pad_o = fa_t_randint(5) == 0;
+        c.user_ws = fa_t_randint(4) == 0;
+        run_case(&c);
+    }
+}
+
+/* ---- errors: reported before any launch, nothing written ---- */
+TEST(errors_are_reported_before_any_launch)
+{
+    fa_attn_desc d;
+    uint16_t *buf;
+    uint16_t host[64];
+    CK(cudaMalloc((void **)&buf, 1 << 20));
+    CK(cudaMemset(buf, 0xff, 1 << 20));
+    memset(&d, 0, sizeof d);
+    d.batch = 1; d.seqlen_q = 4; d.seqlen_k = 4; d.heads_q = 2; d.heads_kv = 2; d.head_dim = 64;
+    d.q = buf; d.k = buf; d.v = buf; d.o = buf + 4096;
+    d.q_type = d.k_type = d.v_type = d.o_type = FA_BF16;
+#define EXPECT(s_, mutate)                                                                 \
+    do {                                                                                   \
+        fa_attn_desc e_ = d;                                                               \
+        fa_status got_;                                                                    \
+        mutate;                                                                            \
+        got_ = fa_cuda_attn_forward(&e_, 0);                                               \
+        CHECKF(got_ == (s_), "%s: got %s (%s), want %s", #mutate, fa_status_str(got_),     \
+               fa_last_error(), fa_status_str(s_));                                        \
+        CHECKF(got_ == FA_OK || fa_last_error()[0] != '\0', "%s: no detail message", #mutate); \
+    } while (0)
+    CHECK(fa_cuda_attn_forward(NULL, 0) == FA_ERR_NULL);
+    EXPECT(FA_ERR_INVALID, e_.batch = 0);
+    EXPECT(FA_ERR_SHAPE, e_.heads_kv = 3);
+    EXPECT(FA_ERR_SHAPE, e_.head_dim = 300);
+    EXPECT(FA_ERR_NULL, e_.o = NULL);
+    EXPECT(FA_ERR_INVALID, e_.softcap = -1.0f);
+    EXPECT(FA_ERR_INVALID, e_.num_splits = -2);
+    EXPECT(FA_ERR_UNSUPPORTED, e_.q_type = e_.k_type = e_.v_type = FA_F32);
+    EXPECT(FA_ERR_UNSUPPORTED, e_.k_type = e_.v_type = FA_E4M3);
+    EXPECT(FA_ERR_UNSUPPORTED, e_.head_dim = 20);
+    EXPECT(FA_ERR_UNSUPPORTED, e_.q = buf + 1);
+    EXPECT(FA_ERR_UNSUPPORTED, e_.k_stride.seq = 132);
+    EXPECT(FA_ERR_UNSUPPORTED, e_.mask = (const fa_mask *)buf);
+    EXPECT(FA_ERR_UNSUPPORTED, (e_.cu_seqlens_q = (const int32_t *)buf, e_.seqlen_q = 0));
+    EXPECT(FA_ERR_INVALID, (e_.block_table = (const int32_t *)buf, e_.page_size = 0));
+    EXPECT(FA_OK, (void)0);
+#undef EXPECT
+    CK(cudaDeviceSynchronize());
+    /* Only the final valid call wrote o; the failed calls before it wrote nothing, which we
+       check on a fresh buffer with one more failing call. */
+    CK(cudaMemset(buf + 4096, 0xff, 1024));
+    d.head_dim = 20;
+    CHECK(fa_cuda_attn_forward(&d, 0) == FA_ERR_UNSUPPORTED);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(host, buf + 4096, sizeof host, cudaMemcpyDeviceToHost));
+    for (int n = 0; n < 64; n++) CHECK(host[n] == 0xffff);
+    cudaFree(buf);
+}
+
+/* ---- the GPU merge against fa_attn_merge ---- */
+TEST(merge_matches_cpu_merge)
+{
+    for (int n = 0; n < 6; n++) {
+        fa_merge_desc m;
+        int S = 1 + (int)fa_t_randint(40), B = 1 + (int)fa_t_randint(3), L = 1 + (int)fa_t_randint(20);
+        int H = 1 + (int)fa_t_randint(8), DV = 8 * (1 + (int)fa_t_randint(32));
+        fa_dtype pt = n % 3 == 0 ? FA_F32 : (n % 3 == 1 ? FA_BF16 : FA_F16);
+        fa_dtype ot = n % 2 ? FA_F32 : FA_BF16;
+        size_t rows = (size_t)B * L * H, pe = (size_t)S * rows * DV, ps = pt == FA_F32 ? 4 : 2;
+        size_t os = ot == FA_F32 ? 4 : 2;
+        void *parts = malloc(pe * ps), *ref = malloc(rows * DV * os), *got = malloc(rows * DV * os);
+        float *lses = (float *)malloc(S * rows * 4), *ref_l = (float *)malloc(rows * 4), *got_l = (float *)malloc(rows * 4);
+        void *dparts, *dout;
+        float *dl, *dlo;
+        long bad = 0;
+        for (size_t e = 0; e < pe; e++) {
+            float x = (float)fa_t_normal();
+            if (pt == FA_F32) ((float *)parts)[e] = x;
+            else ((uint16_t *)parts)[e] = to_bits(pt, x);
+        }
+        for (size_t e = 0; e < S * rows; e++)
+            lses[e] = fa_t_randint(6) == 0 ? -INFINITY : (float)fa_t_uniform(-5, 5);
+        if (n == 5) lses[0] = NAN;
+        memset(&m, 0, sizeof m);
+        m.num_splits = S; m.batch = B; m.seqlen = L; m.heads = H; m.head_dim_v = DV;
+        m.o_parts = parts; m.o_parts_type = pt; m.lse_parts = lses;
+        m.o = ref; m.o_type = ot; m.lse = ref_l;
+        CHECK(fa_attn_merge(&m) == FA_OK);
+        dparts = dev_copy(parts, pe * ps);
+        dl = (float *)dev_copy(lses, S * rows * 4);
+        CK(cudaMalloc(&dout, rows * DV * os));
+        CK(cudaMalloc((void **)&dlo, rows * 4));
+        CK(cudaMemset(dout, 0xff, rows * DV * os));
+        m.o_parts = dparts; m.lse_parts = dl; m.o = dout; m.lse = dlo;
+        CHECK(fa_cuda_attn_merge(&m, 0) == FA_OK);
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(got, dout, rows * DV * os, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(got_l, dlo, rows * 4, cudaMemcpyDeviceToHost));
+        for (size_t e = 0; e < rows * DV; e++) {
+            float r = ot == FA_F32 ? ((float *)ref)[e] : fa_bf16_to_f32(((uint16_t *)ref)[e]);
+            float g = ot == FA_F32 ? ((float *)got)[e] : fa_bf16_to_f32(((uint16_t *)got)[e]);
+            if (r != r ? g == g : !(fabsf(g - r) <= 1e-5f + (ot == FA_F32 ? 1e-5f : 8e-3f) * fabsf(r))) bad++;
+        }
+        for (size_t e = 0; e < rows; e++) {
+            float r = ref_l[e], g = got_l[e];
+            if (r != r ? g == g : (r == -INFINITY ? g != r : !(fabsf(g - r) <= 1e-5f * (1 + fabsf(r))))) bad++;
+        }
+        CHECKF(bad == 0, "%ld merged values differ (S=%d B=%d L=%d H=%d DV=%d %s->%s)", bad, S, B, L, H,
+               DV, fa_dtype_name(pt), fa_dtype_name(ot));
+        cudaFree(dparts); cudaFree(dl); cudaFree(dout); cudaFree(dlo);
+        free(parts); free(ref); free(got); free(lses); free(ref_l); free(got_l);
+    }
+}
+
+int main(void)
+{
+    int ndev = 0;
+    cudaDeviceProp prop;
+    fa_test_init();
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev < 1) {
+        printf("test_cuda: no CUDA device found; nothing was tested\n");
+        return 2;
+    }
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+    RUN(forward_matches_reference_for_each_head_dim_type_and_causal);
+    RUN(other_head_dims_run_zero_padded);
+    RUN(causal_is_bottom_right_aligned_for_any_shape);
+    RUN(window_softcap_alibi_and_scale);
+    RUN(gqa_mqa_and_decode_with_split_kv);
+    RUN(forced_splits_match_and_take_a_user_workspace);
+    RUN(varlen_seqused_and_paged_kv);
+    RUN(strided_layouts_padded_output_and_f32_output);
+    RUN(nan_in_k_reaches_exactly_the_rows_that_see_it);
+    RUN(empty_key_ranges_give_zero_and_minus_inf);
+    RUN(random_configurations);
+    RUN(errors_are_reported_before_any_launch);
+    RUN(merge_matches_cpu_merge);
+    printf("%lld GPU configurations compared with fa_attn_reference\n", (long long)g_cases);
+    return fa_test_summary();
+}

@@ -93,7 +93,8 @@ compile-check: | $(BUILD)
 	$(BUILD)/two_tu; echo "compile-check ok: two translation units"; \
 	if [ -n "$(NVCC)" ]; then \
 	  $(NVCC) -std=c++17 -I. -x cu -c tests/compile/cuda_check.cu -o $(BUILD)/cuda_check.o && \
-	  echo "compile-check ok: nvcc flashattn_cuda.cuh"; \
+	  $(NVCC) -std=c++17 -Xcompiler -Wall,-Wextra,-Werror -I. -Itests -c tests/test_cuda.cu -o $(BUILD)/test_cuda_check.o && \
+	  echo "compile-check ok: nvcc flashattn_cuda.cuh, tests/test_cuda.cu"; \
 	else echo "compile-check: nvcc not found, CUDA header not compiled"; fi
 
 test-run: test-build
@@ -125,6 +126,20 @@ $(BUILD)/%: bench/%.c flashattn.h bench/bench_util.h | $(BUILD)
 	$(CC) $(CSTD) $(WARN) $(BENCHOPT) $(BENCH_DEFS) -I. $< -o $@ $(LDLIBS) $(BENCH_LIBS)
 bench: $(addprefix $(BUILD)/,$(BENCHES))
 	@for b in $(BENCHES); do echo "== $$b"; $(BUILD)/$$b || exit 1; done
+
+# ---- CUDA (flashattn_cuda.cuh): make cuda builds, make test-cuda runs on an sm_80+ GPU ----
+NVCC_ARCH  ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90a,code=sm_90a
+NVCC_FLAGS ?= -std=c++17 -O3 -lineinfo $(NVCC_ARCH) -Xcompiler -Wall,-Wextra
+CUDA_DEPS  := flashattn.h flashattn_cuda.cuh tests/harness.h
+$(BUILD)/test_cuda: tests/test_cuda.cu $(CUDA_DEPS) | $(BUILD)
+	@test -n "$(NVCC)" || { echo "nvcc not found: set NVCC=/path/to/nvcc"; exit 1; }
+	$(NVCC) $(NVCC_FLAGS) -I. -Itests $< -o $@
+$(BUILD)/bench_cuda: bench/bench_cuda.cu $(CUDA_DEPS) | $(BUILD)
+	@test -n "$(NVCC)" || { echo "nvcc not found: set NVCC=/path/to/nvcc"; exit 1; }
+	$(NVCC) $(NVCC_FLAGS) -I. $< -o $@
+cuda: $(BUILD)/test_cuda $(BUILD)/bench_cuda
+test-cuda: $(BUILD)/test_cuda
+	$(BUILD)/test_cuda
 
 install:
 	install -d $(DESTDIR)$(PREFIX)/include

@@ -925,19 +925,11 @@ static fa_status fa__check_cu(const int32_t *cu, int64_t batch, int64_t max, con
     return FA_OK;
 }
 
-/* Workspace layout of one worker (floats): Q tile, K tile, V tile, S row, O accumulators,
-   row max m and row sum l, each block 64-byte aligned. */
 #define FA__ROWS FA_ATTN_BLOCK_Q
 #define FA__BK FA_ATTN_BLOCK_K
 static size_t fa__round64(size_t x) { return (x + 63) & ~(size_t)63; }
-static size_t fa__attn_ws_bytes(int64_t dk, int64_t dv)
-{
-    size_t f = sizeof(float);
-    return fa__round64((size_t)(FA__ROWS * dk) * f) + fa__round64((size_t)(FA__BK * dk) * f) +
-           fa__round64((size_t)(FA__BK * dv) * f) + fa__round64((size_t)FA__BK * f) +
-           fa__round64((size_t)(FA__ROWS * dv) * f) + 2 * fa__round64((size_t)FA__ROWS * f) +
-           fa__round64((size_t)FA__ROWS);
-}
+struct fa__attn_ws;
+static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int64_t dk, int64_t dv);
 
 static fa_status fa__attn_prepare(const fa_attn_desc *d, fa__attn_plan *p)
 {
@@ -1109,7 +1101,7 @@ static fa_status fa__attn_prepare(const fa_attn_desc *d, fa__attn_plan *p)
     if (p->win_left > p->sq_max + p->sk_max) p->win_left = p->sq_max + p->sk_max;
     if (p->win_right > p->sq_max + p->sk_max) p->win_right = p->sq_max + p->sk_max;
 
-    p->ws_bytes = fa__attn_ws_bytes(p->dk, p->dv);
+    p->ws_bytes = fa__attn_ws_layout(NULL, NULL, p->dk, p->dv);
     if (d->workspace) {
         if (((uintptr_t)d->workspace & 63) != 0) return fa__fail(FA_ERR_ALIGN, "workspace must be 64-byte aligned");
         if (d->workspace_size < p->ws_bytes)
@@ -1164,63 +1156,539 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
 /* ---- the tiled kernel ----
    One unit of work is (sequence b, kv head hk, a chunk of the query heads that share it, a tile
    of queries). Its rows are (query, head) pairs, at most FA__ROWS of them, so the K/V tile
-   loaded once serves every query head of the GQA group. For each tile of FA__BK keys, each row
-   runs the online softmax update (FlashAttention-2, Algorithm 1, lines 8-10):
-       m' = max(m, max_j s_j);  l' = l*exp(m-m') + sum_j exp(s_j-m');  O' = O*exp(m-m') + P V
-   and at the end O /= l, lse = m + log(l). Keys outside a row's visible interval are never
-   touched, and key tiles outside the union of the rows' intervals are never loaded. */
+   loaded once serves every query head of the GQA group. For each tile of FA__BK keys:
+       S = Q K^T                                  (fa__qk: register-blocked, 4 rows x 64 keys)
+       per row: s = scale*s (+ softcap, ALiBi), keys outside the row's visible interval -inf,
+       m' = max(m, max_j s_j); O *= exp(m-m'); p_j = exp(s_j-m'); l' = l*exp(m-m') + sum_j p_j
+       O += P V                                   (fa__pv: 4 rows x 64 dims, visible keys only)
+   (FlashAttention-2, Dao 2023, Algorithm 1) and at the end O /= l, lse = m + log(l).
+   Visible keys of a row form one interval, so key tiles outside the union of the rows'
+   intervals are never loaded, and P V never multiplies a key a row cannot see: a NaN in a V row
+   cannot leak into rows that do not see it.
+
+   Layouts in the workspace (f32): q [FA__ROWS][dk] (pad rows zero), kt [dk][FA__BK] (K tile
+   transposed, missing keys zero), v [FA__BK][dvp] and o [FA__ROWS][dvp] with dvp = dv rounded up
+   to 16 (pad columns zero), s [FA__ROWS][FA__BK].
+
+   The micro-kernels exist as scalar, AVX2+FMA and AVX-512 versions, chosen once per call from
+   fa_cpu_features(); the exp used by the vector versions is a Cephes-style degree-6 polynomial
+   on [-ln2/2, ln2/2] with exact 2^n scaling: relative error <= 2 ulp on [ln FLT_MIN, ln FLT_MAX]
+   (checked in tests/test_attn.c against double exp), +inf above, exactly 0 below -87.3 (where the true value is
+   below FLT_MIN and at least 2^-126 times smaller than the row's largest term), NaN for NaN. */
+
+#define FA__MR 4 /* rows per micro-kernel block */
+#define FA__QK_CHUNK 32 /* head dims summed before adding into S: error grows with chunk + dk/chunk, not dk */
+#define FA__EXP_LO (-87.3365478515625f) /* ln(FLT_MIN): below it exp() flushes to 0 */
+#define FA__EXP_HI 88.72283935546875f     /* ln(FLT_MAX), rounded down: above it exp() is +inf */
+
+static int64_t fa__dvp(int64_t dv) { return (dv + 15) & ~(int64_t)15; }
+
+/* max that propagates NaN: once a NaN logit is seen the row's max, and so its output, is NaN */
+static float fa__nanmax(float a, float b)
+{
+    if (a != a) return a;
+    if (b != b) return b;
+    return a > b ? a : b;
+}
+
+typedef struct fa__attn_kernels {
+    const char *name;
+    /* s[r][0..FA__BK) = sum_d q[r][d] * kt[d][.] for r < rows (rows a multiple of FA__MR) */
+    void (*qk)(const float *q, int64_t dk, const float *kt, float *s, int64_t rows);
+    /* s[0..n) *= scale; returns the NaN-propagating max (or -inf for n = 0) */
+    float (*scale_max)(float *s, int64_t n, float scale);
+    /* s[i] = exp(s[i] - m) in place; returns the sum */
+    float (*exp_sum)(float *s, int64_t n, float m);
+    /* o[0..n) *= c */
+    void (*scale)(float *o, int64_t n, float c);
+    /* o[r][0..dvp) += sum_{c0[r] <= c < c1[r]} s[r][c] * v[c][0..dvp) for r < nrows */
+    void (*pv)(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows, const int32_t *c0,
+               const int32_t *c1);
+} fa__attn_kernels;
+
+/* ---- scalar ---- */
+static void fa__qk_scalar(const float *q, int64_t dk, const float *kt, float *s, int64_t rows)
+{
+    int64_t r, d, c, d0;
+    float acc[FA__BK];
+    for (r = 0; r < rows; r++) {
+        float *sr = s + r * FA__BK;
+        for (c = 0; c < FA__BK; c++) sr[c] = 0.0f;
+        for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
+            int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
+            for (c = 0; c < FA__BK; c++) acc[c] = 0.0f;
+            for (d = d0; d < d1; d++) {
+                float qv = q[r * dk + d];
+                const float *kr = kt + d * FA__BK;
+                for (c = 0; c < FA__BK; c++) acc[c] += qv * kr[c];
+            }
+            for (c = 0; c < FA__BK; c++) sr[c] += acc[c];
+        }
+    }
+}
+
+static float fa__scale_max_scalar(float *s, int64_t n, float scale)
+{
+    float mx = -INFINITY;
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        s[i] *= scale;
+        mx = fa__nanmax(mx, s[i]);
+    }
+    return mx;
+}
+
+static float fa__exp_sum_scalar(float *s, int64_t n, float m)
+{
+    float sum = 0.0f;
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        float x = s[i] - m;
+        s[i] = x < FA__EXP_LO ? 0.0f : expf(x); /* flush as the vector paths do (NaN: expf) */
+        sum += s[i];
+    }
+    return sum;
+}
+
+static void fa__scale_scalar(float *o, int64_t n, float c)
+{
+    int64_t i;
+    for (i = 0; i < n; i++) o[i] *= c;
+}
+
+static void fa__pv_scalar(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows,
+                          const int32_t *c0, const int32_t *c1)
+{
+    int64_t r, c, e;
+    for (r = 0; r < nrows; r++) {
+        float *orow = o + r * dvp;
+        for (c = c0[r]; c < c1[r]; c++) {
+            float p = s[r * FA__BK + c];
+            const float *vr = v + c * dvp;
+            for (e = 0; e < dvp; e++) orow[e] += p * vr[e];
+        }
+    }
+}
+
+static const fa__attn_kernels fa__kernels_scalar = {
+    "scalar", fa__qk_scalar, fa__scale_max_scalar, fa__exp_sum_scalar, fa__scale_scalar, fa__pv_scalar};
+
+/* The rows of a block share the keys in the intersection of their intervals; the keys
+   outside it are done row by row. Returns the intersection [*a, *b) (empty: *a >= *b). */
+static FA__UNUSED void fa__pv_common(int64_t nr, const int32_t *c0, const int32_t *c1, int64_t *a, int64_t *b)
+{
+    int64_t r;
+    *a = c0[0];
+    *b = c1[0];
+    for (r = 1; r < nr; r++) {
+        if (c0[r] > *a) *a = c0[r];
+        if (c1[r] < *b) *b = c1[r];
+    }
+}
+
+#if defined(FA__X86)
+/* ---- AVX2 + FMA ---- */
+#define FA__AVX2 __attribute__((target("avx2,fma")))
+
+static FA__AVX2 __m256 fa__exp256(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(FA__EXP_LO), hi = _mm256_set1_ps(FA__EXP_HI);
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    __m256 p, r2, y, res;
+    __m256i e;
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+    /* n in [-126, 128]: split 2^n into two factors so n = 128 does not overflow the exponent */
+    e = _mm256_cvtps_epi32(n);
+    {
+        __m256i e1 = _mm256_srai_epi32(e, 1), e2 = _mm256_sub_epi32(e, e1);
+        __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e1, _mm256_set1_epi32(127)), 23));
+        __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, _mm256_set1_epi32(127)), 23));
+        res = _mm256_mul_ps(_mm256_mul_ps(y, f1), f2);
+    }
+    res = _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
+    res = _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
+    return _mm256_blendv_ps(res, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN stays NaN */
+}
+
+static FA__AVX2 void fa__qk_avx2(const float *q, int64_t dk, const float *kt, float *s, int64_t rows)
+{
+    int64_t r, d, d0;
+    int h;
+    /* 4 rows x 32 keys at a time: 16 accumulators of 8 floats */
+    for (r = 0; r < rows; r += FA__MR)
+        for (h = 0; h < FA__BK; h += 32)
+            for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
+                int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
+                __m256 a[4][4];
+                int i, j;
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < 4; j++) a[i][j] = _mm256_setzero_ps();
+                for (d = d0; d < d1; d++) {
+                    const float *kr = kt + d * FA__BK + h;
+                    __m256 k0 = _mm256_loadu_ps(kr), k1 = _mm256_loadu_ps(kr + 8);
+                    __m256 k2 = _mm256_loadu_ps(kr + 16), k3 = _mm256_loadu_ps(kr + 24);
+                    for (i = 0; i < 4; i++) {
+                        __m256 qv = _mm256_broadcast_ss(q + (r + i) * dk + d);
+                        a[i][0] = _mm256_fmadd_ps(qv, k0, a[i][0]);
+                        a[i][1] = _mm256_fmadd_ps(qv, k1, a[i][1]);
+                        a[i][2] = _mm256_fmadd_ps(qv, k2, a[i][2]);
+                        a[i][3] = _mm256_fmadd_ps(qv, k3, a[i][3]);
+                    }
+                }
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < 4; j++) {
+                        float *dst = s + (r + i) * FA__BK + h + 8 * j;
+                        _mm256_storeu_ps(dst, d0 ? _mm256_add_ps(_mm256_loadu_ps(dst), a[i][j]) : a[i][j]);
+                    }
+            }
+}
+
+static FA__AVX2 float fa__scale_max_avx2(float *s, int64_t n, float scale)
+{
+    __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps();
+    float mx, buf[8];
+    int64_t i = 0;
+    int k;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + i), vs);
+        _mm256_storeu_ps(s + i, x);
+        vm = _mm256_max_ps(vm, x);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    }
+    _mm256_storeu_ps(buf, vm);
+    mx = buf[0];
+    for (k = 1; k < 8; k++) mx = buf[k] > mx ? buf[k] : mx;
+    if (_mm256_movemask_ps(nan)) mx = NAN;
+    for (; i < n; i++) {
+        s[i] *= scale;
+        mx = fa__nanmax(mx, s[i]);
+    }
+    return mx;
+}
+
+static FA__AVX2 float fa__exp_sum_avx2(float *s, int64_t n, float m)
+{
+    __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    float buf[8], sum;
+    int64_t i = 0;
+    int k;
+    for (; i + 8 <= n; i += 8) {
+        __m256 p = fa__exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
+        _mm256_storeu_ps(s + i, p);
+        acc = _mm256_add_ps(acc, p);
+    }
+    if (i < n) { /* tail through a padded buffer: same polynomial as the body */
+        int64_t t = n - i;
+        for (k = 0; k < 8; k++) buf[k] = k < t ? s[i + k] : -INFINITY;
+        _mm256_storeu_ps(buf, fa__exp256(_mm256_sub_ps(_mm256_loadu_ps(buf), vm)));
+        for (k = 0; k < t; k++) s[i + k] = buf[k];
+        for (k = (int)t; k < 8; k++) buf[k] = 0.0f;
+        acc = _mm256_add_ps(acc, _mm256_loadu_ps(buf));
+    }
+    _mm256_storeu_ps(buf, acc);
+    sum = ((buf[0] + buf[4]) + (buf[1] + buf[5])) + ((buf[2] + buf[6]) + (buf[3] + buf[7]));
+    return sum;
+}
+
+static FA__AVX2 void fa__scale_avx2(float *o, int64_t n, float c)
+{
+    __m256 vc = _mm256_set1_ps(c);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(o + i), vc));
+    for (; i < n; i++) o[i] *= c;
+}
+
+/* one row, keys [a, b), all dvp columns (dvp is a multiple of 16, hence of 8) */
+static FA__AVX2 void fa__pv_row_avx2(float *o, const float *sr, const float *v, int64_t dvp, int64_t a, int64_t b)
+{
+    int64_t e, c;
+    for (e = 0; e < dvp; e += 8) {
+        __m256 acc = _mm256_loadu_ps(o + e);
+        for (c = a; c < b; c++) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(sr + c), _mm256_loadu_ps(v + c * dvp + e), acc);
+        _mm256_storeu_ps(o + e, acc);
+    }
+}
+
+static FA__AVX2 void fa__pv_avx2(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows,
+                                 const int32_t *c0, const int32_t *c1)
+{
+    int64_t r, e, c, i, a, b;
+    for (r = 0; r < nrows; r += FA__MR) {
+        int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
+        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
+        if (nr == FA__MR && a < b) {
+            for (e = 0; e < dvp; e += 16) {
+                __m256 acc[4][2];
+                for (i = 0; i < 4; i++) {
+                    acc[i][0] = _mm256_loadu_ps(o + (r + i) * dvp + e);
+                    acc[i][1] = _mm256_loadu_ps(o + (r + i) * dvp + e + 8);
+                }
+                for (c = a; c < b; c++) {
+                    __m256 v0 = _mm256_loadu_ps(v + c * dvp + e), v1 = _mm256_loadu_ps(v + c * dvp + e + 8);
+                    for (i = 0; i < 4; i++) {
+                        __m256 p = _mm256_broadcast_ss(s + (r + i) * FA__BK + c);
+                        acc[i][0] = _mm256_fmadd_ps(p, v0, acc[i][0]);
+                        acc[i][1] = _mm256_fmadd_ps(p, v1, acc[i][1]);
+                    }
+                }
+                for (i = 0; i < 4; i++) {
+                    _mm256_storeu_ps(o + (r + i) * dvp + e, acc[i][0]);
+                    _mm256_storeu_ps(o + (r + i) * dvp + e + 8, acc[i][1]);
+                }
+            }
+        } else {
+            a = b = 0;
+        }
+        for (i = 0; i < nr; i++) { /* the keys outside the shared interval, row by row */
+            int64_t lo = c0[r + i], hi = c1[r + i];
+            if (a >= b) { fa__pv_row_avx2(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, hi); continue; }
+            fa__pv_row_avx2(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, a);
+            fa__pv_row_avx2(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, b, hi);
+        }
+    }
+}
+
+static const fa__attn_kernels fa__kernels_avx2 = {
+    "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2};
+
+/* ---- AVX-512 ---- */
+#define FA__AVX512 __attribute__((target("avx512f")))
+
+static FA__AVX512 __m512 fa__exp512(__m512 x)
+{
+    const __m512 lo = _mm512_set1_ps(FA__EXP_LO), hi = _mm512_set1_ps(FA__EXP_HI);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
+    __m512 p, r2, y, res;
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(_mm512_set1_ps(1.9875691500e-4f), r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
+    res = _mm512_scalef_ps(y, n); /* y * 2^n, exact */
+    res = _mm512_mask_mov_ps(res, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), _mm512_setzero_ps());
+    res = _mm512_mask_mov_ps(res, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(INFINITY));
+    return _mm512_mask_mov_ps(res, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+
+static FA__AVX512 void fa__qk_avx512(const float *q, int64_t dk, const float *kt, float *s, int64_t rows)
+{
+    int64_t r, d, d0;
+    for (r = 0; r < rows; r += FA__MR)
+        for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
+            int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
+            __m512 a[4][4];
+            int i, j;
+            for (i = 0; i < 4; i++)
+                for (j = 0; j < 4; j++) a[i][j] = _mm512_setzero_ps();
+            for (d = d0; d < d1; d++) {
+                const float *kr = kt + d * FA__BK;
+                __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16);
+                __m512 k2 = _mm512_loadu_ps(kr + 32), k3 = _mm512_loadu_ps(kr + 48);
+                for (i = 0; i < 4; i++) {
+                    __m512 qv = _mm512_set1_ps(q[(r + i) * dk + d]);
+                    a[i][0] = _mm512_fmadd_ps(qv, k0, a[i][0]);
+                    a[i][1] = _mm512_fmadd_ps(qv, k1, a[i][1]);
+                    a[i][2] = _mm512_fmadd_ps(qv, k2, a[i][2]);
+                    a[i][3] = _mm512_fmadd_ps(qv, k3, a[i][3]);
+                }
+            }
+            for (i = 0; i < 4; i++)
+                for (j = 0; j < 4; j++) {
+                    float *dst = s + (r + i) * FA__BK + 16 * j;
+                    _mm512_storeu_ps(dst, d0 ? _mm512_add_ps(_mm512_loadu_ps(dst), a[i][j]) : a[i][j]);
+                }
+        }
+}
+
+static FA__AVX512 float fa__scale_max_avx512(float *s, int64_t n, float scale)
+{
+    __m512 vs = _mm512_set1_ps(scale), vm = _mm512_set1_ps(-INFINITY);
+    __mmask16 nan = 0;
+    int64_t i = 0;
+    float mx;
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, s + i), vs);
+        _mm512_mask_storeu_ps(s + i, k, x);
+        vm = _mm512_mask_max_ps(vm, k, vm, x);
+        nan |= _mm512_mask_cmp_ps_mask(k, x, x, _CMP_UNORD_Q);
+    }
+    mx = _mm512_reduce_max_ps(vm);
+    return nan ? NAN : mx;
+}
+
+static FA__AVX512 float fa__exp_sum_avx512(float *s, int64_t n, float m)
+{
+    __m512 vm = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 p = fa__exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + i), vm));
+        _mm512_mask_storeu_ps(s + i, k, p);
+        acc = _mm512_mask_add_ps(acc, k, acc, p);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+static FA__AVX512 void fa__scale_avx512(float *o, int64_t n, float c)
+{
+    __m512 vc = _mm512_set1_ps(c);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(o + i, _mm512_mul_ps(_mm512_loadu_ps(o + i), vc));
+    for (; i < n; i++) o[i] *= c;
+}
+
+static FA__AVX512 void fa__pv_row_avx512(float *o, const float *sr, const float *v, int64_t dvp, int64_t a, int64_t b)
+{
+    int64_t e, c;
+    for (e = 0; e < dvp; e += 16) {
+        __m512 acc = _mm512_loadu_ps(o + e);
+        for (c = a; c < b; c++) acc = _mm512_fmadd_ps(_mm512_set1_ps(sr[c]), _mm512_loadu_ps(v + c * dvp + e), acc);
+        _mm512_storeu_ps(o + e, acc);
+    }
+}
+
+static FA__AVX512 void fa__pv_avx512(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows,
+                                     const int32_t *c0, const int32_t *c1)
+{
+    int64_t r, e, c, i, a, b;
+    for (r = 0; r < nrows; r += FA__MR) {
+        int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
+        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
+        if (nr == FA__MR && a < b) {
+            for (e = 0; e < dvp; e += 64) {
+                /* up to 4 rows x 64 columns; a narrower last chunk keeps dvp % 64 columns */
+                int nv = (int)((dvp - e) >= 64 ? 4 : (dvp - e) / 16), j;
+                __m512 acc[4][4];
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < nv; j++) acc[i][j] = _mm512_loadu_ps(o + (r + i) * dvp + e + 16 * j);
+                if (nv == 4) {
+                    for (c = a; c < b; c++) {
+                        const float *vr = v + c * dvp + e;
+                        __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16);
+                        __m512 v2 = _mm512_loadu_ps(vr + 32), v3 = _mm512_loadu_ps(vr + 48);
+                        for (i = 0; i < 4; i++) {
+                            __m512 p = _mm512_set1_ps(s[(r + i) * FA__BK + c]);
+                            acc[i][0] = _mm512_fmadd_ps(p, v0, acc[i][0]);
+                            acc[i][1] = _mm512_fmadd_ps(p, v1, acc[i][1]);
+                            acc[i][2] = _mm512_fmadd_ps(p, v2, acc[i][2]);
+                            acc[i][3] = _mm512_fmadd_ps(p, v3, acc[i][3]);
+                        }
+                    }
+                } else {
+                    for (c = a; c < b; c++)
+                        for (j = 0; j < nv; j++) {
+                            __m512 vv = _mm512_loadu_ps(v + c * dvp + e + 16 * j);
+                            for (i = 0; i < 4; i++)
+                                acc[i][j] = _mm512_fmadd_ps(_mm512_set1_ps(s[(r + i) * FA__BK + c]), vv, acc[i][j]);
+                        }
+                }
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < nv; j++) _mm512_storeu_ps(o + (r + i) * dvp + e + 16 * j, acc[i][j]);
+            }
+        } else {
+            a = b = 0;
+        }
+        for (i = 0; i < nr; i++) {
+            int64_t lo = c0[r + i], hi = c1[r + i];
+            if (a >= b) { fa__pv_row_avx512(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, hi); continue; }
+            fa__pv_row_avx512(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, a);
+            fa__pv_row_avx512(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, b, hi);
+        }
+    }
+}
+
+static const fa__attn_kernels fa__kernels_avx512 = {
+    "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512};
+#endif /* FA__X86 */
+
+/* The best kernels the CPU (and fa_cpu_features_override) allows. */
+static const fa__attn_kernels *fa__attn_pick_kernels(void)
+{
+#if defined(FA__X86)
+    unsigned f = fa_cpu_features();
+    if (f & FA_CPU_AVX512F) return &fa__kernels_avx512;
+    if ((f & FA_CPU_AVX2) && (f & FA_CPU_FMA)) return &fa__kernels_avx2;
+#endif
+    return &fa__kernels_scalar;
+}
+
 typedef struct fa__attn_ws {
-    float *q, *k, *v, *s, *o, *m, *l;
+    float *q, *kt, *v, *s, *o, *m, *l, *krow;
+    int32_t *c0, *c1;
     unsigned char *seen;
 } fa__attn_ws;
 
-static void fa__attn_ws_carve(fa__attn_ws *w, void *base, int64_t dk, int64_t dv)
+/* Workspace of one worker, each block 64-byte aligned (see the layout comment above). */
+static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int64_t dk, int64_t dv)
 {
-    unsigned char *p = (unsigned char *)base;
-    size_t f = sizeof(float);
-    w->q = (float *)p; p += fa__round64((size_t)(FA__ROWS * dk) * f);
-    w->k = (float *)p; p += fa__round64((size_t)(FA__BK * dk) * f);
-    w->v = (float *)p; p += fa__round64((size_t)(FA__BK * dv) * f);
-    w->s = (float *)p; p += fa__round64((size_t)FA__BK * f);
-    w->o = (float *)p; p += fa__round64((size_t)(FA__ROWS * dv) * f);
-    w->m = (float *)p; p += fa__round64((size_t)FA__ROWS * f);
-    w->l = (float *)p; p += fa__round64((size_t)FA__ROWS * f);
-    w->seen = p;
-}
-
-static float fa__dot_f32(const float *a, const float *b, int64_t n)
-{
-    /* eight partial sums: shorter dependency chains and rounding error that grows with n/8
-       rather than n; the compiler may map them onto one vector register */
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t i = 0;
-    int k;
-    for (; i + 8 <= n; i += 8)
-        for (k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
-    for (k = 0; i < n; i++, k++) acc[k] += a[i] * b[i];
-    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    size_t f = sizeof(float), off = 0;
+    int64_t dvp = fa__dvp(dv);
+#define FA__CARVE(field, type, bytes)                                   \
+    do {                                                                \
+        if (w) w->field = (type *)(base + off);                         \
+        off += fa__round64((size_t)(bytes));                            \
+    } while (0)
+    FA__CARVE(q, float, (size_t)(FA__ROWS * dk) * f);
+    FA__CARVE(kt, float, (size_t)(dk * FA__BK) * f);
+    FA__CARVE(v, float, (size_t)(FA__BK * dvp) * f);
+    FA__CARVE(s, float, (size_t)(FA__ROWS * FA__BK) * f);
+    FA__CARVE(o, float, (size_t)(FA__ROWS * dvp) * f);
+    FA__CARVE(m, float, (size_t)FA__ROWS * f);
+    FA__CARVE(l, float, (size_t)FA__ROWS * f);
+    FA__CARVE(krow, float, (size_t)dk * f);
+    FA__CARVE(c0, int32_t, (size_t)FA__ROWS * sizeof(int32_t));
+    FA__CARVE(c1, int32_t, (size_t)FA__ROWS * sizeof(int32_t));
+    FA__CARVE(seen, unsigned char, (size_t)FA__ROWS);
+#undef FA__CARVE
+    return off;
 }
 
 typedef struct fa__unit {
     int64_t b, hk, h0, nh, i0, nq; /* sequence, kv head, first q head and count, queries */
 } fa__unit;
 
-static void fa__attn_unit(const fa__attn_plan *p, const fa__unit *u, const fa__attn_ws *w)
+static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, const fa__unit *u,
+                          const fa__attn_ws *w)
 {
     const fa_attn_desc *d = p->d;
     fa__seq s;
-    int64_t nrows = u->nh * u->nq, r, j0, kmin, kmax, tmp;
-    const int64_t dk = p->dk, dv = p->dv;
+    const int64_t dk = p->dk, dv = p->dv, dvp = fa__dvp(dv);
+    int64_t nrows = u->nh * u->nq, rows_pad = (nrows + FA__MR - 1) / FA__MR * FA__MR;
+    int64_t r, j0, kmin, kmax, tmp;
     float kmul = fa__kv_scale(d->k_scale, d->k_head_scale, u->hk);
     float vmul = fa__kv_scale(d->v_scale, d->v_head_scale, u->hk);
+    int post = p->softcap > 0.0f || d->alibi_slopes != NULL; /* per-element score terms */
     fa__attn_seq(p, u->b, &s);
 
     /* rows are query-major: row r = (query u->i0 + r / nh, head u->h0 + r % nh) */
+    for (r = 0; r < rows_pad; r++) {
+        if (r < nrows) {
+            int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
+            const void *src = fa__elem_ptr(d->q, d->q_type, s.q_base + (s.q_tok0 + i) * p->qs.seq + h * p->qs.head);
+            fa__load_row(w->q + r * dk, src, d->q_type, dk, 1.0f);
+        } else {
+            memset(w->q + r * dk, 0, (size_t)dk * sizeof(float));
+        }
+    }
+    memset(w->o, 0, (size_t)(nrows * dvp) * sizeof(float));
     for (r = 0; r < nrows; r++) {
-        int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
-        const void *src = fa__elem_ptr(d->q, d->q_type, s.q_base + (s.q_tok0 + i) * p->qs.seq + h * p->qs.head);
-        fa__load_row(w->q + r * dk, src, d->q_type, dk, 1.0f);
-        memset(w->o + r * dv, 0, (size_t)dv * sizeof(float));
         w->m[r] = -INFINITY;
         w->l[r] = 0.0f;
         w->seen[r] = 0;
@@ -1230,55 +1698,65 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__unit *u, const fa__a
     fa__row_range(p, &s, u->i0 + u->nq - 1, &tmp, &kmax);
 
     for (j0 = kmin; j0 < kmax; j0 += FA__BK) {
-        int64_t j1 = j0 + FA__BK < kmax ? j0 + FA__BK : kmax, j;
-        for (j = j0; j < j1; j++) {
+        int64_t j1 = j0 + FA__BK < kmax ? j0 + FA__BK : kmax, nk = j1 - j0, j, e;
+        int any = 0;
+        /* K tile, transposed; V tile, padded */
+        for (j = 0; j < nk; j++) {
             int64_t ko, vo;
-            fa__kv_offsets(p, &s, u->b, j, u->hk, &ko, &vo);
-            fa__load_row(w->k + (j - j0) * dk, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, kmul);
-            fa__load_row(w->v + (j - j0) * dv, fa__elem_ptr(d->v, d->v_type, vo), d->v_type, dv, vmul);
+            fa__kv_offsets(p, &s, u->b, j0 + j, u->hk, &ko, &vo);
+            fa__load_row(w->krow, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, kmul);
+            for (e = 0; e < dk; e++) w->kt[e * FA__BK + j] = w->krow[e];
+            fa__load_row(w->v + j * dvp, fa__elem_ptr(d->v, d->v_type, vo), d->v_type, dv, vmul);
+            for (e = dv; e < dvp; e++) w->v[j * dvp + e] = 0.0f;
         }
+        if (nk < FA__BK)
+            for (e = 0; e < dk; e++) memset(w->kt + e * FA__BK + nk, 0, (size_t)(FA__BK - nk) * sizeof(float));
+
+        K->qk(w->q, dk, w->kt, w->s, rows_pad);
+
         for (r = 0; r < nrows; r++) {
-            int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, lo, hi, c, c0, c1;
-            float mx, mnew, corr, sum = 0.0f, *o = w->o + r * dv, slope = 0.0f;
+            int64_t i = u->i0 + r / u->nh, lo, hi, c0, c1, c;
+            float *sr = w->s + r * FA__BK, mx, mnew, corr, sum;
             fa__row_range(p, &s, i, &lo, &hi);
             c0 = (lo > j0 ? lo : j0) - j0;
             c1 = (hi < j1 ? hi : j1) - j0;
-            if (c0 >= c1) continue;
-            if (d->alibi_slopes) slope = d->alibi_slopes[u->b * d->alibi_batch_stride + h];
-            mx = w->m[r];
-            for (c = c0; c < c1; c++) {
-                float sc = p->scale * fa__dot_f32(w->q + r * dk, w->k + c * dk, dk);
-                if (p->softcap > 0.0f) sc = p->softcap * tanhf(sc / p->softcap);
-                if (slope != 0.0f) {
-                    int64_t dist = i + s.off - (j0 + c);
-                    sc -= slope * (float)(dist < 0 ? -dist : dist);
+            if (c0 >= c1) { w->c0[r] = w->c1[r] = 0; continue; }
+            w->c0[r] = (int32_t)c0;
+            w->c1[r] = (int32_t)c1;
+            any = 1;
+            if (post) {
+                int64_t h = u->h0 + r % u->nh;
+                float slope = d->alibi_slopes ? d->alibi_slopes[u->b * d->alibi_batch_stride + h] : 0.0f;
+                mx = -INFINITY;
+                for (c = c0; c < c1; c++) {
+                    float sc = p->scale * sr[c];
+                    if (p->softcap > 0.0f) sc = p->softcap * tanhf(sc / p->softcap);
+                    if (slope != 0.0f) {
+                        int64_t dist = i + s.off - (j0 + c);
+                        sc -= slope * (float)(dist < 0 ? -dist : dist);
+                    }
+                    sr[c] = sc;
+                    mx = fa__nanmax(mx, sc);
                 }
-                w->s[c] = sc;
-                if (sc > mx || sc != sc) mx = sc; /* NaN-propagating max: a NaN logit poisons the row */
+            } else {
+                mx = K->scale_max(sr + c0, c1 - c0, p->scale);
             }
-            mnew = mx;
-            corr = expf(w->m[r] - mnew); /* 0 on the first visible tile (m = -inf) */
-            if (w->seen[r] && corr != 1.0f)
-                for (c = 0; c < dv; c++) o[c] *= corr;
-            for (c = c0; c < c1; c++) {
-                float pr = expf(w->s[c] - mnew);
-                const float *vr = w->v + c * dv;
-                int64_t e;
-                sum += pr;
-                for (e = 0; e < dv; e++) o[e] += pr * vr[e];
-            }
+            mnew = fa__nanmax(w->m[r], mx);
+            corr = expf(w->m[r] - mnew); /* 0 on a row's first visible tile (m = -inf) */
+            if (w->seen[r] && corr != 1.0f) K->scale(w->o + r * dvp, dvp, corr);
+            sum = K->exp_sum(sr + c0, c1 - c0, mnew);
             w->l[r] = (w->seen[r] ? w->l[r] * corr : 0.0f) + sum;
             w->m[r] = mnew;
             w->seen[r] = 1;
         }
+        if (any) K->pv(w->o, w->s, w->v, dvp, nrows, w->c0, w->c1);
     }
 
     for (r = 0; r < nrows; r++) {
-        int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, e;
-        float *o = w->o + r * dv, lse;
+        int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
+        float *o = w->o + r * dvp, lse;
         if (w->seen[r]) {
-            float inv = 1.0f / w->l[r];
-            for (e = 0; e < dv; e++) o[e] *= inv;
+            K->scale(o, dv, 1.0f / w->l[r]);
             lse = w->m[r] + logf(w->l[r]);
         } else {
             lse = -INFINITY; /* nothing visible: o stays 0 */
@@ -1296,6 +1774,7 @@ FLASHATTN_DEF fa_status fa_attn_forward(const fa_attn_desc *d)
     fa__attn_ws w;
     fa_status st;
     void *ws;
+    const fa__attn_kernels *K;
     int64_t b, hk, hc, i0, heads_per_unit, q_per_unit;
     if ((st = fa__attn_prepare(d, &p)) != FA_OK) return st;
     ws = d->workspace;
@@ -1303,7 +1782,8 @@ FLASHATTN_DEF fa_status fa_attn_forward(const fa_attn_desc *d)
         ws = fa_aligned_alloc(p.ws_bytes, 64);
         if (!ws) return fa__fail(FA_ERR_NOMEM, "cannot allocate %zu bytes of attention workspace", p.ws_bytes);
     }
-    fa__attn_ws_carve(&w, ws, p.dk, p.dv);
+    fa__attn_ws_layout(&w, (unsigned char *)ws, p.dk, p.dv);
+    K = fa__attn_pick_kernels();
     /* a unit holds up to FA__ROWS (query, head) rows: whole GQA groups when they fit */
     heads_per_unit = p.group < FA__ROWS ? p.group : FA__ROWS;
     q_per_unit = FA__ROWS / heads_per_unit;
@@ -1320,7 +1800,7 @@ FLASHATTN_DEF fa_status fa_attn_forward(const fa_attn_desc *d)
                     u.nh = p.group - hc < heads_per_unit ? p.group - hc : heads_per_unit;
                     u.i0 = i0;
                     u.nq = s.sq - i0 < q_per_unit ? s.sq - i0 : q_per_unit;
-                    fa__attn_unit(&p, &u, &w);
+                    fa__attn_unit(&p, K, &u, &w);
                 }
     }
     if (!d->workspace) fa_aligned_free(ws);

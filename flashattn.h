@@ -485,7 +485,9 @@ FLASHATTN_DEF size_t    fa_mpmc_capacity(const fa_mpmc *q);
 
    fa_pool_submit / fa_pool_submit_task queue an asynchronous task. Priorities are strict: a
    worker takes a high task before any normal one, a normal one before any low one. Submission
-   never blocks (FA_ERR_FULL when that priority's queue is full), so tasks may submit tasks. A
+   never blocks: from outside the pool it returns FA_ERR_FULL when that priority's queue is
+   full; from a task of the same pool it then runs the new task at once on the submitting
+   worker (caller-runs), so tasks that submit tasks always make progress. A
    task returning FA_ERR_AGAIN is retried up to max_retries more times, after a delay that starts
    at retry_delay_ns and doubles each time (capped at retry_max_delay_ns); a waiting retry does
    not occupy a worker. The optional done callback receives the final status exactly once:
@@ -2238,6 +2240,13 @@ FLASHATTN_DEF fa_status fa_pool_submit_task(fa_pool *p, const fa_task *task)
     /* relaxed: the push below (release) carries it to the worker that will decrement it */
     fa__add(&p->pending, 1, FA__RELAXED);
     st = fa__mpmc_push1(&p->queues[t.rank], &t);
+    if (st == FA_ERR_FULL && fa__tls_pool == p) {
+        /* A task of this pool met a full queue: run the new task right here (caller-runs), so
+           task trees make progress even when every worker is busy submitting. */
+        fa__add(&p->submitted, 1u, FA__RELAXED); /* relaxed: a statistic */
+        fa__pool_run_task(p, &p->workers[fa__tls_worker], &t);
+        return FA_OK;
+    }
     if (st != FA_OK) {
         if (fa__sub(&p->pending, 1, FA__ACQ_REL) == 1) /* acq_rel: as in fa__pool_finish */
             fa__event_notify(&p->idle_ev, 0x7fffffffu);

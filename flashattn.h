@@ -1118,6 +1118,13 @@ static FA__UNUSED void fa__event_notify(fa__event *e, uint32_t n) { (void)e; (vo
 static FA__UNUSED void fa__event_wake(fa__event *e, uint32_t n) { (void)e; (void)n; }
 #endif /* FA__THREADS */
 
+/* The single-item fast paths are inlined into their public wrappers (saves a call per item). */
+#if defined(__GNUC__) || defined(__clang__)
+#define FA__QINLINE static inline __attribute__((always_inline))
+#else
+#define FA__QINLINE static inline
+#endif
+
 /* Spins before a wait sleeps, in fa__cpu_relax() steps (~1-5 us in all). */
 #define FA__WAIT_SPINS 256
 /* Longest sleep of a poller on a queue made without fa_queue_desc.blocking. */
@@ -1237,7 +1244,7 @@ FLASHATTN_DEF fa_status fa_spsc_storage_size(size_t capacity, size_t elem_size, 
 
 FLASHATTN_DEF fa_status fa_spsc_init(fa_spsc *q, const fa_queue_desc *d)
 {
-    size_t bytes, owned;
+    size_t bytes = 0, owned = 0;
     unsigned char *ring;
     fa_status s = fa__queue_check(q, d, "fa_spsc_init");
     if (s) return s;
@@ -1296,7 +1303,7 @@ static size_t fa__spsc_avail(fa_spsc *q, size_t c, size_t want)
     return avail;
 }
 
-static fa_status fa__spsc_push1(fa_spsc *q, const void *item)
+FA__QINLINE fa_status fa__spsc_push1(fa_spsc *q, const void *item)
 {
     size_t p = fa__ld(&q->prod_pos, FA__RELAXED); /* relaxed: only this thread writes it */
     /* relaxed: close is a one-way flag; a push racing with it may still land */
@@ -1317,7 +1324,7 @@ static fa_status fa__spsc_empty_status(fa_spsc *q, size_t c)
     return fa__spsc_avail(q, c, 1) ? FA_ERR_AGAIN : FA_ERR_CLOSED;
 }
 
-static fa_status fa__spsc_pop1(fa_spsc *q, void *item)
+FA__QINLINE fa_status fa__spsc_pop1(fa_spsc *q, void *item)
 {
     size_t c = fa__ld(&q->cons_pos, FA__RELAXED); /* relaxed: only this thread writes it */
     if (q->prod_cache == c && fa__spsc_avail(q, c, 1) == 0) {
@@ -1520,7 +1527,7 @@ FLASHATTN_DEF fa_status fa_mpmc_storage_size(size_t capacity, size_t elem_size, 
 
 FLASHATTN_DEF fa_status fa_mpmc_init(fa_mpmc *q, const fa_queue_desc *d)
 {
-    size_t bytes, owned, i;
+    size_t bytes = 0, owned = 0, i;
     unsigned char *ring;
     fa_status s = fa__queue_check(q, d, "fa_mpmc_init");
     if (s) return s;
@@ -1555,7 +1562,7 @@ FLASHATTN_DEF fa_status fa_mpmc_destroy(fa_mpmc *q)
     return FA_OK;
 }
 
-static fa_status fa__mpmc_push1(fa_mpmc *q, const void *item)
+FA__QINLINE fa_status fa__mpmc_push1(fa_mpmc *q, const void *item)
 {
     /* relaxed: prod_pos is only a hint of where to try; the slot's sequence decides */
     size_t pos = fa__ld(&q->prod_pos, FA__RELAXED);
@@ -1590,7 +1597,7 @@ static fa_status fa__mpmc_empty_status(fa_mpmc *q, size_t pos)
                                                                                     : FA_ERR_AGAIN;
 }
 
-static fa_status fa__mpmc_pop1(fa_mpmc *q, void *item)
+FA__QINLINE fa_status fa__mpmc_pop1(fa_mpmc *q, void *item)
 {
     size_t pos = fa__ld(&q->cons_pos, FA__RELAXED); /* relaxed: a hint, as in push */
     for (;;) {

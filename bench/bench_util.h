@@ -1,0 +1,103 @@
+/* bench/bench_util.h - shared helpers of the benchmarks: a monotonic clock, medians, a line
+   describing the machine, and a peak-tracking allocator the benchmarks install through
+   FLASHATTN_MALLOC/FREE so "extra memory" is measured, not estimated. */
+#ifndef FA_BENCH_UTIL_H
+#define FA_BENCH_UTIL_H
+
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define BENCH_UNUSED __attribute__((unused))
+#else
+#define BENCH_UNUSED
+#endif
+
+static BENCH_UNUSED double bench_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int bench_cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of n values (sorts them in place). */
+static BENCH_UNUSED double bench_median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Value at quantile q in [0, 1] (sorts in place). */
+static BENCH_UNUSED double bench_quantile(double *v, int n, double q)
+{
+    int i;
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    i = (int)(q * (n - 1) + 0.5);
+    return v[i < 0 ? 0 : (i >= n ? n - 1 : i)];
+}
+
+/* "AMD EPYC ... , 2 logical CPUs" */
+static BENCH_UNUSED void bench_print_machine(void)
+{
+    char line[512], model[256] = "unknown CPU";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "model name", 10) == 0) {
+                char *c = strchr(line, ':');
+                if (c) {
+                    snprintf(model, sizeof model, "%s", c + 2);
+                    model[strcspn(model, "\n")] = 0;
+                }
+                break;
+            }
+        }
+        fclose(f);
+    }
+    printf("machine: %s, %ld logical CPUs\n", model, sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/* Peak-tracking allocator: every block carries its size in a 64-byte header. */
+static size_t bench_mem_cur, bench_mem_peak;
+static BENCH_UNUSED void *bench_malloc(size_t n)
+{
+    unsigned char *p = (unsigned char *)malloc(n + 64);
+    if (!p) return NULL;
+    memcpy(p, &n, sizeof n);
+    bench_mem_cur += n;
+    if (bench_mem_cur > bench_mem_peak) bench_mem_peak = bench_mem_cur;
+    return p + 64;
+}
+static BENCH_UNUSED void bench_free(void *q)
+{
+    size_t n;
+    unsigned char *p = (unsigned char *)q;
+    if (!p) return;
+    memcpy(&n, p - 64, sizeof n);
+    bench_mem_cur -= n;
+    free(p - 64);
+}
+static BENCH_UNUSED void *bench_realloc(void *q, size_t n)
+{
+    void *r = bench_malloc(n);
+    size_t old;
+    if (!r || !q) return r;
+    memcpy(&old, (unsigned char *)q - 64, sizeof old);
+    memcpy(r, q, old < n ? old : n);
+    bench_free(q);
+    return r;
+}
+/* Resets the peak to the current level; returns nothing. Read bench_mem_peak afterwards. */
+static BENCH_UNUSED void bench_mem_reset_peak(void) { bench_mem_peak = bench_mem_cur; }
+
+#endif

@@ -398,7 +398,7 @@ typedef struct fa_spsc {
     fa_allocator alloc;             /* copy of the allocator (zero = default) */
     int blocking;                   /* fa_queue_desc.blocking */
     FA__ATOMIC(uint32_t) closed;    /* set once by close */
-    FA__QPAD(pad0_, 6 * sizeof(size_t) + sizeof(fa_allocator) + 2 * sizeof(int));
+    FA__QPAD(pad0_, 0);            /* read-mostly fields above, hot counters below */
     FA__ATOMIC(size_t) prod_pos;    /* items ever pushed; written by the producer only */
     size_t cons_cache;              /* producer's last view of cons_pos */
     FA__QPAD(pad1_, 2 * sizeof(size_t));
@@ -421,7 +421,7 @@ typedef struct fa_mpmc {
     fa_allocator alloc;
     int blocking;
     FA__ATOMIC(uint32_t) closed;
-    FA__QPAD(pad0_, 6 * sizeof(size_t) + sizeof(fa_allocator) + 2 * sizeof(int));
+    FA__QPAD(pad0_, 0);            /* read-mostly fields above, hot counters below */
     FA__ATOMIC(size_t) prod_pos;    /* next position to push; CAS by producers */
     FA__QPAD(pad1_, sizeof(size_t));
     FA__ATOMIC(size_t) cons_pos;    /* next position to pop; CAS by consumers */
@@ -1933,6 +1933,8 @@ static fa_status fa__pool_delay(fa_pool *p, const fa__ptask *t, int64_t due)
         }
     }
     pthread_mutex_unlock(&p->delay_mu);
+    /* a worker asleep without a deadline must learn the new due time */
+    if (st == FA_OK) fa__event_notify(&p->work_ev, 1);
     return st;
 }
 

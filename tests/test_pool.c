@@ -6,6 +6,7 @@
 #include "harness.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
 
@@ -515,6 +516,88 @@ TEST(histogram_buckets_stay_within_seven_percent)
     CHECK(bad == 0);
 }
 
+
+/* Several outside threads submit at once while tasks also submit follow-ups: every task runs
+   exactly once and its done callback fires exactly once. */
+#define SUBMITTERS 3
+typedef struct sstress { fa_pool *p; int per; unsigned char *runs, *dones; int errors; } sstress;
+typedef struct sarg { sstress *s; int id; } sarg;
+static fa_status ss_task(void *arg);
+static sstress *ss_global;
+static fa_status ss_task(void *arg)
+{
+    uintptr_t id = (uintptr_t)arg;
+    sstress *s = ss_global;
+    __atomic_add_fetch(&s->runs[id], 1, __ATOMIC_RELAXED);
+    /* every 16th task spawns a follow-up with id + half, from inside the pool */
+    if (id < (uintptr_t)(SUBMITTERS * s->per) && id % 16 == 0) {
+        if (fa_pool_submit(s->p, ss_task, (void *)(id + (uintptr_t)(SUBMITTERS * s->per)),
+                           FA_PRIO_HIGH) != FA_OK)
+            INC(&s->errors);
+    }
+    return FA_OK;
+}
+static void ss_done2(void *arg, fa_status st)
+{
+    uintptr_t id = (uintptr_t)arg;
+    if (st != FA_OK) INC(&ss_global->errors);
+    __atomic_add_fetch(&ss_global->dones[id], 1, __ATOMIC_RELAXED);
+}
+static void *submitter_main(void *arg)
+{
+    sarg *a = (sarg *)arg;
+    sstress *s = a->s;
+    fa_task t;
+    int i;
+    memset(&t, 0, sizeof t);
+    t.fn = ss_task;
+    t.done = ss_done2;
+    for (i = 0; i < s->per; i++) {
+        fa_status st;
+        t.arg = (void *)(uintptr_t)(a->id * s->per + i);
+        t.priority = (fa_priority)(i % 3);
+        while ((st = fa_pool_submit_task(s->p, &t)) == FA_ERR_FULL) sched_yield();
+        if (st != FA_OK) INC(&s->errors);
+    }
+    return NULL;
+}
+
+TEST(concurrent_submitters_and_follow_up_tasks_run_exactly_once)
+{
+    sstress s;
+    sarg a[SUBMITTERS];
+    pthread_t t[SUBMITTERS];
+    int i, total, bad = 0;
+    fa_pool_stats st;
+    memset(&s, 0, sizeof s);
+    s.p = make_pool(2, 256);
+    CHECK(s.p != NULL);
+    if (!s.p) return;
+    s.per = 4000 * SCALE;
+    total = 2 * SUBMITTERS * s.per; /* ids of follow-ups live in the upper half */
+    s.runs = (unsigned char *)calloc((size_t)total, 1);
+    s.dones = (unsigned char *)calloc((size_t)total, 1);
+    ss_global = &s;
+    for (i = 0; i < SUBMITTERS; i++) {
+        a[i].s = &s; a[i].id = i;
+        pthread_create(&t[i], NULL, submitter_main, &a[i]);
+    }
+    for (i = 0; i < SUBMITTERS; i++) pthread_join(t[i], NULL);
+    CHECK(fa_pool_wait_idle(s.p, (int64_t)60 * 1000000000) == FA_OK);
+    for (i = 0; i < total; i++) {
+        int outside = i < SUBMITTERS * s.per; /* follow-ups have no done callback */
+        int want = outside || (i - SUBMITTERS * s.per) % 16 == 0;
+        bad += s.runs[i] != want || s.dones[i] != outside;
+    }
+    CHECKF(bad == 0 && s.errors == 0, "%d tasks ran/completed the wrong number of times, %d errors",
+           bad, s.errors);
+    CHECK(fa_pool_get_stats(s.p, &st) == FA_OK);
+    CHECK(st.runs == st.submitted && st.succeeded == st.submitted);
+    fa_pool_destroy(s.p, FA_POOL_FINISH);
+    free(s.runs);
+    free(s.dones);
+}
+
 int main(void)
 {
     fa_test_init();
@@ -527,6 +610,7 @@ int main(void)
     RUN(tasks_submitting_tasks_do_not_deadlock_even_with_a_tiny_queue);
     RUN(submit_on_a_full_queue_fails_fast_and_loses_nothing);
     RUN(wait_idle_and_destroy_from_inside_a_task_are_refused);
+    RUN(concurrent_submitters_and_follow_up_tasks_run_exactly_once);
     RUN(shutdown_finish_runs_everything_queued_including_retries);
     RUN(shutdown_cancel_completes_queued_tasks_with_closed_exactly_once);
     RUN(metrics_report_counts_and_latency_percentiles);

@@ -39,7 +39,10 @@ EXAMPLES   := $(patsubst examples/%.c,%,$(wildcard examples/*.c))
 BENCHES    := $(patsubst bench/%.c,%,$(wildcard bench/bench_*.c))
 
 # Optional libraries the benchmarks compare against (detected, never required).
-have_hdr = $(shell printf '\#include <$(1)>\nint main(void){return 0;}\n' | \
+HASH := \#
+# (GNU make 4.3 passes '\#' inside $(shell ...) on with its backslash; $(HASH) works
+# in every version)
+have_hdr = $(shell printf '$(HASH)include <$(1)>\nint main(void){return 0;}\n' | \
              $(CC) -x c - -o /dev/null $(2) >/dev/null 2>&1 && echo 1)
 HAVE_OPENBLAS := $(call have_hdr,cblas.h,-lopenblas)
 HAVE_CK       := $(call have_hdr,ck_ring.h,-lck)

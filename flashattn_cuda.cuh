@@ -13,9 +13,9 @@
    WHAT RUNS ON THE GPU
    --------------------
    Forward attention, FlashAttention-2 style (Dao 2023, Algorithm 1 with the FA2 work split):
-   each thread block owns 64 query rows of one head (or, for GQA decode, the rows of every query
+   each thread block owns 128 query rows of one head (or, for GQA decode, the rows of every query
    head that shares one KV head: "packed GQA"), streams K/V tiles through shared memory with
-   cp.async double buffering, computes S = QK^T and O += PV with mma.sync m16n8k16 tensor-core
+   a 3-stage cp.async pipeline, computes S = QK^T and O += PV with mma.sync m16n8k16 tensor-core
    instructions (f16 or bf16 operands, f32 accumulation; ldmatrix for fragments), and keeps the
    softmax online in registers. When there are too few blocks to fill the GPU (decode, short
    prompts), the key range is split across blocks (split-KV, "flash decoding") and the partial
@@ -42,7 +42,9 @@
 
    Workspace: split-KV needs fa_cuda_attn_workspace_size() bytes of device memory. Pass it in
    d->workspace / d->workspace_size, or leave it NULL and the call allocates it stream-ordered
-   (cudaMallocAsync / cudaFreeAsync).
+   (cudaMallocAsync / cudaFreeAsync). In a decode loop pass it: the default memory pool returns
+   freed memory to the driver at every synchronisation unless its release threshold is raised,
+   and re-mapping it costs more than the attention itself.
 */
 #ifndef FLASHATTN_CUDA_CUH
 #define FLASHATTN_CUDA_CUH
@@ -87,8 +89,15 @@ FLASHATTN_DEF fa_status fa_cuda_attn_merge(const fa_merge_desc *m, cudaStream_t 
 
 #define FA__CU_LOG2E 1.4426950408889634f
 #define FA__CU_LN2 0.6931471805599453f
-#define FA__CU_BLOCK_M 64 /* query rows per block: 4 warps x 16 rows */
-#define FA__CU_NWARPS 4
+/* Query rows per block: 8 warps x 16 rows. Every block streams all of its head's K/V from L2,
+   so the block height sets the FLOPs per L2 byte: 64-row blocks measured 121 TFLOP/s on an
+   H100 (L2-bound, 64 FLOP/B); 128-row blocks halve that traffic. */
+#define FA__CU_BLOCK_M 128
+#define FA__CU_NWARPS 8
+/* K/V tiles in shared memory: the one being computed plus STAGES - 1 in flight. */
+#ifndef FA__CU_STAGES
+#define FA__CU_STAGES 3
+#endif
 
 /* Everything a forward kernel needs, resolved on the host (strides in elements). */
 typedef struct fa__cu_fwd_params {
@@ -264,9 +273,9 @@ static __device__ __forceinline__ int64_t fa__cu_kv_off(const fa__cu_fwd_params 
    T: __half or __nv_bfloat16. D: padded head dim (tile width, multiple of 16). BN: keys per
    tile. QREG: keep Q's fragments in registers (D <= 128) instead of re-reading shared memory.
    MOD: softcap or ALiBi present (the plain path keeps its inner loop free of them).
-   Shared memory: Q [64][D+8], K [2][BN][D+8], V [2][BN][D+8]; the 8-element row padding puts
+   Shared memory: Q [128][D+8], K [STAGES][BN][D+8], V [STAGES][BN][D+8]; the 8-element row padding puts
    the 8 rows an ldmatrix reads in 8 different bank groups. */
-template <typename T, int D, int BN, bool QREG, bool MOD>
+template <typename T, int D, int BN, int STAGES, bool QREG, bool MOD>
 __global__ void __launch_bounds__(FA__CU_NWARPS * 32)
 fa__cu_fwd_kernel(const fa__cu_fwd_params p)
 {
@@ -274,7 +283,7 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
     constexpr int BM = FA__CU_BLOCK_M, PITCH = D + 8, NT = FA__CU_NWARPS * 32, CH = D / 8;
     T *sQ = reinterpret_cast<T *>(fa__cu_smem);
     T *sK = sQ + BM * PITCH;
-    T *sV = sK + 2 * BN * PITCH;
+    T *sV = sK + STAGES * BN * PITCH;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int mt = (int)gridDim.x - 1 - (int)blockIdx.x; /* heavy (causal) tiles first */
     const int hy = blockIdx.y;
@@ -344,28 +353,57 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
         fa__cu_cp16(sQ + r * PITCH + cc * 8, src, ok ? 16 : 0);
     }
     const int64_t k_head = (int64_t)hkv * p.k_sh, v_head = (int64_t)hkv * p.v_sh;
-    auto load_k = [&](int n, T *dst) {
-        for (int c = tid; c < BN * CH; c += NT) {
-            int r = c / CH, cc = c % CH, t = n * BN + r;
-            bool ok = t < sk && cc * 8 < p.dqk;
-            const T *src = ok ? kg + fa__cu_kv_off(p, b, k_off, t, p.k_sb, p.k_ss) + k_head + cc * 8
-                              : kg;
-            fa__cu_cp16(dst + r * PITCH + cc * 8, src, ok ? 16 : 0);
+    /* K/V tile loaders. Thread tid copies the 16-byte chunks tid, tid + NT, ... of a tile.
+       When NT is a multiple of the chunks per row (every tile shape but D = 96), all of a
+       thread's chunks share one column and their rows step by NT / CH, so unpaged K/V need
+       one base pointer per thread, advanced by a constant per tile: the first version
+       recomputed a 64-bit paged/varlen address per chunk and spent ~11 instructions per MMA. */
+    constexpr bool FAST = NT % CH == 0;
+    constexpr int RSTEP = FAST ? NT / CH : 1, SLOTS = FAST ? BN * CH / NT : 1;
+    const int l_r0 = tid / CH, l_cc = tid % CH;
+    const bool l_kcol = l_cc * 8 < p.dqk, l_vcol = l_cc * 8 < p.dv;
+    const T *l_kbase = kg, *l_vbase = vg;
+    if (FAST && !p.block_table) {
+        l_kbase = kg + fa__cu_kv_off(p, b, k_off, l_r0, p.k_sb, p.k_ss) + k_head + l_cc * 8;
+        l_vbase = vg + fa__cu_kv_off(p, b, k_off, l_r0, p.v_sb, p.v_ss) + v_head + l_cc * 8;
+    }
+    auto load_kv = [&](int n, T *dst, const T *g, const T *base, int64_t sb, int64_t ss,
+                       int64_t head, bool colok, int ncols) {
+        if (FAST && !p.block_table) {
+            const T *src = base + (int64_t)n * BN * ss;
+            const int64_t step = (int64_t)RSTEP * ss;
+            T *d0 = dst + l_r0 * PITCH + l_cc * 8;
+#pragma unroll
+            for (int k = 0; k < SLOTS; ++k) {
+                bool ok = colok && n * BN + l_r0 + k * RSTEP < sk;
+                fa__cu_cp16(d0 + k * RSTEP * PITCH, ok ? src : g, ok ? 16 : 0);
+                src += step;
+            }
+        } else {
+            for (int c = tid; c < BN * CH; c += NT) {
+                int r = c / CH, cc = c % CH, t = n * BN + r;
+                bool ok = t < sk && cc * 8 < ncols;
+                const T *src = ok ? g + fa__cu_kv_off(p, b, k_off, t, sb, ss) + head + cc * 8 : g;
+                fa__cu_cp16(dst + r * PITCH + cc * 8, src, ok ? 16 : 0);
+            }
         }
+    };
+    auto load_k = [&](int n, T *dst) {
+        load_kv(n, dst, kg, l_kbase, p.k_sb, p.k_ss, k_head, l_kcol, p.dqk);
     };
     auto load_v = [&](int n, T *dst) {
-        for (int c = tid; c < BN * CH; c += NT) {
-            int r = c / CH, cc = c % CH, t = n * BN + r;
-            bool ok = t < sk && cc * 8 < p.dv;
-            const T *src = ok ? vg + fa__cu_kv_off(p, b, k_off, t, p.v_sb, p.v_ss) + v_head + cc * 8
-                              : vg;
-            fa__cu_cp16(dst + r * PITCH + cc * 8, src, ok ? 16 : 0);
-        }
+        load_kv(n, dst, vg, l_vbase, p.v_sb, p.v_ss, v_head, l_vcol, p.dv);
     };
-    if (n_beg < n_end) load_k(n_beg, sK);
-    fa__cu_cp_commit();
-    if (n_beg < n_end) load_v(n_beg, sV);
-    fa__cu_cp_commit();
+    /* Pipeline: tile n's K and V travel in one cp.async group, STAGES - 1 tiles ahead of the
+       tile being computed (group 0 also carries Q). */
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {
+        if (n_beg + st < n_end) {
+            load_k(n_beg + st, sK + st * BN * PITCH);
+            load_v(n_beg + st, sV + st * BN * PITCH);
+        }
+        fa__cu_cp_commit();
+    }
 
     const bool active = row0 + warp * 16 < rows; /* warp-uniform: has at least one live row */
     const T *sQw = sQ + warp * 16 * PITCH;
@@ -375,7 +413,7 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
     for (int dt = 0; dt < D / 8; ++dt) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
     float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f};
 
-    fa__cu_cp_wait<1>();
+    fa__cu_cp_wait<STAGES - 2>();
     __syncthreads();
     if (QREG && active) {
 #pragma unroll
@@ -383,11 +421,18 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
             fa__cu_ldsm4(qf[kk], sQw + (lane & 15) * PITCH + kk * 16 + (lane >> 4) * 8);
     }
 
+    int buf = 0, nbuf = STAGES - 1; /* stage of tile n, stage tile n + STAGES - 1 goes to */
     for (int n = n_beg; n < n_end; ++n) {
-        const int buf = (n - n_beg) & 1;
         const T *sKb = sK + buf * BN * PITCH, *sVb = sV + buf * BN * PITCH;
-        fa__cu_cp_wait<1>(); /* K tile n has landed (V tile n may still be in flight) */
-        __syncthreads();
+        fa__cu_cp_wait<STAGES - 2>(); /* tile n has landed */
+        __syncthreads(); /* ... for every thread, and every warp is done with tile n - 1 */
+        if (n + STAGES - 1 < n_end) {
+            load_k(n + STAGES - 1, sK + nbuf * BN * PITCH);
+            load_v(n + STAGES - 1, sV + nbuf * BN * PITCH);
+        }
+        fa__cu_cp_commit();
+        buf = buf + 1 == STAGES ? 0 : buf + 1;
+        nbuf = nbuf + 1 == STAGES ? 0 : nbuf + 1;
 
         float s[BN / 8][4];
 #pragma unroll
@@ -412,8 +457,6 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
                 }
             }
         }
-        if (n + 1 < n_end) load_k(n + 1, sK + (buf ^ 1) * BN * PITCH);
-        fa__cu_cp_commit();
 
         uint32_t pf[BN / 16][4];
         if (active) {
@@ -473,8 +516,6 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
             }
         }
 
-        fa__cu_cp_wait<1>(); /* V tile n has landed */
-        __syncthreads();
         if (active) {
 #pragma unroll
             for (int kk = 0; kk < BN / 16; ++kk) {
@@ -488,8 +529,6 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
                 }
             }
         }
-        if (n + 1 < n_end) load_v(n + 1, sV + (buf ^ 1) * BN * PITCH);
-        fa__cu_cp_commit();
     }
 
     /* Epilogue: O = acc / l, lse = m ln2 + ln l; a row that saw nothing gets 0 and -inf. */
@@ -858,8 +897,9 @@ static cudaError_t fa__cu_launch_fwd(const fa__cu_plan *pl, cudaStream_t st)
 {
     constexpr int BN = D == 256 ? 32 : 64;
     constexpr bool QREG = D <= 128;
-    constexpr size_t smem = (size_t)(FA__CU_BLOCK_M + 4 * BN) * (D + 8) * sizeof(T);
-    void (*kern)(const fa__cu_fwd_params) = fa__cu_fwd_kernel<T, D, BN, QREG, MOD>;
+    constexpr int STAGES = D == 256 ? 2 : FA__CU_STAGES; /* 3 stages spill at D = 256 */
+    constexpr size_t smem = (size_t)(FA__CU_BLOCK_M + 2 * STAGES * BN) * (D + 8) * sizeof(T);
+    void (*kern)(const fa__cu_fwd_params) = fa__cu_fwd_kernel<T, D, BN, STAGES, QREG, MOD>;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     kern<<<pl->grid, FA__CU_NWARPS * 32, smem, st>>>(pl->p);

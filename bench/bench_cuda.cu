@@ -90,6 +90,7 @@ static void run_copy(void *arg)
 }
 
 static FILE *g_csv;
+static int g_reps = 10;
 static void emit(const char *name, const char *unit, double value, double ms)
 {
     printf("%-44s %10.1f %-8s (%.3f ms)\n", name, value, unit, ms);
@@ -113,7 +114,7 @@ static void bench_fwd(int d, int seqlen, int causal)
     ad.head_dim = d; ad.q = q; ad.k = k; ad.v = v; ad.o = o;
     ad.q_type = ad.k_type = ad.v_type = ad.o_type = FA_BF16;
     ad.causal = causal;
-    ms = time_median(run_attn, &ad, 2, 10);
+    ms = time_median(run_attn, &ad, 2, g_reps);
     flops = 4.0 * batch * heads * (double)seqlen * seqlen * d * (causal ? 0.5 : 1.0);
     snprintf(name, sizeof name, "fwd bf16 d%d s%d %s", d, seqlen, causal ? "causal" : "non-causal");
     emit(name, "TFLOP/s", flops / (ms * 1e-3) / 1e12, ms);
@@ -121,7 +122,7 @@ static void bench_fwd(int d, int seqlen, int causal)
 }
 
 /* Decode: 1 query, 32/8 heads, d 128, 32768 keys; page_size > 0 reads a paged cache. */
-static void bench_decode(int splits, int page_size, const char *label)
+static void bench_decode(int splits, int page_size, int with_ws, const char *label)
 {
     const int64_t hq = 32, hkv = 8, d = 128, sk = 32768, batch = 1;
     size_t kvn = (size_t)batch * sk * hkv * d;
@@ -150,7 +151,12 @@ static void bench_decode(int splits, int page_size, const char *label)
         ad.block_table = table; ad.page_size = page_size; ad.num_pages = np;
     }
     FK(fa_cuda_attn_num_splits(&ad, &used_splits));
+    if (with_ws) { /* what an engine does: one workspace, reused every step */
+        FK(fa_cuda_attn_workspace_size(&ad, &ad.workspace_size));
+        CK(cudaMalloc(&ad.workspace, ad.workspace_size ? ad.workspace_size : 16));
+    }
     ms = time_median(run_attn, &ad, 5, 100);
+    if (ad.workspace) cudaFree(ad.workspace);
     bytes = 2.0 * (double)kvn * 2 + 2.0 * hq * d * 2;
     snprintf(name, sizeof name, "decode %s (splits %lld)", label, (long long)used_splits);
     emit(name, "GB/s", bytes / (ms * 1e-3) / 1e9, ms);
@@ -166,6 +172,12 @@ int main(int argc, char **argv)
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s, %d SMs, %.0f MB L2\n", prop.name, prop.multiProcessorCount,
            prop.l2CacheSize / 1e6);
+    if (argc > 1 && strcmp(argv[1], "--profile") == 0) { /* one shape, for ncu */
+        g_reps = 1;
+        bench_fwd(128, 16384, 0);
+        bench_decode(16, 0, 1, "b1 q32/kv8 d128 k32768");
+        return 0;
+    }
     if (argc > 1 && !(g_csv = fopen(argv[1], "w"))) {
         perror(argv[1]);
         return 1;
@@ -187,11 +199,12 @@ int main(int argc, char **argv)
     bench_fwd(64, 16384, 1);
     bench_fwd(256, 16384, 0);
     bench_fwd(256, 16384, 1);
-    bench_decode(0, 0, "b1 q32/kv8 d128 k32768");
-    bench_decode(16, 0, "b1 q32/kv8 d128 k32768");
-    bench_decode(64, 0, "b1 q32/kv8 d128 k32768");
-    bench_decode(128, 0, "b1 q32/kv8 d128 k32768");
-    bench_decode(0, 64, "paged64 b1 q32/kv8 d128 k32768");
+    bench_decode(0, 0, 1, "b1 q32/kv8 d128 k32768");
+    bench_decode(16, 0, 1, "b1 q32/kv8 d128 k32768");
+    bench_decode(64, 0, 1, "b1 q32/kv8 d128 k32768");
+    bench_decode(128, 0, 1, "b1 q32/kv8 d128 k32768");
+    bench_decode(0, 64, 1, "paged64 b1 q32/kv8 d128 k32768");
+    bench_decode(0, 0, 0, "no-workspace b1 q32/kv8 d128 k32768");
     if (g_csv) fclose(g_csv);
     return 0;
 }

@@ -30,7 +30,7 @@ BENCHOPT := -O3 -g
 LDLIBS   := -lm -lpthread
 SAN      := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
             -DFA_TEST_SANITIZED=1
-TSANF    := -O1 -g -fsanitize=thread -DFA_TEST_SANITIZED=1
+TSANF    := -O1 -g -fsanitize=thread -DFA_TEST_SANITIZED=1 -DFA_TEST_TSAN_BUILD=1
 DEPS     := flashattn.h tests/harness.h
 
 TESTS      := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))

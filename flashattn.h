@@ -1050,7 +1050,13 @@ typedef struct fa__attn_plan {
     float scale, softcap;
     int64_t win_left, win_right; /* clamped; < 0 = unbounded */
     int64_t bt_stride;
-    size_t ws_bytes;          /* workspace per worker */
+    size_t ws_bytes;          /* whole workspace: workers' scratch, split partials, unit index */
+    size_t ws_worker;         /* scratch of one worker */
+    int64_t workers;          /* pool workers + the calling thread (1 without a pool) */
+    int64_t heads_per_unit, q_per_unit, n_hchunks; /* unit shape: see fa__attn_unit */
+    int64_t units;            /* work units before KV splitting */
+    int64_t splits;           /* KV splits per unit (split-KV / FlashDecoding); 1 = none */
+    size_t parts_off, prefix_off; /* workspace offsets of split partials and the varlen index */
 } fa__attn_plan;
 
 /* Sequence geometry of batch entry b. q_tok0/k_tok0 are the first token indices along the
@@ -1173,6 +1179,65 @@ static fa_status fa__check_cu(const int32_t *cu, int64_t batch, int64_t max, con
 static size_t fa__round64(size_t x) { return (x + 63) & ~(size_t)63; }
 struct fa__attn_ws;
 static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int64_t dk, int64_t dv);
+
+/* Work decomposition and workspace size. A unit is (sequence, kv head, chunk of the query heads
+   of its group, tile of queries) with at most FA__ROWS (query, head) rows: whole GQA groups
+   when they fit, so one K/V tile serves every head that reads it. When there are fewer units
+   than twice the threads and the keys are many (decode), each unit's keys are split in
+   `splits` ranges whose partial results are merged by LSE afterwards (FlashDecoding). */
+static fa_status fa__attn_schedule(fa__attn_plan *p)
+{
+    const fa_attn_desc *d = p->d;
+    int64_t b, units = 0, per_b_fixed, ksum = 0, t;
+    size_t bytes, parts = 0, prefix = 0;
+    p->workers = 1;
+    if (d->pool && fa_pool_size(d->pool) > 0) p->workers = (int64_t)fa_pool_size(d->pool) + 1;
+    p->heads_per_unit = p->group < FA__ROWS ? p->group : FA__ROWS;
+    p->q_per_unit = FA__ROWS / p->heads_per_unit;
+    p->n_hchunks = (p->group + p->heads_per_unit - 1) / p->heads_per_unit;
+    per_b_fixed = p->hkv * p->n_hchunks;
+    if (!d->cu_seqlens_q) {
+        if (fa__mul_i64(per_b_fixed, (p->sq_max + p->q_per_unit - 1) / p->q_per_unit, &t) ||
+            fa__mul_i64(t, p->batch, &units))
+            return fa__fail(FA_ERR_OVERFLOW, "the number of work units overflows int64");
+    } else {
+        for (b = 0; b < p->batch; b++) {
+            int64_t sq = (int64_t)d->cu_seqlens_q[b + 1] - d->cu_seqlens_q[b];
+            if (fa__mul_i64(per_b_fixed, (sq + p->q_per_unit - 1) / p->q_per_unit, &t) || fa__add_i64(units, t, &units))
+                return fa__fail(FA_ERR_OVERFLOW, "the number of work units overflows int64");
+        }
+    }
+    /* the longest key range decides whether splitting pays */
+    ksum = p->sk_max;
+    if (d->seqused_k || d->cu_seqlens_k)
+        for (ksum = 0, b = 0; b < p->batch; b++) {
+            int64_t sk = d->seqused_k ? d->seqused_k[b] : (int64_t)d->cu_seqlens_k[b + 1] - d->cu_seqlens_k[b];
+            if (sk > ksum) ksum = sk;
+        }
+    p->units = units;
+    if (d->num_splits > 0) p->splits = d->num_splits;
+    else if (units > 0 && units < 2 * p->workers && ksum >= 4 * FA__BK)
+        p->splits = (2 * p->workers + units - 1) / units;
+    else p->splits = 1;
+    if (p->splits > 1 && p->splits > (ksum + FA__BK - 1) / FA__BK) p->splits = (ksum + FA__BK - 1) / FA__BK;
+    if (p->splits < 1) p->splits = 1;
+    p->ws_worker = fa__attn_ws_layout(NULL, NULL, p->dk, p->dv);
+    if (fa__mul_size(p->ws_worker, (size_t)p->workers, &bytes))
+        return fa__fail(FA_ERR_OVERFLOW, "workspace size overflows size_t");
+    if (p->splits > 1) {
+        /* per (unit, split): FA__ROWS rows of head_dim_v outputs and one LSE each */
+        if (fa__mul_size((size_t)units, (size_t)p->splits, &parts) ||
+            fa__mul_size(parts, (size_t)(FA__ROWS * (p->dv + 1)) * sizeof(float), &parts))
+            return fa__fail(FA_ERR_OVERFLOW, "split-KV workspace size overflows size_t");
+    }
+    if (d->cu_seqlens_q) prefix = (size_t)(p->batch + 1) * sizeof(int64_t);
+    p->parts_off = bytes;
+    if (fa__add_size(bytes, fa__round64(parts), &bytes)) return fa__fail(FA_ERR_OVERFLOW, "workspace size overflows size_t");
+    p->prefix_off = bytes;
+    if (fa__add_size(bytes, fa__round64(prefix), &bytes)) return fa__fail(FA_ERR_OVERFLOW, "workspace size overflows size_t");
+    p->ws_bytes = bytes;
+    return FA_OK;
+}
 
 static fa_status fa__attn_prepare(const fa_attn_desc *d, fa__attn_plan *p)
 {
@@ -1344,7 +1409,7 @@ static fa_status fa__attn_prepare(const fa_attn_desc *d, fa__attn_plan *p)
     if (p->win_left > p->sq_max + p->sk_max) p->win_left = p->sq_max + p->sk_max;
     if (p->win_right > p->sq_max + p->sk_max) p->win_right = p->sq_max + p->sk_max;
 
-    p->ws_bytes = fa__attn_ws_layout(NULL, NULL, p->dk, p->dv);
+    if ((st = fa__attn_schedule(p)) != FA_OK) return st;
     if (d->workspace) {
         if (((uintptr_t)d->workspace & 63) != 0) return fa__fail(FA_ERR_ALIGN, "workspace must be 64-byte aligned");
         if (d->workspace_size < p->ws_bytes)
@@ -1907,8 +1972,11 @@ typedef struct fa__unit {
     int64_t b, hk, h0, nh, i0, nq; /* sequence, kv head, first q head and count, queries */
 } fa__unit;
 
+/* Runs unit u; with splits > 1 only key tiles of share `split` of its visible union. With
+   part_o set, the rows' normalised outputs and LSEs go to part_o[r*dv] / part_lse[r] (split-KV
+   partials) instead of the output view. */
 static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, const fa__unit *u,
-                          const fa__attn_ws *w)
+                          const fa__attn_ws *w, int64_t split, float *part_o, float *part_lse)
 {
     const fa_attn_desc *d = p->d;
     fa__seq s;
@@ -1939,6 +2007,13 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     /* the rows' intervals are monotone in the query index: the union is [lo(first), hi(last)) */
     fa__row_range(p, &s, u->i0, &kmin, &tmp);
     fa__row_range(p, &s, u->i0 + u->nq - 1, &tmp, &kmax);
+    if (p->splits > 1 && kmax > kmin) { /* this split's share, in whole key tiles */
+        int64_t tiles = (kmax - kmin + FA__BK - 1) / FA__BK;
+        int64_t per = (tiles + p->splits - 1) / p->splits;
+        int64_t a = kmin + split * per * FA__BK;
+        kmax = a + per * FA__BK < kmax ? a + per * FA__BK : kmax;
+        kmin = a;
+    }
 
     for (j0 = kmin; j0 < kmax; j0 += FA__BK) {
         int64_t j1 = j0 + FA__BK < kmax ? j0 + FA__BK : kmax, nk = j1 - j0, j, e;
@@ -2004,6 +2079,11 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         } else {
             lse = -INFINITY; /* nothing visible: o stays 0 */
         }
+        if (part_o) {
+            memcpy(part_o + r * dv, o, (size_t)dv * sizeof(float));
+            part_lse[r] = lse;
+            continue;
+        }
         fa__store_row((unsigned char *)d->o + (s.o_base + (s.q_tok0 + i) * p->os.seq + h * p->os.head) *
                           (int64_t)fa_dtype_size(d->o_type),
                       d->o_type, o, dv);
@@ -2011,43 +2091,157 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     }
 }
 
+/* Merges n partial results of one row (the LSE combination of fa_attn_merge): part k is dv
+   elements of type pt at parts + k*pstride, its LSE at lse[k*lstride]. Writes dv elements of
+   type ot to out and returns the merged LSE. Empty parts (LSE -inf) drop out. */
+static float fa__merge_row(void *out, fa_dtype ot, const void *parts, fa_dtype pt, int64_t pstride,
+                           const float *lse, int64_t lstride, int64_t n, int64_t dv)
+{
+    float mx = -INFINITY, wsum = 0.0f, val;
+    int64_t k, e, oes = (int64_t)fa_dtype_size(ot);
+    for (k = 0; k < n; k++) mx = fa__nanmax(mx, lse[k * lstride]);
+    if (mx == -INFINITY) { /* every part empty */
+        val = 0.0f;
+        for (e = 0; e < dv; e++) fa__store_row((unsigned char *)out + e * oes, ot, &val, 1);
+        return -INFINITY;
+    }
+    for (k = 0; k < n; k++) wsum += expf(lse[k * lstride] - mx);
+    for (e = 0; e < dv; e++) {
+        float acc = 0.0f;
+        for (k = 0; k < n; k++) {
+            float w = expf(lse[k * lstride] - mx);
+            if (w == 0.0f) continue; /* an empty part's o may be anything */
+            acc += w * fa__elem_f32(parts, pt, k * pstride + e);
+        }
+        val = acc / wsum;
+        fa__store_row((unsigned char *)out + e * oes, ot, &val, 1);
+    }
+    return mx + logf(wsum);
+}
+
+/* ---- scheduling over the pool ---- */
+typedef struct fa__attn_job {
+    const fa__attn_plan *p;
+    const fa__attn_kernels *K;
+    unsigned char *ws;        /* workspace: one scratch block per worker first */
+    const int64_t *prefix;    /* varlen: first unit of each sequence [batch+1]; NULL otherwise */
+    float *parts;             /* split-KV partials: [unit][split][FA__ROWS][dv], then the LSEs */
+} fa__attn_job;
+
+/* Flat unit index -> unit. A sequence's units are numbered kv head, head chunk, query tile. */
+static void fa__attn_unit_at(const fa__attn_job *job, int64_t idx, fa__unit *u)
+{
+    const fa__attn_plan *p = job->p;
+    int64_t b, sq, nqt, rest, hc;
+    if (job->prefix) { /* binary search for the sequence that owns idx */
+        int64_t lo = 0, hi = p->batch;
+        while (hi - lo > 1) {
+            int64_t mid = lo + (hi - lo) / 2;
+            if (job->prefix[mid] <= idx) lo = mid;
+            else hi = mid;
+        }
+        b = lo;
+        idx -= job->prefix[b];
+        sq = (int64_t)p->d->cu_seqlens_q[b + 1] - p->d->cu_seqlens_q[b];
+    } else {
+        int64_t per_b = p->units / p->batch;
+        b = idx / per_b;
+        idx -= b * per_b;
+        sq = p->sq_max;
+    }
+    nqt = (sq + p->q_per_unit - 1) / p->q_per_unit;
+    rest = idx / nqt;
+    hc = rest % p->n_hchunks;
+    u->b = b;
+    u->hk = rest / p->n_hchunks;
+    u->h0 = u->hk * p->group + hc * p->heads_per_unit;
+    u->nh = p->group - hc * p->heads_per_unit < p->heads_per_unit ? p->group - hc * p->heads_per_unit
+                                                                   : p->heads_per_unit;
+    u->i0 = (idx % nqt) * p->q_per_unit;
+    u->nq = sq - u->i0 < p->q_per_unit ? sq - u->i0 : p->q_per_unit;
+}
+
+static float *fa__part_o(const fa__attn_job *job, int64_t unit, int64_t split)
+{
+    return job->parts + (unit * job->p->splits + split) * FA__ROWS * job->p->dv;
+}
+static float *fa__part_lse(const fa__attn_job *job, int64_t unit, int64_t split)
+{
+    return job->parts + job->p->units * job->p->splits * FA__ROWS * job->p->dv +
+           (unit * job->p->splits + split) * FA__ROWS;
+}
+
+static void fa__attn_task(void *ctx, int64_t i, int worker)
+{
+    const fa__attn_job *job = (const fa__attn_job *)ctx;
+    const fa__attn_plan *p = job->p;
+    fa__attn_ws w;
+    fa__unit u;
+    int64_t unit = i / p->splits, split = i % p->splits;
+    fa__attn_ws_layout(&w, job->ws + (size_t)worker * p->ws_worker, p->dk, p->dv);
+    fa__attn_unit_at(job, unit, &u);
+    if (p->splits > 1)
+        fa__attn_unit(p, job->K, &u, &w, split, fa__part_o(job, unit, split), fa__part_lse(job, unit, split));
+    else
+        fa__attn_unit(p, job->K, &u, &w, 0, NULL, NULL);
+}
+
+/* Second phase of split-KV: merge each unit's partial rows into the output view. */
+static void fa__attn_merge_task(void *ctx, int64_t unit, int worker)
+{
+    const fa__attn_job *job = (const fa__attn_job *)ctx;
+    const fa__attn_plan *p = job->p;
+    const fa_attn_desc *d = p->d;
+    fa__unit u;
+    fa__seq s;
+    int64_t r;
+    (void)worker;
+    fa__attn_unit_at(job, unit, &u);
+    fa__attn_seq(p, u.b, &s);
+    for (r = 0; r < u.nh * u.nq; r++) {
+        int64_t i = u.i0 + r / u.nh, h = u.h0 + r % u.nh;
+        void *out = (unsigned char *)d->o + (s.o_base + (s.q_tok0 + i) * p->os.seq + h * p->os.head) *
+                                                (int64_t)fa_dtype_size(d->o_type);
+        float lse = fa__merge_row(out, d->o_type, fa__part_o(job, unit, 0) + r * p->dv, FA_F32,
+                                  FA__ROWS * p->dv, fa__part_lse(job, unit, 0) + r, FA__ROWS, p->splits, p->dv);
+        if (d->lse) d->lse[s.l_base + h * p->ls.head + (s.q_tok0 + i) * p->ls.seq] = lse;
+    }
+}
+
 FLASHATTN_DEF fa_status fa_attn_forward(const fa_attn_desc *d)
 {
     fa__attn_plan p;
-    fa__attn_ws w;
+    fa__attn_job job;
     fa_status st;
+    fa_pool *pool;
     void *ws;
-    const fa__attn_kernels *K;
-    int64_t b, hk, hc, i0, heads_per_unit, q_per_unit;
+    int64_t b;
     if ((st = fa__attn_prepare(d, &p)) != FA_OK) return st;
     ws = d->workspace;
     if (!ws) {
         ws = fa_aligned_alloc(p.ws_bytes, 64);
         if (!ws) return fa__fail(FA_ERR_NOMEM, "cannot allocate %zu bytes of attention workspace", p.ws_bytes);
     }
-    fa__attn_ws_layout(&w, (unsigned char *)ws, p.dk, p.dv);
-    K = fa__attn_pick_kernels();
-    /* a unit holds up to FA__ROWS (query, head) rows: whole GQA groups when they fit */
-    heads_per_unit = p.group < FA__ROWS ? p.group : FA__ROWS;
-    q_per_unit = FA__ROWS / heads_per_unit;
-    for (b = 0; b < p.batch; b++) {
-        fa__seq s;
-        fa__attn_seq(&p, b, &s);
-        for (hk = 0; hk < p.hkv; hk++)
-            for (hc = 0; hc < p.group; hc += heads_per_unit)
-                for (i0 = 0; i0 < s.sq; i0 += q_per_unit) {
-                    fa__unit u;
-                    u.b = b;
-                    u.hk = hk;
-                    u.h0 = hk * p.group + hc;
-                    u.nh = p.group - hc < heads_per_unit ? p.group - hc : heads_per_unit;
-                    u.i0 = i0;
-                    u.nq = s.sq - i0 < q_per_unit ? s.sq - i0 : q_per_unit;
-                    fa__attn_unit(&p, K, &u, &w);
-                }
+    job.p = &p;
+    job.K = fa__attn_pick_kernels();
+    job.ws = (unsigned char *)ws;
+    job.parts = p.splits > 1 ? (float *)(job.ws + p.parts_off) : NULL;
+    job.prefix = NULL;
+    if (d->cu_seqlens_q) {
+        int64_t *prefix = (int64_t *)(job.ws + p.prefix_off);
+        prefix[0] = 0;
+        for (b = 0; b < p.batch; b++) {
+            int64_t sq = (int64_t)d->cu_seqlens_q[b + 1] - d->cu_seqlens_q[b];
+            prefix[b + 1] = prefix[b] + p.hkv * p.n_hchunks * ((sq + p.q_per_unit - 1) / p.q_per_unit);
+        }
+        job.prefix = prefix;
     }
+    /* the pool runs units on its workers and the calling thread; without one, all run here */
+    pool = p.workers > 1 ? d->pool : NULL;
+    st = fa_pool_parallel_for(pool, p.units * p.splits, fa__attn_task, &job);
+    if (st == FA_OK && p.splits > 1) st = fa_pool_parallel_for(pool, p.units, fa__attn_merge_task, &job);
     if (!d->workspace) fa_aligned_free(ws);
-    return FA_OK;
+    return st;
 }
 
 /* ---- the reference ----
@@ -2161,7 +2355,7 @@ FLASHATTN_DEF fa_status fa_attn_reference(const fa_attn_desc *d)
 FLASHATTN_DEF fa_status fa_attn_merge(const fa_merge_desc *m)
 {
     fa_strides ps, ls, os, lo;
-    int64_t psplit, lsplit, b, t, h, e, k, rowv, hs, t2;
+    int64_t psplit, lsplit, b, t, h, rowv, hs, t2;
     size_t oes;
     if (!m) return fa__fail(FA_ERR_NULL, "merge desc is NULL");
     if (m->num_splits < 1) return fa__fail(FA_ERR_INVALID, "num_splits (%lld) must be >= 1", (long long)m->num_splits);
@@ -2200,32 +2394,11 @@ FLASHATTN_DEF fa_status fa_attn_merge(const fa_merge_desc *m)
     for (b = 0; b < m->batch; b++)
         for (t = 0; t < m->seqlen; t++)
             for (h = 0; h < m->heads; h++) {
-                float mx = -INFINITY, wsum = 0.0f, lse;
-                unsigned char *out = (unsigned char *)m->o + (b * os.batch + t * os.seq + h * os.head) * (int64_t)oes;
-                int64_t lrow = b * ls.batch + t * ls.seq + h * ls.head;
-                int64_t prow = b * ps.batch + t * ps.seq + h * ps.head;
-                for (k = 0; k < m->num_splits; k++) {
-                    float x = m->lse_parts[k * lsplit + lrow];
-                    if (x > mx || x != x) mx = x;
-                }
-                if (mx == -INFINITY) { /* every part empty */
-                    float z = 0.0f;
-                    for (e = 0; e < m->head_dim_v; e++) fa__store_row(out + e * (int64_t)oes, m->o_type, &z, 1);
-                    lse = -INFINITY;
-                } else {
-                    for (k = 0; k < m->num_splits; k++) wsum += expf(m->lse_parts[k * lsplit + lrow] - mx);
-                    for (e = 0; e < m->head_dim_v; e++) {
-                        float acc = 0.0f, val;
-                        for (k = 0; k < m->num_splits; k++) {
-                            float w = expf(m->lse_parts[k * lsplit + lrow] - mx);
-                            if (w == 0.0f) continue; /* empty part: its o may be anything */
-                            acc += w * fa__elem_f32(m->o_parts, m->o_parts_type, k * psplit + prow + e);
-                        }
-                        val = acc / wsum;
-                        fa__store_row(out + e * (int64_t)oes, m->o_type, &val, 1);
-                    }
-                    lse = mx + logf(wsum);
-                }
+                void *out = (unsigned char *)m->o + (b * os.batch + t * os.seq + h * os.head) * (int64_t)oes;
+                const void *part = fa__elem_ptr(m->o_parts, m->o_parts_type, b * ps.batch + t * ps.seq + h * ps.head);
+                float lse = fa__merge_row(out, m->o_type, part, m->o_parts_type, psplit,
+                                          m->lse_parts + b * ls.batch + t * ls.seq + h * ls.head, lsplit,
+                                          m->num_splits, m->head_dim_v);
                 if (m->lse) m->lse[b * lo.batch + t * lo.seq + h * lo.head] = lse;
             }
     return FA_OK;

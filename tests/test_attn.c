@@ -11,7 +11,10 @@
    a logit computed in f32 carries an absolute error of order eps*L, and every weight inherits it
    as a relative error, so no f32 implementation can do better on peaked inputs. For unit-variance
    inputs the second term is a few 1e-6. This is a max relative error that stays meaningful when
-   an output element is a cancelling sum close to 0. */
+   an output element is a cancelling sum close to 0.
+
+   Every configuration runs on each dispatch path, and once more on a task pool with a random
+   number of KV splits; the file is also built under ThreadSanitizer (FA_TEST_TSAN). */
 
 /* Allocation is counted (and can be made to fail at the n-th call) through the library's
    FLASHATTN_MALLOC hooks. */
@@ -599,12 +602,20 @@ static const struct { const char *name; unsigned mask; } paths[] = {
     {"scalar", 0u},
     {"avx2", FA_CPU_AVX | FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C | FA_CPU_SSE2},
     {"best", ~0u},
+    {"pool+splits", ~0u},
 };
 #define NPATHS ((int)(sizeof paths / sizeof paths[0]))
+static fa_pool *test_pool; /* 3 workers + the caller */
+
+#if defined(FA_TEST_TSAN_BUILD)
+#define N_RANDOM_CONFIGS 120 /* ThreadSanitizer is slow; the other builds run 500 */
+#else
+#define N_RANDOM_CONFIGS 500
+#endif
 
 TEST(forward_matches_reference_on_random_configurations)
 {
-    int iter, n = 500, cov[C_COUNT] = {0}, c, path;
+    int iter, n = N_RANDOM_CONFIGS, cov[C_COUNT] = {0}, c, path;
     double worst_all[NPATHS] = {0};
     for (iter = 0; iter < n; iter++) {
         problem p;
@@ -616,7 +627,13 @@ TEST(forward_matches_reference_on_random_configurations)
             fa_status st;
             memset(p.o.buf, 0xa5, p.o.bytes);
             fa_cpu_features_override(paths[path].mask);
+            if (path == NPATHS - 1) {
+                p.d.pool = test_pool;
+                p.d.num_splits = fa_t_randint(3) ? 0 : 1 + fa_t_randint(5); /* 0 = choose */
+            }
             st = fa_attn_forward(&p.d);
+            p.d.pool = NULL;
+            p.d.num_splits = 0;
             fa_cpu_features_override(~0u);
             CHECKF(st == FA_OK, "forward: %s: %s [%s]", fa_status_str(st), fa_last_error(), p.what);
             if (st != FA_OK) continue;
@@ -1176,9 +1193,56 @@ TEST(vector_exp_is_accurate_on_every_path)
 #endif
 }
 
+/* Decode with few units on a pool: the KV range is split and merged (FlashDecoding), and the
+   result equals the reference whatever the number of splits. */
+TEST(split_kv_decode_on_a_pool_matches_reference)
+{
+    int64_t hq = 8, hkv = 2, dd = 64, sk = 3000, i, e, ns;
+    float *q = (float *)malloc((size_t)(hq * dd) * 4), *k = (float *)malloc((size_t)(sk * hkv * dd) * 4);
+    float *v = (float *)malloc((size_t)(sk * hkv * dd) * 4), o[8 * 64], r[8 * 64], lse[8], rl[8];
+    fa_attn_desc d;
+    size_t ws1 = 0, ws4 = 0;
+    for (i = 0; i < hq * dd; i++) q[i] = (float)fa_t_normal();
+    for (i = 0; i < sk * hkv * dd; i++) { k[i] = (float)fa_t_normal(); v[i] = (float)fa_t_normal(); }
+    memset(&d, 0, sizeof d);
+    d.batch = 1; d.seqlen_q = 1; d.seqlen_k = sk; d.heads_q = hq; d.heads_kv = hkv; d.head_dim = dd;
+    d.q = q; d.k = k; d.v = v; d.o = r; d.lse = rl; d.causal = 1;
+    CHECK(fa_attn_reference(&d) == FA_OK);
+    d.o = o; d.lse = lse;
+    for (ns = 0; ns <= 60; ns += (ns < 8 ? 1 : 13)) {
+        d.pool = test_pool;
+        d.num_splits = ns;
+        CHECK(fa_attn_forward(&d) == FA_OK);
+        for (i = 0; i < hq; i++) {
+            CHECKF(fabs(lse[i] - rl[i]) <= 1e-5 * (1 + fabs(rl[i])), "splits %lld: lse %g vs %g", (long long)ns, lse[i], rl[i]);
+            for (e = 0; e < dd; e++)
+                CHECKF(fabs(o[i * dd + e] - r[i * dd + e]) <= 1e-5, "splits %lld: %g vs %g", (long long)ns, o[i * dd + e], r[i * dd + e]);
+        }
+    }
+    /* the workspace covers every worker and the partials, and does not grow with seqlen_k */
+    d.num_splits = 0;
+    CHECK(fa_attn_workspace_size(&d, &ws4) == FA_OK);
+    d.seqlen_k = 300000;
+    CHECK(fa_attn_workspace_size(&d, &ws1) == FA_OK && ws1 == ws4);
+    d.pool = NULL;
+    CHECK(fa_attn_workspace_size(&d, &ws1) == FA_OK && ws1 < ws4);
+    free(q); free(k); free(v);
+}
+
 int main(void)
 {
+    int rc;
     fa_test_init();
+    {
+        fa_pool_desc pd;
+        memset(&pd, 0, sizeof pd);
+        pd.threads = 3;
+        if (fa_pool_create(&test_pool, &pd) != FA_OK) {
+            fprintf(stderr, "cannot create the test pool: %s\n", fa_last_error());
+            return 1;
+        }
+    }
+    RUN(split_kv_decode_on_a_pool_matches_reference);
     RUN(vector_exp_is_accurate_on_every_path);
     RUN(reference_matches_a_hand_computed_case);
     RUN(reference_matches_the_direct_formula);
@@ -1193,5 +1257,7 @@ int main(void)
     RUN(every_validation_error_is_specific);
     RUN(workspace_query_caller_workspace_and_memory_estimate);
     RUN(allocation_failure_returns_nomem_and_leaks_nothing);
-    return fa_test_summary();
+    rc = fa_test_summary();
+    fa_pool_destroy(test_pool, FA_POOL_FINISH);
+    return rc;
 }

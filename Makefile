@@ -39,10 +39,13 @@ EXAMPLES   := $(patsubst examples/%.c,%,$(wildcard examples/*.c))
 BENCHES    := $(patsubst bench/%.c,%,$(wildcard bench/bench_*.c))
 
 # Optional libraries the benchmarks compare against (detected, never required).
-have_hdr = $(shell printf '\#include <$(1)>\nint main(void){return 0;}\n' | \
+# (a literal '#' through a variable: "\#" inside a function call is kept verbatim by make >= 4.3)
+HASHSIGN := \#
+have_hdr = $(shell printf '$(HASHSIGN)include <$(1)>\nint main(void){return 0;}\n' | \
              $(CC) -x c - -o /dev/null $(2) >/dev/null 2>&1 && echo 1)
 HAVE_OPENBLAS := $(call have_hdr,cblas.h,-lopenblas)
 HAVE_CK       := $(call have_hdr,ck_ring.h,-lck)
+HAVE_UTHASH   := $(call have_hdr,uthash.h,)
 BENCH_DEFS :=
 BENCH_LIBS :=
 ifeq ($(HAVE_OPENBLAS),1)
@@ -52,6 +55,9 @@ endif
 ifeq ($(HAVE_CK),1)
 BENCH_DEFS += -DFA_HAVE_CK=1
 BENCH_LIBS += -lck
+endif
+ifeq ($(HAVE_UTHASH),1)
+BENCH_DEFS += -DFA_HAVE_UTHASH=1
 endif
 
 .PHONY: all test test-build test-run compile-check demo examples bench cuda test-cuda install clean

@@ -9,27 +9,27 @@
 #include <time.h>
 #include <unistd.h>
 
-static double bench_now(void) /* seconds, monotonic */
+static inline double bench_now(void) /* seconds, monotonic */
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static int bench_cmp_double(const void *a, const void *b)
+static inline int bench_cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 /* Median of n values (sorts them in place). */
-static double bench_median(double *v, int n)
+static inline double bench_median(double *v, int n)
 {
     if (n <= 0) return 0.0;
     qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static void bench_print_machine(void)
+static inline void bench_print_machine(void)
 {
     char line[512], model[256] = "unknown CPU";
     FILE *f = fopen("/proc/cpuinfo", "r");

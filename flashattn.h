@@ -404,7 +404,8 @@ typedef struct fa_map {
     void *user_;
     uint64_t seed_;
     fa_allocator allocator_;
-    int has_allocator_, path_, fixed_, fast8_;
+    size_t find_off_;           /* offset of what find returns within a slot */
+    int has_allocator_, path_, fixed_, fast8_, fast_find_;
 } fa_map;
 
 FLASHATTN_DEF fa_status fa_map_init(fa_map *m, const fa_map_desc *d);
@@ -421,6 +422,12 @@ FLASHATTN_DEF fa_status fa_map_insert_or_assign(fa_map *m, const void *key, cons
 FLASHATTN_DEF void     *fa_map_find(const fa_map *m, const void *key);
 /* Copy the value out; FA_ERR_NOT_FOUND leaves value_out untouched. */
 FLASHATTN_DEF fa_status fa_map_get(const fa_map *m, const void *key, void *value_out);
+/* Look up n keys stored back to back (n * key_size bytes): values_out[i] = what fa_map_find
+   would return for key i. Hashes and prefetches a batch before probing it, so the cache
+   misses of many lookups overlap (useful for a prefix cache probing a sequence of blocks).
+   Returns how many were found; 0 with values_out untouched on NULL arguments. */
+FLASHATTN_DEF size_t    fa_map_find_batch(const fa_map *m, const void *keys, size_t n,
+                                          void **values_out);
 /* Remove key; copies its value to value_out (optional) first. FA_ERR_NOT_FOUND if absent. */
 FLASHATTN_DEF fa_status fa_map_erase(fa_map *m, const void *key, void *value_out);
 /* Make room for n entries in total without further allocation (drops tombstones too). */
@@ -1541,8 +1548,12 @@ static fa_status fa__map_init_ex(fa_map *m, const fa_map_desc *d, int fixed)
         t.has_allocator_ = 1;
     }
     t.path_ = fa__h_pick_path();
+    t.find_off_ = d->value_size ? voff : 0;
     t.fixed_ = fixed;
     t.fast8_ = (d->key_size == 8 && !d->eq ? FA__FAST8_EQ : 0) | (d->hash ? 0 : FA__FAST8_HASH);
+#if defined(FA__H_SSE2)
+    t.fast_find_ = t.fast8_ == (FA__FAST8_EQ | FA__FAST8_HASH) && (t.path_ & 15) == FA__PATH_SSE2;
+#endif
     if (d->capacity) {
         size_t slots = fa__map_slots_for(d->capacity);
         fa_status st;
@@ -1647,15 +1658,54 @@ FA__H_INLINE uint8_t *fa__map_find8_sse2(const fa_map *m, uint64_t k)
 FLASHATTN_DEF void *fa_map_find(const fa_map *m, const void *key)
 {
 #if defined(FA__H_SSE2)
-    if (FA__LIKELY(m && key && m->fast8_ == (FA__FAST8_EQ | FA__FAST8_HASH) &&
-                   (m->path_ & 15) == FA__PATH_SSE2)) {
+    if (FA__LIKELY(m && key && m->fast_find_)) {
         uint8_t *sl;
         if (FA__UNLIKELY(m->count_ == 0)) return NULL;
         sl = fa__map_find8_sse2(m, fa__h_rd64(key));
-        return sl ? sl + (m->value_size_ ? m->value_offset_ : 0) : NULL;
+        return sl ? sl + m->find_off_ : NULL;
     }
 #endif
     return fa__map_find_generic(m, key);
+}
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FA__H_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define FA__H_PREFETCH(p) ((void)(p))
+#endif
+#define FA__H_BATCH 16
+
+FLASHATTN_DEF size_t fa_map_find_batch(const fa_map *m, const void *keys, size_t n, void **values_out)
+{
+    const uint8_t *kp = (const uint8_t *)keys;
+    uint64_t h[FA__H_BATCH];
+    size_t i, j, found = 0;
+    if (!m || !keys || !values_out) return 0;
+    for (i = 0; i < n; i += FA__H_BATCH) {
+        size_t nb = n - i < FA__H_BATCH ? n - i : FA__H_BATCH;
+        if (m->count_ == 0) {
+            for (j = 0; j < nb; j++) values_out[i + j] = NULL;
+            continue;
+        }
+        /* 1: hash and prefetch each first control group; 2: prefetch each first candidate
+           slot; 3: probe (now mostly cache hits). */
+        for (j = 0; j < nb; j++) {
+            h[j] = fa__map_hash(m, kp + (i + j) * m->key_size_);
+            FA__H_PREFETCH(m->ctrl_ + ((size_t)(h[j] >> 7) & (m->slot_count_ / FA__GROUP - 1)) * FA__GROUP);
+        }
+        for (j = 0; j < nb; j++) {
+            size_t g = (size_t)(h[j] >> 7) & (m->slot_count_ / FA__GROUP - 1);
+            uint64_t mm = fa__g_match(m->ctrl_ + g * FA__GROUP, (unsigned)(h[j] & 0x7f), FA__PATH_SWAR);
+            if (mm) FA__H_PREFETCH(m->slots_ + (g * FA__GROUP + fa__g_idx(mm, FA__PATH_SWAR)) * m->slot_size_);
+        }
+        for (j = 0; j < nb; j++) {
+            size_t s = fa__map_lookup(m, kp + (i + j) * m->key_size_, h[j]);
+            values_out[i + j] = s == FA__H_NPOS ? NULL
+                                : m->slots_ + s * m->slot_size_ + (m->value_size_ ? m->value_offset_ : 0);
+            found += s != FA__H_NPOS;
+        }
+    }
+    return found;
 }
 
 FLASHATTN_DEF fa_status fa_map_get(const fa_map *m, const void *key, void *value_out)

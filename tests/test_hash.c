@@ -322,6 +322,42 @@ TEST(group_match_simd_equals_swar)
     }
 }
 
+TEST(map_find_batch_equals_find)
+{
+    static const size_t ks[] = {8, 3, 16};
+    size_t c;
+    for (c = 0; c < 3; c++) {
+        fa_map m;
+        fa_map_desc d;
+        size_t n = 5000, q = 1237, i, found = 0;
+        uint8_t *keys = (uint8_t *)malloc(q * ks[c]);
+        void **out = (void **)malloc(q * sizeof(void *));
+        memset(&d, 0, sizeof d);
+        d.key_size = ks[c];
+        d.value_size = 8;
+        CHECK(fa_map_init(&m, &d) == FA_OK);
+        CHECK(fa_map_find_batch(&m, keys, 0, out) == 0);
+        for (i = 0; i < q; i++) make_key(keys + i * ks[c], ks[c], (uint64_t)fa_t_randint((int64_t)(2 * n)), KEY_PLAIN);
+        CHECK(fa_map_find_batch(&m, keys, q, out) == 0); /* empty map */
+        for (i = 0; i < q; i++) CHECK(out[i] == NULL);
+        for (i = 0; i < n; i++) {
+            uint8_t k[16];
+            make_key(k, ks[c], i, KEY_PLAIN);
+            CHECK(fa_map_insert(&m, k, &i, NULL) == FA_OK);
+        }
+        found = fa_map_find_batch(&m, keys, q, out);
+        for (i = 0; i < q; i++) {
+            CHECK(out[i] == fa_map_find(&m, keys + i * ks[c]));
+            found -= out[i] != NULL;
+        }
+        CHECK(found == 0);
+        CHECK(fa_map_find_batch(NULL, keys, q, out) == 0 && fa_map_find_batch(&m, NULL, q, out) == 0);
+        fa_map_destroy(&m);
+        free(keys);
+        free(out);
+    }
+}
+
 TEST(map_erase_heavy_churn_keeps_memory_and_tombstones_bounded)
 {
     fa_map m;
@@ -1021,6 +1057,7 @@ int main(void)
     RUN(map_8byte_fast_path_matches_model_millions_of_ops);
     RUN(map_adversarial_hashes_stay_correct);
     RUN(map_swar_path_matches_model);
+    RUN(map_find_batch_equals_find);
     RUN(map_erase_heavy_churn_keeps_memory_and_tombstones_bounded);
     RUN(lru_matches_reference_model_and_never_allocates_after_init);
     RUN(lru_bad_input_and_allocation_failure);

@@ -331,7 +331,9 @@ typedef struct fa_attn_desc {
             holding 7 bits of the key's hash. A lookup compares the 16 control bytes of a group
             against the 7-bit tag at once (SSE2 on x86-64, NEON on ARM, a portable SWAR twin
             elsewhere or when fa_cpu_features_override() clears FA_CPU_SSE2/FA_CPU_NEON), so
-            on average it touches one control group and one slot. The control array is 64-byte
+            on average it touches one control group and one slot; iteration scans 32 control
+            bytes per step with AVX2 when the CPU has it. fa_map_find_batch hashes and
+            prefetches a batch of keys before probing, overlapping their cache misses. The control array is 64-byte
             aligned, so a group never straddles a cache line; slots are aligned to their own
             size (up to 8). Keys and values have any fixed size chosen at init; 8-byte keys
             without a user eq take a fast path. Without a user hash the table uses a built-in
@@ -360,8 +362,9 @@ typedef struct fa_attn_desc {
             the shard's sequence number (seqlock), retrying only when a writer ran on that shard
             meanwhile. Every operation is linearizable (per key and per shard): a get returns the
             value of the last completed write of that key, never a torn mix of two writes.
-            Iteration (fa_cmap_foreach) locks one shard at a time: it sees each shard as a
-            consistent snapshot, but not the whole map at one instant. Tables replaced by growth
+            Iteration (fa_cmap_foreach) holds one shard's writer lock at a time: it sees each
+            shard as a consistent snapshot (readers go on meanwhile, writers of that shard
+            wait), but not the whole map at one instant. Tables replaced by growth
             stay allocated (readers may still be inside them) until fa_cmap_reclaim() or destroy;
             growth doubles, so the retired memory is less than the live table.
             Keys and values are stored as 8-byte words read with relaxed/acquire atomics, which

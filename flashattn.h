@@ -370,8 +370,11 @@ typedef struct fa_attn_desc {
             Keys and values are stored as 8-byte words read with relaxed/acquire atomics, which
             is what keeps the optimistic readers free of data races (ThreadSanitizer-clean).
    fa_clru  sharded concurrent LRU (opaque): one fa_lru per shard, each behind its own spinlock
-            on its own cache line. Capacity is split evenly over the shards, so eviction is LRU
-            per shard (approximately LRU overall). Counters are summed over shards.
+            on its own cache line. Capacity is split evenly over the shards (rounded up to a
+            multiple of the shard count; fewer shards when that would leave < 8 entries each),
+            so eviction is LRU per shard (approximately LRU overall). get takes the shard lock
+            too (it reorders), so fa_clru scales with the shard count, not with readers.
+            Counters are summed over shards.
 
    Keys are compared by bytes (memcmp) unless an eq callback is given. Hash callbacks receive
    the key and the table's user pointer. None of these functions print or abort. */
@@ -497,7 +500,7 @@ FLASHATTN_DEF fa_status fa_lru_put(fa_lru *c, const void *key, const void *value
 FLASHATTN_DEF fa_status fa_lru_erase(fa_lru *c, const void *key, void *value_out);
 /* Remove the least recent entry (no callback), copying it out; FA_ERR_EMPTY if none. */
 FLASHATTN_DEF fa_status fa_lru_pop(fa_lru *c, void *key_out, void *value_out);
-FLASHATTN_DEF void      fa_lru_clear(fa_lru *c);     /* remove all (no callbacks) */
+FLASHATTN_DEF void      fa_lru_clear(fa_lru *c);     /* remove all (no callbacks; counters kept) */
 FLASHATTN_DEF size_t    fa_lru_count(const fa_lru *c);
 FLASHATTN_DEF void      fa_lru_get_stats(const fa_lru *c, fa_lru_stats *out);
 
@@ -1742,7 +1745,7 @@ FLASHATTN_DEF fa_status fa_map_reserve(fa_map *m, size_t n)
     if (!m) return fa__fail(FA_ERR_NULL, "fa_map_reserve: map is NULL");
     if (!m->key_size_) return fa__fail(FA_ERR_INVALID, "fa_map_reserve: map is not initialised");
     if (n < m->count_) n = m->count_;
-    if (m->slot_count_ && n - m->count_ <= m->growth_left_) return FA_OK;
+    if (n == 0 || (m->slot_count_ && n - m->count_ <= m->growth_left_)) return FA_OK;
     slots = fa__map_slots_for(n);
     if (!slots) return fa__fail(FA_ERR_OVERFLOW, "fa_map_reserve: %zu entries too many", n);
     if (slots <= m->slot_count_) {

@@ -2,7 +2,9 @@
 #
 #   make demo       build and run examples/demo.c
 #   make test       every test, optimised and under ASan+UBSan (TSan for threaded tests),
-#                   plus header compile checks (C99/C11/C++17, gcc/clang, two TUs, nvcc)
+#                   plus header compile checks (C99/C11/C++17, gcc/clang, two TUs, nvcc),
+#                   plus a short bounded run of each tests/fuzz_*.c libFuzzer target
+#   make fuzz       run each libFuzzer target for FUZZ_SECONDS (needs clang + libFuzzer)
 #   make bench      build and run every bench/bench_*.c
 #   make examples   build every example
 #   make cuda       build the CUDA tests/benchmarks (needs nvcc)
@@ -34,6 +36,7 @@ TSANF    := -O1 -g -fsanitize=thread -DFA_TEST_SANITIZED=1 -DFA_TEST_TSAN_BUILD=
 DEPS     := flashattn.h tests/harness.h
 
 TESTS      := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))
+FUZZERS    := $(patsubst tests/%.c,%,$(wildcard tests/fuzz_*.c))
 TSAN_TESTS := $(patsubst tests/%.c,%,$(shell grep -l FA_TEST_TSAN tests/test_*.c 2>/dev/null))
 EXAMPLES   := $(patsubst examples/%.c,%,$(wildcard examples/*.c))
 BENCHES    := $(patsubst bench/%.c,%,$(wildcard bench/bench_*.c))
@@ -46,6 +49,7 @@ have_hdr = $(shell printf '$(HASH)include <$(1)>\nint main(void){return 0;}\n' |
              $(CC) -x c - -o /dev/null $(2) >/dev/null 2>&1 && echo 1)
 HAVE_OPENBLAS := $(call have_hdr,cblas.h,-lopenblas)
 HAVE_CK       := $(call have_hdr,ck_ring.h,-lck)
+HAVE_UTHASH   := $(call have_hdr,uthash.h,)
 BENCH_DEFS :=
 BENCH_LIBS :=
 ifeq ($(HAVE_OPENBLAS),1)
@@ -56,8 +60,11 @@ ifeq ($(HAVE_CK),1)
 BENCH_DEFS += -DFA_HAVE_CK=1
 BENCH_LIBS += -lck
 endif
+ifeq ($(HAVE_UTHASH),1)
+BENCH_DEFS += -DFA_HAVE_UTHASH=1
+endif
 
-.PHONY: all test test-build test-run compile-check demo examples bench cuda test-cuda install clean
+.PHONY: all test test-build test-run compile-check demo examples bench cuda test-cuda install clean fuzz
 
 all: test-build examples
 
@@ -75,7 +82,26 @@ $(BUILD)/%.tsan: tests/%.c $(DEPS) | $(BUILD)
 TEST_BINS := $(addprefix $(BUILD)/,$(TESTS)) $(addprefix $(BUILD)/,$(addsuffix .asan,$(TESTS))) \
              $(addprefix $(BUILD)/,$(addsuffix .tsan,$(TSAN_TESTS)))
 
-test-build: $(TEST_BINS)
+# ---- fuzzers: tests/fuzz_<x>.c, libFuzzer targets built with clang when it has libFuzzer.
+# `make test` runs each for FUZZ_TEST_RUNS inputs; `make fuzz` runs each for FUZZ_SECONDS.
+FUZZ_TEST_RUNS ?= 100000
+FUZZ_SECONDS   ?= 60
+FUZZF := -std=c11 $(WARN) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+HAVE_LIBFUZZER := $(if $(HAVE_CLANG),$(shell printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, \
+                    unsigned long n) { (void)d; (void)n; return 0; }\n' | \
+                    clang -x c - -fsanitize=fuzzer -o /dev/null >/dev/null 2>&1 && echo 1))
+FUZZ_BINS := $(if $(HAVE_LIBFUZZER),$(addprefix $(BUILD)/,$(FUZZERS)))
+$(BUILD)/fuzz_%: tests/fuzz_%.c $(DEPS) | $(BUILD)
+	clang $(FUZZF) -I. $< -o $@
+
+test-build: $(TEST_BINS) $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	@if [ -z "$(FUZZ_BINS)" ]; then echo "fuzz: clang with libFuzzer not found"; exit 1; fi
+	@for f in $(FUZZERS); do echo "== $$f ($(FUZZ_SECONDS) s)"; \
+	  mkdir -p $(BUILD)/corpus_$$f; \
+	  $(BUILD)/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=1024 -artifact_prefix=$(BUILD)/ \
+	    $(BUILD)/corpus_$$f || exit 1; done
 
 # Header compile checks: C99/C11 with gcc and clang, C++17 with g++ and clang++, one program
 # made of two translation units (one holding the implementation), FLASHATTN_STATIC, and the
@@ -111,6 +137,12 @@ test-run: test-build
 	for t in $(TSAN_TESTS); do \
 	  echo "== $$t.tsan"; \
 	  if ! TSAN_OPTIONS=halt_on_error=1 $(BUILD)/$$t.tsan; then echo "!! $$t.tsan FAILED"; fail=1; fi; \
+	done; \
+	for f in $(if $(HAVE_LIBFUZZER),$(FUZZERS)); do \
+	  echo "== $$f (libFuzzer, $(FUZZ_TEST_RUNS) runs)"; \
+	  if ! $(BUILD)/$$f -runs=$(FUZZ_TEST_RUNS) -max_len=512 -artifact_prefix=$(BUILD)/ \
+	       >$(BUILD)/$$f.log 2>&1; then tail -40 $(BUILD)/$$f.log; echo "!! $$f FAILED"; fail=1; \
+	  else tail -1 $(BUILD)/$$f.log; fi; \
 	done; \
 	if [ $$fail -ne 0 ]; then echo "TESTS FAILED"; exit 1; fi; echo "ALL TESTS PASSED"
 

@@ -13,13 +13,14 @@
    WHAT RUNS ON THE GPU
    --------------------
    Forward attention, FlashAttention-2 style (Dao 2023, Algorithm 1 with the FA2 work split):
-   each thread block owns 128 query rows of one head (or, for GQA decode, the rows of every query
-   head that shares one KV head: "packed GQA"), streams K/V tiles through shared memory with
-   a 3-stage cp.async pipeline, computes S = QK^T and O += PV with mma.sync m16n8k16 tensor-core
-   instructions (f16 or bf16 operands, f32 accumulation; ldmatrix for fragments), and keeps the
-   softmax online in registers. When there are too few blocks to fill the GPU (decode, short
-   prompts), the key range is split across blocks (split-KV, "flash decoding") and the partial
-   results are combined by the GPU twin of fa_attn_merge.
+   each thread block owns 64 or 128 query rows (16 per warp) of one head (or, for GQA decode,
+   the rows of every query head that shares one KV head: "packed GQA"), streams K/V tiles
+   through shared memory with a 2- or 4-stage cp.async pipeline, computes S = QK^T and O += PV
+   with mma.sync m16n8k16 tensor-core instructions (f16 or bf16 operands, f32 accumulation;
+   ldmatrix for fragments), and keeps the softmax online in registers. When there are too few
+   blocks to fill the GPU (decode, short prompts), the key range is split across blocks
+   (split-KV, "flash decoding") and the partial results are combined by the GPU twin of
+   fa_attn_merge. The same kernels run on sm_80 and sm_90; there is no wgmma/TMA path yet.
 
    Supported: q/k/v f16 or bf16 (all the same), o the same type or f32; head_dim and head_dim_v
    multiples of 8 up to 256 (64, 96, 128 and 256 have their own tile shapes, the rest run
@@ -89,15 +90,14 @@ FLASHATTN_DEF fa_status fa_cuda_attn_merge(const fa_merge_desc *m, cudaStream_t 
 
 #define FA__CU_LOG2E 1.4426950408889634f
 #define FA__CU_LN2 0.6931471805599453f
-/* Query rows per block: 8 warps x 16 rows. Every block streams all of its head's K/V from L2,
-   so the block height sets the FLOPs per L2 byte: 64-row blocks measured 121 TFLOP/s on an
-   H100 (L2-bound, 64 FLOP/B); 128-row blocks halve that traffic. */
-#define FA__CU_BLOCK_M 128
-#define FA__CU_NWARPS 8
-/* K/V tiles in shared memory: the one being computed plus STAGES - 1 in flight. */
-#ifndef FA__CU_STAGES
-#define FA__CU_STAGES 3
-#endif
+/* Tile shapes per padded head dim D (warps x 16 query rows, keys per tile, pipeline stages),
+   from measurements on an H100 (bench/results, docs/cuda_notes.md): at D = 128 one 8-warp
+   block per SM with 4 stages and two 4-warp blocks with 2 stages tie (244 TFLOP/s); at D = 64
+   and 256 two 4-warp blocks per SM win (189 vs 161, 242 vs 218: D = 256 spills with 8 warps). */
+static inline int fa__cu_nwarps(int dpad) { return dpad == 128 ? 8 : 4; }
+static inline int fa__cu_bn(int dpad) { return dpad == 256 ? 32 : 64; }
+/* Blocks resident per SM (registers and shared memory), for the split-KV heuristic. */
+static inline int fa__cu_blocks_per_sm(int dpad) { return dpad == 128 ? 1 : 2; }
 
 /* Everything a forward kernel needs, resolved on the host (strides in elements). */
 typedef struct fa__cu_fwd_params {
@@ -273,14 +273,14 @@ static __device__ __forceinline__ int64_t fa__cu_kv_off(const fa__cu_fwd_params 
    T: __half or __nv_bfloat16. D: padded head dim (tile width, multiple of 16). BN: keys per
    tile. QREG: keep Q's fragments in registers (D <= 128) instead of re-reading shared memory.
    MOD: softcap or ALiBi present (the plain path keeps its inner loop free of them).
-   Shared memory: Q [128][D+8], K [STAGES][BN][D+8], V [STAGES][BN][D+8]; the 8-element row padding puts
+   Shared memory: Q [16 NW][D+8], K [STAGES][BN][D+8], V [STAGES][BN][D+8]; the 8-element row padding puts
    the 8 rows an ldmatrix reads in 8 different bank groups. */
-template <typename T, int D, int BN, int STAGES, bool QREG, bool MOD>
-__global__ void __launch_bounds__(FA__CU_NWARPS * 32)
+template <typename T, int D, int NW, int BN, int STAGES, bool QREG, bool MOD>
+__global__ void __launch_bounds__(NW * 32)
 fa__cu_fwd_kernel(const fa__cu_fwd_params p)
 {
 #ifdef FA__CU_SM80
-    constexpr int BM = FA__CU_BLOCK_M, PITCH = D + 8, NT = FA__CU_NWARPS * 32, CH = D / 8;
+    constexpr int BM = 16 * NW, PITCH = D + 8, NT = NW * 32, CH = D / 8;
     T *sQ = reinterpret_cast<T *>(fa__cu_smem);
     T *sK = sQ + BM * PITCH;
     T *sV = sK + STAGES * BN * PITCH;
@@ -363,6 +363,7 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
     const int l_r0 = tid / CH, l_cc = tid % CH;
     const bool l_kcol = l_cc * 8 < p.dqk, l_vcol = l_cc * 8 < p.dv;
     const T *l_kbase = kg, *l_vbase = vg;
+    const int32_t *l_table = p.block_table ? p.block_table + (int64_t)b * p.bt_stride : NULL;
     if (FAST && !p.block_table) {
         l_kbase = kg + fa__cu_kv_off(p, b, k_off, l_r0, p.k_sb, p.k_ss) + k_head + l_cc * 8;
         l_vbase = vg + fa__cu_kv_off(p, b, k_off, l_r0, p.v_sb, p.v_ss) + v_head + l_cc * 8;
@@ -378,6 +379,21 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
                 bool ok = colok && n * BN + l_r0 + k * RSTEP < sk;
                 fa__cu_cp16(d0 + k * RSTEP * PITCH, ok ? src : g, ok ? 16 : 0);
                 src += step;
+            }
+        } else if (FAST) { /* paged: one page lookup per row */
+            T *d0 = dst + l_r0 * PITCH + l_cc * 8;
+            const int64_t col = head + l_cc * 8;
+#pragma unroll
+            for (int k = 0; k < SLOTS; ++k) {
+                const int t = n * BN + l_r0 + k * RSTEP;
+                const bool ok = colok && t < sk;
+                const T *src = g;
+                if (ok) {
+                    int page = l_table[t / p.page_size];
+                    page = page < 0 ? 0 : (page >= p.num_pages ? p.num_pages - 1 : page);
+                    src = g + (int64_t)page * sb + (int64_t)(t % p.page_size) * ss + col;
+                }
+                fa__cu_cp16(d0 + k * RSTEP * PITCH, src, ok ? 16 : 0);
             }
         } else {
             for (int c = tid; c < BN * CH; c += NT) {
@@ -468,13 +484,13 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
                 for (int c = 0; c < 4; ++c) {
                     const int rr = c >> 1, j = j0 + nt * 8 + (lane & 3) * 2 + (c & 1);
                     float x = s[nt][c];
+                    /* MOD: x is the logit in log2 units. Plain: x stays the raw dot product
+                       (scale_log2 > 0 is folded into the exponent's FFMA below). */
                     if (MOD) {
                         x *= p.scale;
                         if (p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
                         x -= r_slope[rr] * fabsf((float)(r_diag[rr] - j));
                         x *= FA__CU_LOG2E;
-                    } else {
-                        x *= p.scale_log2;
                     }
                     if (!full && (j < r_lo[rr] || j > r_hi[rr])) x = -INFINITY;
                     s[nt][c] = x;
@@ -488,6 +504,8 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
                     mx = fmaxf(mx, fmaxf(s[nt][2 * rr], s[nt][2 * rr + 1]));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                 mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float sc = MOD ? 1.0f : p.scale_log2;
+                if (!MOD) mx *= sc;
                 const float m_new = fmaxf(m_r[rr], mx);
                 const float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no (-inf) - (-inf) */
                 const float alpha = fa__cu_exp2(m_r[rr] - m_use);
@@ -495,8 +513,8 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
                 float sum = 0.0f;
 #pragma unroll
                 for (int nt = 0; nt < BN / 8; ++nt) {
-                    s[nt][2 * rr] = fa__cu_exp2(s[nt][2 * rr] - m_use);
-                    s[nt][2 * rr + 1] = fa__cu_exp2(s[nt][2 * rr + 1] - m_use);
+                    s[nt][2 * rr] = fa__cu_exp2(fmaf(s[nt][2 * rr], sc, -m_use));
+                    s[nt][2 * rr + 1] = fa__cu_exp2(fmaf(s[nt][2 * rr + 1], sc, -m_use));
                     sum += s[nt][2 * rr] + s[nt][2 * rr + 1];
                 }
                 l_r[rr] = l_r[rr] * alpha + sum; /* per-thread partial; quad-summed at the end */
@@ -696,13 +714,12 @@ static int fa__cu_aligned(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 /* The forward's plan: resolved parameters, tile shape and grid. */
 typedef struct fa__cu_plan {
     fa__cu_fwd_params p;
-    int dpad, bn, mod, bf16, splits;
+    int dpad, bn, bm, mod, bf16, splits;
     dim3 grid;
     size_t ws_bytes;
 } fa__cu_plan;
 
 static int fa__cu_dpad(int64_t d) { return d <= 64 ? 64 : d <= 96 ? 96 : d <= 128 ? 128 : 256; }
-static int fa__cu_bn(int dpad) { return dpad == 256 ? 32 : 64; }
 
 static fa_status fa__cu_make_plan(const fa_attn_desc *d, fa__cu_plan *pl)
 {
@@ -849,7 +866,7 @@ static fa_status fa__cu_make_plan(const fa_attn_desc *d, fa__cu_plan *pl)
 
     pl->dpad = fa__cu_dpad(d->head_dim > dv ? d->head_dim : dv);
     pl->bn = fa__cu_bn(pl->dpad);
-    pl->mod = d->softcap > 0.0f || d->alibi_slopes != NULL;
+    pl->mod = d->softcap > 0.0f || d->alibi_slopes != NULL || p->scale_log2 <= 0.0f;
     pl->bf16 = d->q_type == FA_BF16;
 
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return fa__cu_err(e, "cudaGetDevice");
@@ -860,10 +877,11 @@ static fa_status fa__cu_make_plan(const fa_attn_desc *d, fa__cu_plan *pl)
         return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: needs an sm_80 or newer GPU");
 
     /* Packed GQA when the query rows of one head would not fill a tile (decode). */
-    p->pack_gqa = group > 1 && sq < FA__CU_BLOCK_M;
+    pl->bm = 16 * fa__cu_nwarps(pl->dpad);
+    p->pack_gqa = group > 1 && sq < pl->bm;
     rows_max = p->pack_gqa ? sq * group : sq;
     hy = p->pack_gqa ? hkv : d->heads_q;
-    mtiles = (rows_max + FA__CU_BLOCK_M - 1) / FA__CU_BLOCK_M;
+    mtiles = (rows_max + pl->bm - 1) / pl->bm;
     if (mtiles > 0x7fffffff) return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: too many rows");
 
     /* Split-KV when the grid would leave most of the GPU idle (flash decoding). Each split
@@ -872,8 +890,10 @@ static fa_status fa__cu_make_plan(const fa_attn_desc *d, fa__cu_plan *pl)
         int64_t blocks = mtiles * hy * d->batch, splits = 1;
         int64_t ktiles = (sk + pl->bn - 1) / pl->bn;
         if (d->num_splits > 0) splits = d->num_splits;
-        else if (blocks < num_sm && !d->cu_seqlens_k) {
-            splits = (2 * num_sm + blocks - 1) / blocks;
+        else if (blocks < (int64_t)num_sm * fa__cu_blocks_per_sm(pl->dpad) && !d->cu_seqlens_k) {
+            /* Aim at one full wave: on an H100 the decode shape ran 1551 GB/s with 16 splits
+               (128 blocks, one per SM), 1109 with 33 (two waves). */
+            splits = (int64_t)num_sm * fa__cu_blocks_per_sm(pl->dpad) / blocks;
             if (splits > ktiles / 2) splits = ktiles / 2;
             if (splits > 128) splits = 128;
         }
@@ -897,12 +917,14 @@ static cudaError_t fa__cu_launch_fwd(const fa__cu_plan *pl, cudaStream_t st)
 {
     constexpr int BN = D == 256 ? 32 : 64;
     constexpr bool QREG = D <= 128;
-    constexpr int STAGES = D == 256 ? 2 : FA__CU_STAGES; /* 3 stages spill at D = 256 */
-    constexpr size_t smem = (size_t)(FA__CU_BLOCK_M + 2 * STAGES * BN) * (D + 8) * sizeof(T);
-    void (*kern)(const fa__cu_fwd_params) = fa__cu_fwd_kernel<T, D, BN, STAGES, QREG, MOD>;
+    /* D = 256 spills with 3 stages; 4-warp blocks fit two per SM only with 2 stages. */
+    constexpr int NW = D == 128 ? 8 : 4;   /* = fa__cu_nwarps(D) */
+    constexpr int STAGES = NW == 8 ? 4 : 2; /* two 4-warp blocks per SM fit only 2 stages */
+    constexpr size_t smem = (size_t)(16 * NW + 2 * STAGES * BN) * (D + 8) * sizeof(T);
+    void (*kern)(const fa__cu_fwd_params) = fa__cu_fwd_kernel<T, D, NW, BN, STAGES, QREG, MOD>;
     cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
-    kern<<<pl->grid, FA__CU_NWARPS * 32, smem, st>>>(pl->p);
+    kern<<<pl->grid, NW * 32, smem, st>>>(pl->p);
     return cudaGetLastError();
 }
 

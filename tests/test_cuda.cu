@@ -382,7 +382,7 @@ TEST(window_softcap_alibi_and_scale)
         c.softcap = n % 3 == 1 ? 5.0f + (float)fa_t_randint(30) : 0.0f;
         c.alibi = n % 4 >= 2;
         c.alibi_per_batch = n % 8 >= 6;
-        c.scale = n % 5 == 4 ? 0.05f : 0.0f;
+        c.scale = n % 5 == 4 ? 0.05f : (n == 7 ? -0.08f : 0.0f); /* negative: the generic path */
         run_case(&c);
     }
 }

@@ -1719,6 +1719,7 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
    below FLT_MIN and at least 2^-126 times smaller than the row's largest term), NaN for NaN. */
 
 #define FA__MR 4 /* rows per micro-kernel block */
+#define FA__FEW_ROWS 4 /* up to this many rows (decode), S is computed by dots as K streams in */
 #define FA__QK_CHUNK 32 /* head dims summed before adding into S: error grows with chunk + dk/chunk, not dk */
 #define FA__EXP_LO (-87.3365478515625f) /* ln(FLT_MIN): below it exp() flushes to 0 */
 #define FA__EXP_HI 88.72283935546875f     /* ln(FLT_MAX), rounded down: above it exp() is +inf */
@@ -1746,9 +1747,25 @@ typedef struct fa__attn_kernels {
     /* o[r][0..dvp) += sum_{c0[r] <= c < c1[r]} s[r][c] * v[c][0..dvp) for r < nrows */
     void (*pv)(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows, const int32_t *c0,
                const int32_t *c1);
+    /* dst[0..n) = src[0..n) * mul converted to f32 (fa__load_row, vectorised) */
+    void (*load)(float *dst, const void *src, fa_dtype t, int64_t n, float mul);
+    /* sum_i a[i] * b[i] */
+    float (*dot)(const float *a, const float *b, int64_t n);
 } fa__attn_kernels;
 
 /* ---- scalar ---- */
+static float fa__dot_f32(const float *a, const float *b, int64_t n)
+{
+    /* eight partial sums: shorter dependency chains, rounding error that grows with n/8 */
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    int k;
+    for (; i + 8 <= n; i += 8)
+        for (k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    for (k = 0; i < n; i++, k++) acc[k] += a[i] * b[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 static void fa__qk_scalar(const float *q, int64_t dk, const float *kt, float *s, int64_t rows)
 {
     int64_t r, d, c, d0;
@@ -1813,7 +1830,8 @@ static void fa__pv_scalar(float *o, const float *s, const float *v, int64_t dvp,
 }
 
 static const fa__attn_kernels fa__kernels_scalar = {
-    "scalar", fa__qk_scalar, fa__scale_max_scalar, fa__exp_sum_scalar, fa__scale_scalar, fa__pv_scalar};
+    "scalar", fa__qk_scalar, fa__scale_max_scalar, fa__exp_sum_scalar, fa__scale_scalar, fa__pv_scalar,
+    fa__load_row, fa__dot_f32};
 
 /* The rows of a block share the keys in the intersection of their intervals; the keys
    outside it are done row by row. Returns the intersection [*a, *b) (empty: *a >= *b). */
@@ -2000,8 +2018,46 @@ static FA__AVX2 void fa__pv_avx2(float *o, const float *s, const float *v, int64
     }
 }
 
+/* f16 (F16C) and bf16 (a 16-bit shift) rows to f32, 8 at a time */
+static FA__AVX2 __attribute__((target("f16c"))) void fa__load_avx2(float *dst, const void *src, fa_dtype t,
+                                                                     int64_t n, float mul)
+{
+    __m256 vm = _mm256_set1_ps(mul);
+    int64_t i = 0;
+    if (t == FA_BF16) {
+        const uint16_t *s16 = (const uint16_t *)src;
+        for (; i + 8 <= n; i += 8) {
+            __m256i x = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s16 + i)));
+            _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(x, 16)), vm));
+        }
+    } else if (t == FA_F16) {
+        const uint16_t *s16 = (const uint16_t *)src;
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s16 + i))), vm));
+    } else if (t == FA_F32) {
+        const float *s32 = (const float *)src;
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_loadu_ps(s32 + i), vm));
+    }
+    if (i < n) fa__load_row(dst + i, fa__elem_ptr(src, t, i), t, n - i, mul);
+}
+
+static FA__AVX2 float fa__dot_avx2(const float *a, const float *b, int64_t n)
+{
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    float buf[8], r;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+    }
+    _mm256_storeu_ps(buf, _mm256_add_ps(s0, s1));
+    r = ((buf[0] + buf[4]) + (buf[1] + buf[5])) + ((buf[2] + buf[6]) + (buf[3] + buf[7]));
+    return i < n ? r + fa__dot_f32(a + i, b + i, n - i) : r;
+}
+
 static const fa__attn_kernels fa__kernels_avx2 = {
-    "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2};
+    "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
+    fa__load_avx2, fa__dot_avx2};
 
 /* ---- AVX-512 ---- */
 #define FA__AVX512 __attribute__((target("avx512f")))
@@ -2156,8 +2212,45 @@ static FA__AVX512 void fa__pv_avx512(float *o, const float *s, const float *v, i
     }
 }
 
+static FA__AVX512 void fa__load_avx512(float *dst, const void *src, fa_dtype t, int64_t n, float mul)
+{
+    __m512 vm = _mm512_set1_ps(mul);
+    int64_t i = 0;
+    if (t == FA_BF16) {
+        const uint16_t *s16 = (const uint16_t *)src;
+        for (; i + 16 <= n; i += 16) {
+            __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s16 + i)));
+            _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(x, 16)), vm));
+        }
+    } else if (t == FA_F16) {
+        const uint16_t *s16 = (const uint16_t *)src;
+        for (; i + 16 <= n; i += 16)
+            _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s16 + i))), vm));
+    } else if (t == FA_F32) {
+        const float *s32 = (const float *)src;
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_loadu_ps(s32 + i), vm));
+    }
+    if (i < n) fa__load_row(dst + i, fa__elem_ptr(src, t, i), t, n - i, mul);
+}
+
+static FA__AVX512 float fa__dot_avx512(const float *a, const float *b, int64_t n)
+{
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), s1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i), s0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
 static const fa__attn_kernels fa__kernels_avx512 = {
-    "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512};
+    "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
+    fa__load_avx512, fa__dot_avx512};
 #endif /* FA__X86 */
 
 /* The best kernels the CPU (and fa_cpu_features_override) allows. */
@@ -2166,7 +2259,7 @@ static const fa__attn_kernels *fa__attn_pick_kernels(void)
 #if defined(FA__X86)
     unsigned f = fa_cpu_features();
     if (f & FA_CPU_AVX512F) return &fa__kernels_avx512;
-    if ((f & FA_CPU_AVX2) && (f & FA_CPU_FMA)) return &fa__kernels_avx2;
+    if ((f & FA_CPU_AVX2) && (f & FA_CPU_FMA) && (f & FA_CPU_F16C)) return &fa__kernels_avx2;
 #endif
     return &fa__kernels_scalar;
 }
@@ -2220,6 +2313,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     float kmul = fa__kv_scale(d->k_scale, d->k_head_scale, u->hk);
     float vmul = fa__kv_scale(d->v_scale, d->v_head_scale, u->hk);
     int post = p->softcap > 0.0f || d->alibi_slopes != NULL; /* per-element score terms */
+    int few_rows = u->nh * u->nq <= FA__FEW_ROWS;
     fa__attn_seq(p, u->b, &s);
 
     /* rows are query-major: row r = (query u->i0 + r / nh, head u->h0 + r % nh) */
@@ -2227,7 +2321,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         if (r < nrows) {
             int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
             const void *src = fa__elem_ptr(d->q, d->q_type, s.q_base + (s.q_tok0 + i) * p->qs.seq + h * p->qs.head);
-            fa__load_row(w->q + r * dk, src, d->q_type, dk, 1.0f);
+            K->load(w->q + r * dk, src, d->q_type, dk, 1.0f);
         } else {
             memset(w->q + r * dk, 0, (size_t)dk * sizeof(float));
         }
@@ -2252,19 +2346,25 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     for (j0 = kmin; j0 < kmax; j0 += FA__BK) {
         int64_t j1 = j0 + FA__BK < kmax ? j0 + FA__BK : kmax, nk = j1 - j0, j, e;
         int any = 0;
-        /* K tile, transposed; V tile, padded */
+        /* V tile, padded; K tile transposed for the register-blocked S = Q K^T, or with few rows
+           (decode) each K row dotted with the queries as it streams in */
         for (j = 0; j < nk; j++) {
             int64_t ko, vo;
             fa__kv_offsets(p, &s, u->b, j0 + j, u->hk, &ko, &vo);
-            fa__load_row(w->krow, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, kmul);
-            for (e = 0; e < dk; e++) w->kt[e * FA__BK + j] = w->krow[e];
-            fa__load_row(w->v + j * dvp, fa__elem_ptr(d->v, d->v_type, vo), d->v_type, dv, vmul);
+            K->load(w->krow, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, kmul);
+            if (few_rows) {
+                for (r = 0; r < nrows; r++) w->s[r * FA__BK + j] = K->dot(w->q + r * dk, w->krow, dk);
+            } else {
+                for (e = 0; e < dk; e++) w->kt[e * FA__BK + j] = w->krow[e];
+            }
+            K->load(w->v + j * dvp, fa__elem_ptr(d->v, d->v_type, vo), d->v_type, dv, vmul);
             for (e = dv; e < dvp; e++) w->v[j * dvp + e] = 0.0f;
         }
-        if (nk < FA__BK)
-            for (e = 0; e < dk; e++) memset(w->kt + e * FA__BK + nk, 0, (size_t)(FA__BK - nk) * sizeof(float));
-
-        K->qk(w->q, dk, w->kt, w->s, rows_pad);
+        if (!few_rows) {
+            if (nk < FA__BK)
+                for (e = 0; e < dk; e++) memset(w->kt + e * FA__BK + nk, 0, (size_t)(FA__BK - nk) * sizeof(float));
+            K->qk(w->q, dk, w->kt, w->s, rows_pad);
+        }
 
         for (r = 0; r < nrows; r++) {
             int64_t i = u->i0 + r / u->nh, lo, hi, c0, c1, c;

@@ -1,7 +1,14 @@
-/* bench/bench_attn.c - attention forward: the tiled path (fa_attn_forward), the naive method
-   (materialise S = QK^T, softmax, S V, in f32) and the double-precision reference, side by side.
+/* bench/bench_attn.c - attention forward on the CPU, side by side with its baselines.
 
-   usage: build/bench_attn [max_seqlen] [reps]      (defaults 8192 and 3)
+   usage: build/bench_attn [max_seqlen [reps [threads [sections]]]]
+          defaults: 8192, 3, all logical CPUs, "abcd"
+   sections: a  tiled vs naive f32 vs the double reference, one thread (time, extra memory)
+             b  prefill f32 d=128: tiled on 1 and N threads vs OpenBLAS sgemm (the ceiling) and
+                vs "what a user would write" (sgemm QK^T, row softmax, sgemm PV), when OpenBLAS
+                is installed
+             c  thread scaling of prefill (s=2048, d=128) over 1, 2, 4, ... N threads
+             d  decode: 1 query, 32 q-heads / 8 kv-heads, d=128, KV 4k..32k in bf16 and f16,
+                GB/s of K+V read vs a multi-threaded copy in the same run
 
    FLOPs = 4*b*h*sq*sk*d (halved when causal). Times are medians of `reps` runs. "extra mem" is
    the peak of the library's (or the naive method's) own allocations during the call, measured
@@ -80,15 +87,27 @@ static void fmt_mem(char *buf, size_t n, size_t bytes)
     else snprintf(buf, n, "%.1f KiB", (double)bytes / 1024);
 }
 
+static void section_b(int64_t max_s, int reps, int threads);
+static void section_c(int reps, int threads);
+static void section_d(int reps, int threads);
+
 int main(int argc, char **argv)
 {
     int64_t max_s = argc > 1 ? atoll(argv[1]) : 8192;
     int reps = argc > 2 ? atoi(argv[2]) : 3;
+    int threads = argc > 3 ? atoi(argv[3]) : fa_cpu_count();
+    const char *sections = argc > 4 ? argv[4] : "abcd";
     int64_t dims[2] = {64, 128}, s, di;
     int causal;
     if (reps < 1) reps = 1;
     if (reps > 16) reps = 16;
+    if (threads < 1) threads = 1;
     bench_print_machine();
+    if (strchr(sections, 'b')) section_b(max_s, reps, threads);
+    if (strchr(sections, 'c')) section_c(reps, threads);
+    if (strchr(sections, 'd')) section_d(reps, threads);
+    if (!strchr(sections, 'a')) return 0;
+    printf("\n== a: tiled vs naive vs reference\n");
     printf("fa_attn_forward (tiled) vs naive f32 (full score matrix) vs fa_attn_reference (double);\n"
            "batch 1, 1 head, f32, median of %d runs; simd features 0x%x\n\n", reps, fa_cpu_features());
     printf("%-24s | %9s %9s %10s | %9s %9s %10s | %9s %9s %10s\n", "shape", "tiled GF/s", "time", "extra mem",
@@ -129,4 +148,233 @@ int main(int argc, char **argv)
                 free(q); free(k); free(v); free(o);
             }
     return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+#ifdef FA_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+
+static fa_pool *make_pool(int threads)
+{
+    fa_pool *pool = NULL;
+    fa_pool_desc pd;
+    if (threads <= 1) return NULL;
+    memset(&pd, 0, sizeof pd);
+    pd.threads = threads - 1; /* the calling thread works too */
+    if (fa_pool_create(&pool, &pd) != FA_OK) {
+        fprintf(stderr, "pool: %s\n", fa_last_error());
+        return NULL;
+    }
+    return pool;
+}
+
+static void fill(float *x, int64_t n)
+{
+    int64_t i;
+    for (i = 0; i < n; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
+}
+
+/* median seconds of fa_attn_forward(d) over reps runs (one warm-up) */
+static double time_forward(fa_attn_desc *d, int reps)
+{
+    double t[16];
+    int r;
+    fa_attn_forward(d);
+    for (r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        fa_attn_forward(d);
+        t[r] = bench_now() - t0;
+    }
+    return bench_median(t, reps);
+}
+
+#ifdef FA_HAVE_OPENBLAS
+/* sgemm ceiling: C = A B with n x n x n, median GFLOP/s */
+static double sgemm_gflops(int64_t n, int reps)
+{
+    float *a = (float *)malloc((size_t)(n * n) * 4), *b = (float *)malloc((size_t)(n * n) * 4);
+    float *c = (float *)malloc((size_t)(n * n) * 4);
+    double t[16];
+    int r;
+    fill(a, n * n); fill(b, n * n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n, 0.0f, c, (int)n);
+    for (r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n, 0.0f, c, (int)n);
+        t[r] = bench_now() - t0;
+    }
+    free(a); free(b); free(c);
+    return 2.0 * (double)n * n * n / bench_median(t, reps) * 1e-9;
+}
+
+/* "What a user would write": S = Q K^T (sgemm), softmax per row, O = P V (sgemm). One head. */
+static double sgemm_attention_seconds(const float *q, const float *k, const float *v, float *o, int64_t s,
+                                      int64_t d, int reps)
+{
+    float *sm = (float *)malloc((size_t)(s * s) * 4);
+    double t[16];
+    int r;
+    for (r = -1; r < reps; r++) {
+        double t0 = bench_now();
+        int64_t i, j;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s, (int)s, (int)d, 1.0f / sqrtf((float)d), q, (int)d,
+                    k, (int)d, 0.0f, sm, (int)s);
+        for (i = 0; i < s; i++) {
+            float *row = sm + i * s, mx = -INFINITY, sum = 0;
+            for (j = 0; j < s; j++) mx = row[j] > mx ? row[j] : mx;
+            for (j = 0; j < s; j++) { row[j] = expf(row[j] - mx); sum += row[j]; }
+            for (j = 0; j < s; j++) row[j] /= sum;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s, (int)d, (int)s, 1.0f, sm, (int)s, v, (int)d, 0.0f,
+                    o, (int)d);
+        if (r >= 0) t[r] = bench_now() - t0;
+    }
+    free(sm);
+    return bench_median(t, reps);
+}
+#endif
+
+static void section_b(int64_t max_s, int reps, int threads)
+{
+    fa_pool *pool = make_pool(threads);
+    int64_t s, d = 128;
+    int causal;
+#ifdef FA_HAVE_OPENBLAS
+    double sg1, sgn;
+    openblas_set_num_threads(1);
+    sg1 = sgemm_gflops(2048, reps);
+    openblas_set_num_threads(threads);
+    sgn = sgemm_gflops(2048, reps);
+    openblas_set_num_threads(1);
+    printf("\n== b: prefill, f32, d=128, batch 1, %d heads; OpenBLAS sgemm 2048^3: %.1f GFLOP/s on 1 thread, %.1f on %d\n",
+           threads, sg1, sgn, threads);
+#else
+    printf("\n== b: prefill, f32, d=128, batch 1, %d heads (OpenBLAS not installed: no sgemm baseline)\n", threads);
+#endif
+    printf("%-18s | %10s %8s | %10s %8s %7s | %14s\n", "shape", "tiled 1T", "% sgemm", "tiled NT", "% sgemm", "NT/1T",
+           "sgemm-attn 1T");
+    for (causal = 0; causal < 2; causal++)
+        for (s = 512; s <= max_s; s *= 2) {
+            /* one head per thread keeps the N-thread run busy without more memory than needed */
+            int64_t heads = threads, n = s * heads * d;
+            float *q = (float *)malloc((size_t)n * 4), *k = (float *)malloc((size_t)n * 4);
+            float *v = (float *)malloc((size_t)n * 4), *o = (float *)malloc((size_t)n * 4);
+            fa_attn_desc desc;
+            double flops1 = 4.0 * (double)s * s * d * (causal ? 0.5 : 1.0), t1, tn, g1, gn;
+            char label[48];
+            fill(q, n); fill(k, n); fill(v, n);
+            memset(&desc, 0, sizeof desc);
+            desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = 1; desc.head_dim = d;
+            desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.causal = causal;
+            /* one head on one thread */
+            desc.q_stride.seq = desc.k_stride.seq = desc.v_stride.seq = desc.o_stride.seq = heads * d;
+            t1 = time_forward(&desc, reps);
+            /* all heads on the pool */
+            memset(&desc.q_stride, 0, sizeof desc.q_stride); desc.k_stride = desc.v_stride = desc.o_stride = desc.q_stride;
+            desc.heads_q = heads; desc.pool = pool;
+            tn = time_forward(&desc, reps);
+            g1 = flops1 / t1 * 1e-9;
+            gn = flops1 * heads / tn * 1e-9;
+            snprintf(label, sizeof label, "s=%lld%s", (long long)s, causal ? " causal" : "");
+#ifdef FA_HAVE_OPENBLAS
+            {
+                double ta = causal ? 0 : sgemm_attention_seconds(q, k, v, o, s, d, reps);
+                char sa[32];
+                if (causal) snprintf(sa, sizeof sa, "-");
+                else snprintf(sa, sizeof sa, "%.1f GF/s", flops1 / ta * 1e-9);
+                printf("%-18s | %10.1f %7.0f%% | %10.1f %7.0f%% %6.2fx | %14s\n", label, g1, 100 * g1 / sg1, gn,
+                       100 * gn / sgn, gn / g1, sa);
+            }
+#else
+            printf("%-18s | %10.1f %8s | %10.1f %8s %6.2fx | %14s\n", label, g1, "-", gn, "-", gn / g1, "-");
+#endif
+            fflush(stdout);
+            free(q); free(k); free(v); free(o);
+        }
+    fa_pool_destroy(pool, FA_POOL_FINISH);
+}
+
+static void section_c(int reps, int threads)
+{
+    int64_t s = 2048, d = 128, heads = threads >= 16 ? 32 : 16, n = s * heads * d;
+    float *q = (float *)malloc((size_t)n * 4), *k = (float *)malloc((size_t)n * 4);
+    float *v = (float *)malloc((size_t)n * 4), *o = (float *)malloc((size_t)n * 4);
+    double t1 = 0, flops = 4.0 * (double)s * s * d * (double)heads;
+    int t;
+    fa_attn_desc desc;
+    fill(q, n); fill(k, n); fill(v, n);
+    memset(&desc, 0, sizeof desc);
+    desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = heads; desc.head_dim = d;
+    desc.q = q; desc.k = k; desc.v = v; desc.o = o;
+    printf("\n== c: thread scaling, prefill f32 s=%lld d=%lld, %lld heads, non-causal\n", (long long)s, (long long)d,
+           (long long)heads);
+    printf("%8s %10s %10s %9s\n", "threads", "time", "GFLOP/s", "speed-up");
+    for (t = 1; t <= threads; t = t * 2 > threads && t < threads ? threads : t * 2) {
+        fa_pool *pool = make_pool(t);
+        double tt;
+        desc.pool = pool;
+        tt = time_forward(&desc, reps);
+        if (t == 1) t1 = tt;
+        printf("%8d %9.3fs %10.1f %8.2fx\n", t, tt, flops / tt * 1e-9, t1 / tt);
+        fflush(stdout);
+        fa_pool_destroy(pool, FA_POOL_FINISH);
+    }
+    free(q); free(k); free(v); free(o);
+}
+
+typedef struct copy_job { const unsigned char *src; unsigned char *dst; size_t n; int64_t parts; } copy_job;
+static void copy_part(void *ctx, int64_t i, int worker)
+{
+    const copy_job *j = (const copy_job *)ctx;
+    size_t a = j->n * (size_t)i / (size_t)j->parts, b = j->n * (size_t)(i + 1) / (size_t)j->parts;
+    (void)worker;
+    memcpy(j->dst + a, j->src + a, b - a);
+}
+
+static void section_d(int reps, int threads)
+{
+    fa_pool *pool = make_pool(threads);
+    int64_t hq = 32, hkv = 8, d = 128, sk;
+    size_t cbytes = (size_t)512 << 20;
+    unsigned char *src = (unsigned char *)malloc(cbytes), *dst = (unsigned char *)malloc(cbytes);
+    double copy_gbs, t[16];
+    copy_job cj;
+    int r, ti;
+    memset(src, 1, cbytes); memset(dst, 2, cbytes);
+    cj.src = src; cj.dst = dst; cj.n = cbytes; cj.parts = 4 * threads;
+    fa_pool_parallel_for(pool, cj.parts, copy_part, &cj);
+    for (r = 0; r < reps; r++) {
+        double t0 = bench_now();
+        fa_pool_parallel_for(pool, cj.parts, copy_part, &cj);
+        t[r] = bench_now() - t0;
+    }
+    copy_gbs = 2.0 * (double)cbytes / bench_median(t, reps) * 1e-9; /* read + write */
+    free(src); free(dst);
+    printf("\n== d: decode, 1 query, %lld q-heads / %lld kv-heads, d=%lld, %d threads; copy bandwidth (read+write) %.1f GB/s\n",
+           (long long)hq, (long long)hkv, (long long)d, threads, copy_gbs);
+    printf("%-14s | %10s %10s %9s\n", "KV length", "K/V type", "time", "GB/s (% copy)");
+    for (sk = 4096; sk <= 32768; sk *= 2)
+        for (ti = 0; ti < 3; ti++) {
+            fa_dtype kt = ti == 0 ? FA_BF16 : (ti == 1 ? FA_F16 : FA_F32);
+            size_t es = fa_dtype_size(kt), kvbytes = (size_t)(2 * sk * hkv * d) * es;
+            unsigned char *k = (unsigned char *)malloc(kvbytes / 2), *v = (unsigned char *)malloc(kvbytes / 2);
+            float *q = (float *)malloc((size_t)(hq * d) * 4), *o = (float *)malloc((size_t)(hq * d) * 4);
+            fa_attn_desc desc;
+            double tt, gbs;
+            size_t i;
+            for (i = 0; i < kvbytes / 2; i++) { k[i] = (unsigned char)(rand() & 0x3f); v[i] = (unsigned char)(rand() & 0x3f); }
+            fill(q, hq * d);
+            memset(&desc, 0, sizeof desc);
+            desc.batch = 1; desc.seqlen_q = 1; desc.seqlen_k = sk; desc.heads_q = hq; desc.heads_kv = hkv; desc.head_dim = d;
+            desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.k_type = desc.v_type = kt; desc.causal = 1;
+            desc.pool = pool;
+            tt = time_forward(&desc, reps);
+            gbs = (double)kvbytes / tt * 1e-9;
+            printf("%-14lld | %10s %9.3fms %6.1f (%3.0f%%)\n", (long long)sk, fa_dtype_name(kt), tt * 1e3, gbs, 100 * gbs / copy_gbs);
+            fflush(stdout);
+            free(k); free(v); free(q); free(o);
+        }
+    fa_pool_destroy(pool, FA_POOL_FINISH);
 }

@@ -2157,6 +2157,15 @@ static int fa__mask_classify_brute(const fa_mask *m, int64_t bm, int64_t hm, int
 {
     int any = 0, all = 1;
     int64_t q, k;
+    if (m->kind == FA__MK_USER) { /* the same loop, calling the user's function directly */
+        for (q = q0; q < q1; q++)
+            for (k = k0; k < k1; k++) {
+                if (m->keep(m->keep_user, bm, hm, q, k)) any = 1;
+                else all = 0;
+                if (any && !all) return FA__T_PARTIAL;
+            }
+        return all ? FA__T_FULL : FA__T_EMPTY;
+    }
     for (q = q0; q < q1; q++)
         for (k = k0; k < k1; k++) {
             if (fa__mask_rule_at(m, bm, hm, 0, 0, q, k)) any = 1;
@@ -2850,8 +2859,9 @@ static int fa__topk_cmp(const void *x, const void *y)
     return (a->j > b->j) - (a->j < b->j);
 }
 
-/* Pools rows [r0, r1) (already loaded into buf one at a time by the caller) into dst:
-   mean: dst[0..n) = sum / count; minmax: dst[0..n) = min, dst[n..2n) = max. */
+/* Adds one f32 row to a block summary (first = the block's first row):
+   mean: dst[0..n) accumulates the sum (the caller divides by the count);
+   minmax: dst[0..n) the per-dimension minimum, dst[n..2n) the maximum. */
 static void fa__pool_add(float *dst, const float *row, int64_t n, int minmax, int first)
 {
     int64_t e;
@@ -2974,9 +2984,14 @@ FLASHATTN_DEF fa_status fa_mask_topk(fa_mask **out, const fa_mask_topk_desc *t, 
                 int64_t j0 = J * m->bk, j1 = fa__min64(s.sk, j0 + m->bk), j, e;
                 for (j = j0; j < j1; j++) {
                     int64_t ko, vo;
+                    const void *src;
                     fa__kv_offsets(&p, &s, b, j, hk, &ko, &vo);
-                    fa__load_row(buf, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, kmul);
-                    fa__pool_add(kp, buf, dk, minmax, j == j0);
+                    src = fa__elem_ptr(d->k, d->k_type, ko);
+                    if (d->k_type != FA_F32 || kmul != 1.0f) { /* f32 rows are pooled in place */
+                        fa__load_row(buf, src, d->k_type, dk, kmul);
+                        src = buf;
+                    }
+                    fa__pool_add(kp, (const float *)src, dk, minmax, j == j0);
                 }
                 if (!minmax)
                     for (e = 0; e < dk; e++) kp[e] /= (float)(j1 - j0);
@@ -3009,8 +3024,11 @@ FLASHATTN_DEF fa_status fa_mask_topk(fa_mask **out, const fa_mask_topk_desc *t, 
                     float *qp = qpool + (size_t)gq * (size_t)(pw * dk);
                     for (i = i0; i < i1; i++) {
                         const void *src = fa__elem_ptr(d->q, d->q_type, s.q_base + (s.q_tok0 + i) * p.qs.seq + h * p.qs.head);
-                        fa__load_row(buf, src, d->q_type, dk, 1.0f);
-                        fa__pool_add(qp, buf, dk, minmax, i == i0);
+                        if (d->q_type != FA_F32) {
+                            fa__load_row(buf, src, d->q_type, dk, 1.0f);
+                            src = buf;
+                        }
+                        fa__pool_add(qp, (const float *)src, dk, minmax, i == i0);
                     }
                     if (!minmax)
                         for (e = 0; e < dk; e++) qp[e] /= (float)(i1 - i0);

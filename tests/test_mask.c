@@ -385,7 +385,7 @@ TEST(bigbird_layout_follows_its_rules_and_is_pinned_by_seed)
 
 TEST(builtin_patterns_match_brute_force_on_odd_sizes)
 {
-    int it, kind, iters = FA_TEST_SANITIZED ? 10 : 40;
+    int it, kind, iters = FA_TEST_SANITIZED ? 25 : 150;
     for (kind = 0; kind < P_COUNT; kind++)
         for (it = 0; it < iters; it++) {
             pat P;
@@ -433,7 +433,7 @@ static int rcb_truth(void *u, int64_t b, int64_t h, int64_t q, int64_t k)
 
 TEST(from_callback_classifies_tiles_exactly)
 {
-    int it, iters = FA_TEST_SANITIZED ? 12 : 50;
+    int it, iters = FA_TEST_SANITIZED ? 25 : 150;
     for (it = 0; it < iters; it++) {
         rcb r;
         fa_mask_desc g = geom(PICK(odd_sizes), PICK(odd_sizes), PICK(blocks), PICK(blocks));
@@ -489,7 +489,7 @@ static fa_status random_mask(fa_mask **m, fa_mask_desc *g, rcb *r, pat *P, int p
 
 TEST(and_or_combinators_equal_elementwise_logic)
 {
-    int it, iters = FA_TEST_SANITIZED ? 12 : 40;
+    int it, iters = FA_TEST_SANITIZED ? 25 : 120;
     for (it = 0; it < iters; it++) {
         int64_t sq = PICK(odd_sizes), sk = PICK(odd_sizes), bq = PICK(blocks), bk = PICK(blocks);
         fa_mask_desc ga = geom(sq, sk, bq, bk), gb = geom(sq, sk, bq, bk);
@@ -733,7 +733,7 @@ static long tk_verify(const tk_case *c, const fa_mask *m, const fa_mask_topk_des
 
 TEST(topk_picks_the_true_top_k_blocks)
 {
-    int it, iters = FA_TEST_SANITIZED ? 6 : 24;
+    int it, iters = FA_TEST_SANITIZED ? 15 : 80;
     for (it = 0; it < iters; it++) {
         tk_case c;
         fa_attn_desc d;
@@ -872,6 +872,72 @@ TEST(topk_breaks_ties_toward_lower_blocks_and_ranks_nan_last)
         CHECK(nf == 3 && fl[0] == 0 && fl[1] == 2 && fl[2] == 3);
     }
     fa_mask_destroy(m);
+}
+
+static int same_layout(const fa_mask *a, const fa_mask *b, int64_t nb, int64_t nh)
+{
+    fa_mask_info ia, ib;
+    int64_t x, h, I, J;
+    fa_mask_get_info(a, &ia);
+    fa_mask_get_info(b, &ib);
+    if (ia.blocks_q != ib.blocks_q || ia.blocks_k != ib.blocks_k) return 0;
+    for (x = 0; x < nb; x++)
+        for (h = 0; h < nh; h++)
+            for (I = 0; I < ia.blocks_q; I++)
+                for (J = 0; J < ia.blocks_k; J++)
+                    if (fa_mask_tile(a, x, h, I, J) != fa_mask_tile(b, x, h, I, J)) return 0;
+    return 1;
+}
+
+TEST(topk_reads_paged_and_half_precision_kv)
+{
+    /* the same keys through a shuffled page table, and Q/K stored as f16 (values exactly
+       representable), give the same selection as packed f32 */
+    enum { B = 2, S = 96, H = 2, D = 8, PS = 16, NP = B * S / PS };
+    static float q[B * S * H * D], k[B * S * H * D], kp[NP * PS * H * D];
+    static uint16_t q16[B * S * H * D], k16[B * S * H * D];
+    int32_t table[B * (S / PS)], perm[NP];
+    fa_attn_desc d;
+    fa_mask_topk_desc t;
+    fa_mask *m0 = NULL, *m1 = NULL, *m2 = NULL;
+    int64_t i, b, p, tok;
+    for (i = 0; i < B * S * H * D; i++) {
+        q[i] = (float)((int)fa_t_randint(64) - 32) / 8.0f;
+        k[i] = (float)((int)fa_t_randint(64) - 32) / 8.0f + (float)((i / (H * D * 24)) % 5);
+        q16[i] = fa_f32_to_f16(q[i]);
+        k16[i] = fa_f32_to_f16(k[i]);
+    }
+    for (p = 0; p < NP; p++) perm[p] = (int32_t)p;
+    for (p = NP - 1; p > 0; p--) {
+        int64_t r = fa_t_randint(p + 1);
+        int32_t tmp = perm[p]; perm[p] = perm[r]; perm[r] = tmp;
+    }
+    for (b = 0; b < B; b++)
+        for (p = 0; p < S / PS; p++) {
+            int32_t page = perm[b * (S / PS) + p];
+            table[b * (S / PS) + p] = page;
+            for (tok = 0; tok < PS; tok++)
+                memcpy(kp + ((int64_t)page * PS + tok) * H * D, k + ((b * S) + p * PS + tok) * H * D, sizeof(float) * H * D);
+        }
+    memset(&d, 0, sizeof d);
+    d.batch = B; d.seqlen_q = d.seqlen_k = S; d.heads_q = d.heads_kv = H; d.head_dim = D;
+    d.q = q; d.k = k; d.v = k; d.o = q; d.causal = 1;
+    memset(&t, 0, sizeof t);
+    t.attn = &d; t.block_q = t.block_k = 8; t.top_k = 3; t.keep_local = 1;
+    t.pooling = fa_t_randint(2) ? FA_MASK_POOL_MINMAX : FA_MASK_POOL_MEAN;
+    CHECK(fa_mask_topk(&m0, &t, NULL) == FA_OK);
+    d.k = kp; d.v = kp; d.block_table = table; d.page_size = PS; d.num_pages = NP;
+    CHECK(fa_mask_topk(&m1, &t, NULL) == FA_OK);
+    d.k = k16; d.v = k16; d.q = q16; d.k_type = d.v_type = d.q_type = FA_F16;
+    d.block_table = NULL; d.page_size = d.num_pages = 0;
+    CHECK(fa_mask_topk(&m2, &t, NULL) == FA_OK);
+    if (m0 && m1 && m2) {
+        CHECK(same_layout(m0, m1, B, H));
+        CHECK(same_layout(m0, m2, B, H));
+    }
+    fa_mask_destroy(m0);
+    fa_mask_destroy(m1);
+    fa_mask_destroy(m2);
 }
 
 /* ---- interface used by the kernel, validation, score callbacks ---- */
@@ -1115,6 +1181,7 @@ int main(void)
     RUN(topk_picks_the_true_top_k_blocks);
     RUN(topk_exactly_k_with_sink_and_local);
     RUN(topk_breaks_ties_toward_lower_blocks_and_ranks_nan_last);
+    RUN(topk_reads_paged_and_half_precision_kv);
     RUN(kernel_interface_check_and_score);
     RUN(bad_input_returns_specific_errors);
     RUN(injected_allocation_failures_leak_nothing);

@@ -393,9 +393,13 @@ FLASHATTN_DEF fa_status fa_attn_merge(const fa_merge_desc *m);
    Masks are immutable once built (fa_mask_set_score aside), so any number of threads may use
    one mask concurrently. Every builder allocates through desc->alloc (NULL = FLASHATTN_MALLOC)
    and returns a new mask in *out, which fa_mask_destroy frees; on failure *out is left
-   untouched and nothing is leaked. Memory: two int64 offsets per (layout, query block), one
-   int32 per non-empty tile, and for masks made by fa_mask_and/fa_mask_or block_q*block_k/8
-   bytes per partial tile. */
+   untouched and nothing is leaked. Builders are reentrant. Memory: two int64 offsets per
+   (layout, query block) and one int32 per non-empty tile; besides, fa_mask_longformer keeps 9
+   bytes per position, fa_mask_document 4 bytes per position and 32 per document, and masks
+   made by fa_mask_and/fa_mask_or block_q*block_k/8 bytes per partial tile. Building costs
+   O(tiles) for the built-in patterns (a few tiles on pattern edges are classified element by
+   element), one callback call per element for fa_mask_from_fn, and one evaluation per element
+   of the operands' partial tiles for fa_mask_and/fa_mask_or. */
 
 typedef int (*fa_mask_keep_fn)(void *user, int64_t b, int64_t h, int64_t q, int64_t k);
 typedef float (*fa_mask_score_fn)(void *user, float s, int64_t b, int64_t h, int64_t q, int64_t k);
@@ -408,7 +412,8 @@ typedef struct fa_mask_desc {
     int64_t heads_q;    /* the attention's query heads when heads > 1; 0 = heads */
     int64_t block_q;    /* queries per tile, 1..FA_MASK_MAX_BLOCK; 0 = FA_ATTN_BLOCK_Q */
     int64_t block_k;    /* keys per tile, 1..FA_MASK_MAX_BLOCK; 0 = FA_ATTN_BLOCK_K */
-    const fa_allocator *alloc; /* NULL = FLASHATTN_MALLOC/FREE; copied, must outlive the mask */
+    const fa_allocator *alloc; /* NULL = FLASHATTN_MALLOC/FREE; the struct is copied, its user
+                                  pointer must stay valid while the mask lives */
 } fa_mask_desc;
 
 #define FA_MASK_MAX_BLOCK 4096
@@ -489,7 +494,8 @@ FLASHATTN_DEF fa_status fa_mask_prefix_lm(fa_mask **out, const fa_mask_desc *g,
    Along batch and heads each operand is either shared or matches the other (heads: the
    layout counts must divide one another and heads_q agree). The result's partial tiles store
    their bits (callbacks of the operands are evaluated now, once), tiles whose bits turn out
-   all set or all clear are made full or empty, and the result has no score callback. */
+   all set or all clear are made full or empty, and the result has no score callback. The
+   result is allocated through a's allocator; a and b may be destroyed afterwards. */
 FLASHATTN_DEF fa_status fa_mask_and(fa_mask **out, const fa_mask *a, const fa_mask *b);
 FLASHATTN_DEF fa_status fa_mask_or(fa_mask **out, const fa_mask *a, const fa_mask *b);
 
@@ -546,7 +552,9 @@ FLASHATTN_DEF fa_status fa_mask_row(const fa_mask *m, int64_t b, int64_t h, int6
                  kept blocks hold at least this fraction of the candidates' estimated softmax
                  mass (block J weighs keys_in_J * exp(score_J)), within the top_k limit.
    At least one of top_k and threshold must be set. Kept tiles are full, the rest empty: the
-   kernel still applies causal/window inside them. The result is deterministic. */
+   kernel still applies causal/window inside them. The result is deterministic. Cost: Q and K
+   are read once, O((seqlen_q*heads_q + seqlen_k*heads_kv) * head_dim), then
+   O(candidate tiles * heads_q * head_dim) for the scores and a sort per query block. */
 typedef enum fa_mask_pooling {
     FA_MASK_POOL_MEAN = 0,    /* mean-pooled Q and K (MoBA, SpargeAttn) */
     FA_MASK_POOL_MINMAX = 1   /* per-block min/max bounds (Quest) */

@@ -1766,6 +1766,10 @@ FLASHATTN_DEF fa_status fa_attn_merge(const fa_merge_desc *m)
      static int fa__mask_visible(const fa_mask *m, int64_t b, int64_t h, int64_t q, int64_t k);
          the dense truth anywhere: empty tile 0, full 1, partial fa__mask_keep; 0 outside the
          mask (for the reference).
+     static int fa__mask_same_layout(const fa_mask *m, int64_t h0, int64_t h1);
+         nonzero when query heads h0 and h1 use the same layout, so one block list (and one
+         element rule) serves both: always for shared masks, within a GQA group for masks
+         with heads = heads_kv, never across heads of a per-query-head mask.
      static int fa__mask_has_score(const fa_mask *m);
      static float fa__mask_score(const fa_mask *m, float s, int64_t b, int64_t h, int64_t q,
                                  int64_t k);
@@ -1961,6 +1965,11 @@ static FA__UNUSED int fa__mask_visible(const fa_mask *m, int64_t b, int64_t h, i
     case FA__T_PARTIAL: return fa__mask_rule_at(m, bm, hm, row, pos, q, k);
     default: return 0;
     }
+}
+
+static FA__UNUSED int fa__mask_same_layout(const fa_mask *m, int64_t h0, int64_t h1)
+{
+    return fa__mask_hm(m, h0) == fa__mask_hm(m, h1);
 }
 
 static FA__UNUSED int fa__mask_has_score(const fa_mask *m) { return m->score != NULL; }
@@ -2470,6 +2479,7 @@ FLASHATTN_DEF fa_status fa_mask_document(fa_mask **out, const fa_mask_desc *g,
     if (!g) return fa__fail(FA_ERR_NULL, "mask desc is NULL");
     if (!cu_seqlens_q) return fa__fail(FA_ERR_NULL, "cu_seqlens_q is NULL");
     if (ndocs < 1) return fa__fail(FA_ERR_INVALID, "ndocs (%lld) must be >= 1", (long long)ndocs);
+    if (ndocs > INT32_MAX) return fa__fail(FA_ERR_OVERFLOW, "ndocs (%lld) exceeds int32 document ids", (long long)ndocs);
     if ((st = fa__check_offsets(cu_seqlens_q, ndocs, "cu_seqlens_q")) != FA_OK) return st;
     if (cu_seqlens_k && (st = fa__check_offsets(cu_seqlens_k, ndocs, "cu_seqlens_k")) != FA_OK) return st;
     gg = *g;

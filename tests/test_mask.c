@@ -956,6 +956,7 @@ TEST(kernel_interface_check_and_score)
     g.heads_q = 6; /* query heads 0-2 -> layout 0, 3-5 -> layout 1 */
     CHECK(fa_mask_causal(&m, &g) == FA_OK);
     CHECK(fa__mask_block_q(m) == 16 && fa__mask_block_k(m) == 32);
+    CHECK(fa__mask_same_layout(m, 0, 2) && fa__mask_same_layout(m, 3, 5) && !fa__mask_same_layout(m, 2, 3));
     CHECK(fa__mask_check(m, 5, 6, 100, 80) == FA_OK);
     CHECK(fa__mask_check(m, 1, 6, 37, 12) == FA_OK); /* covers a smaller problem */
     CHECK(fa__mask_check(m, 1, 4, 100, 80) == FA_ERR_SHAPE);

@@ -2594,6 +2594,8 @@ FLASHATTN_DEF fa_status fa_mask_bigbird(fa_mask **out, const fa_mask_desc *g, in
         for (hm = 0; hm < m->heads && st == FA_OK; hm++)
             for (I = 0; I < m->nqb && st == FA_OK; I++, row++) {
                 int64_t dg = fa__mask_diag_block(m, I), lim = causal ? dg : m->nkb - 1, na = 0, r;
+                /* one stream per (b, h, I): odd 64-bit multipliers (splitmix/xxhash constants)
+                   spread the coordinates over the state before splitmix64 mixes it */
                 uint64_t rng = seed ^ (0x632be59bd9b4e019ull * (uint64_t)(bm + 1)) ^
                                (0xd6e8feb86659fd93ull * (uint64_t)(hm + 1)) ^ (0x9e3779b97f4a7c15ull * (uint64_t)I);
                 for (J = 0; J < m->nkb; J++) {
@@ -2601,7 +2603,8 @@ FLASHATTN_DEF fa_status fa_mask_bigbird(fa_mask **out, const fa_mask_desc *g, in
                     sel[J] = (unsigned char)(J <= lim && (dist <= window_blocks || J < global_blocks || I < global_blocks));
                     if (J <= lim && !sel[J]) avail[na++] = (int32_t)J;
                 }
-                /* partial Fisher-Yates: the first r slots become a uniform draw without replacement */
+                /* partial Fisher-Yates: the first r slots become a draw without replacement,
+                   uniform up to the modulo bias of a 64-bit draw (< 2^-40 here) */
                 for (r = 0; r < random_blocks && r < na; r++) {
                     int64_t pick = r + (int64_t)(fa__splitmix64(&rng) % (uint64_t)(na - r));
                     int32_t tmp = avail[r];

@@ -405,6 +405,30 @@ TEST(builtin_patterns_match_brute_force_on_odd_sizes)
         }
 }
 
+TEST(builtin_patterns_match_brute_force_at_default_tile_size)
+{
+    /* the kernel's 64 x 64 tiles on about a thousand tokens, larger pattern parameters */
+    int kind, rep, reps = FA_TEST_SANITIZED ? 1 : 3;
+    for (kind = 0; kind < P_COUNT; kind++)
+        for (rep = 0; rep < reps; rep++) {
+            pat P;
+            fa_mask_desc g = geom(960 + fa_t_randint(80), 960 + fa_t_randint(80), 0, 0);
+            fa_mask *m = NULL;
+            long bad;
+            random_pat(&P, kind, g.seqlen_q, g.seqlen_k);
+            P.left = fa_t_randint(3) == 0 ? -1 : fa_t_randint(300);
+            P.right = fa_t_randint(3) == 0 ? -1 : fa_t_randint(2) ? 0 : fa_t_randint(300);
+            P.stride = 1 + fa_t_randint(150);
+            P.summary = 1 + fa_t_randint(P.stride);
+            CHECKF(pat_build(&P, &g, &m) == FA_OK, "kind %d: %s", kind, fa_last_error());
+            if (!m) continue;
+            bad = check_mask(m, 1, 1, pat_keep, &P);
+            CHECKF(bad == 0, "kind %d rep %d (%lld x %lld): %ld mismatches", kind, rep,
+                   (long long)g.seqlen_q, (long long)g.seqlen_k, bad);
+            fa_mask_destroy(m);
+        }
+}
+
 /* Random callbacks with regions of all-kept, none-kept and mixed elements, per batch/head. */
 typedef struct rcb {
     uint64_t salt;
@@ -1175,6 +1199,7 @@ int main(void)
     RUN(pinned_document_and_prefix_lm);
     RUN(bigbird_layout_follows_its_rules_and_is_pinned_by_seed);
     RUN(builtin_patterns_match_brute_force_on_odd_sizes);
+    RUN(builtin_patterns_match_brute_force_at_default_tile_size);
     RUN(from_callback_classifies_tiles_exactly);
     RUN(and_or_combinators_equal_elementwise_logic);
     RUN(combinator_reclassifies_tiles_and_nests);

@@ -354,7 +354,236 @@ FLASHATTN_DEF fa_status fa_attn_merge(const fa_merge_desc *m);
 
 /* ============================================================================================
    mask
-   ============================================================================================ */
+   ============================================================================================
+   Block-sparse attention masks. A mask describes, for every sequence b, query head h, query q
+   and key k (0-based within the sequence, exactly as in the attn section), whether key k is
+   visible to query q. It is stored as a layout of tiles of block_q queries x block_k keys, and
+   every tile is one of
+       empty    no element kept: the kernel skips the tile, it costs nothing;
+       full     every element kept: no per-element test;
+       partial  some kept: the element rule decides (a keep callback, a built-in rule, or
+                stored bits, whichever the builder produced).
+   Per query block, the key blocks of its full tiles and of its partial tiles are kept in two
+   ascending lists (counts + indices, as FlexAttention's BlockMask), so the kernel finds the
+   tiles of a query block in O(1). Tiles are classified exactly: "full" only if every element
+   of the tile (inside seqlen_q x seqlen_k) is kept, "empty" only if none is.
+
+   Geometry (fa_mask_desc): the mask covers seqlen_q x seqlen_k elements and may be shared or
+   distinct along the batch and the heads:
+       batch 1 (or 0)  one layout for every sequence; otherwise one per sequence (= attn batch)
+       heads 1 (or 0)  one layout for every head; otherwise query head h uses layout
+                       h / (heads_q / heads): heads = heads_q is per query head, heads =
+                       heads_kv is one layout per GQA group.
+   A mask applies to an attention call whose seqlen_q/seqlen_k (maxima, for varlen) it covers;
+   it is combined with the descriptor's causal flag, window, sequence lengths and KV cache by
+   intersection: a key is visible iff the descriptor allows it AND the mask keeps it.
+
+   Positions in the built-in patterns are aligned bottom-right like the attn section's causal
+   mask: with off = seqlen_k - seqlen_q, query q sits at key position p = q + off, and the
+   "diagonal distance" of an element is d = k - p (d <= 0: the key is at or before the query).
+
+   Callbacks. keep(user, b, h, q, k) returns nonzero to keep an element; it is evaluated when
+   the mask is built (to classify tiles) and by the kernel on partial tiles only. It receives
+   the MASK's coordinates: b in 0..batch-1 and h in 0..heads-1 of the mask (0 when shared),
+   and must be a pure function of its arguments. score(user, s, b, h, q, k) (FlexAttention's
+   score_mod) receives the attention's real batch index and query head and returns a new
+   logit; the kernel applies it to EVERY visible element's logit after scaling, softcap and
+   ALiBi, before the softmax. Both may be called from several threads at once.
+
+   Masks are immutable once built (fa_mask_set_score aside), so any number of threads may use
+   one mask concurrently. Every builder allocates through desc->alloc (NULL = FLASHATTN_MALLOC)
+   and returns a new mask in *out, which fa_mask_destroy frees; on failure *out is left
+   untouched and nothing is leaked. Builders are reentrant. Memory: two int64 offsets per
+   (layout, query block) and one int32 per non-empty tile; besides, fa_mask_longformer keeps 9
+   bytes per position, fa_mask_document 4 bytes per position and 32 per document, and masks
+   made by fa_mask_and/fa_mask_or block_q*block_k/8 bytes per partial tile. Building costs
+   O(tiles) for the built-in patterns (a few tiles on pattern edges are classified element by
+   element), one callback call per element for fa_mask_from_fn, and one evaluation per element
+   of the operands' partial tiles for fa_mask_and/fa_mask_or. */
+
+typedef int (*fa_mask_keep_fn)(void *user, int64_t b, int64_t h, int64_t q, int64_t k);
+typedef float (*fa_mask_score_fn)(void *user, float s, int64_t b, int64_t h, int64_t q, int64_t k);
+
+typedef struct fa_mask_desc {
+    int64_t seqlen_q;   /* queries covered, >= 1 (fa_mask_document: 0 = cu_seqlens_q[ndocs]) */
+    int64_t seqlen_k;   /* keys covered, >= 1 (fa_mask_document: 0 = cu_seqlens_k[ndocs]) */
+    int64_t batch;      /* layouts along the batch: 0 or 1 = shared, else the attention's batch */
+    int64_t heads;      /* layouts along the heads: 0 or 1 = shared, else a divisor of heads_q */
+    int64_t heads_q;    /* the attention's query heads when heads > 1; 0 = heads */
+    int64_t block_q;    /* queries per tile, 1..FA_MASK_MAX_BLOCK; 0 = FA_ATTN_BLOCK_Q */
+    int64_t block_k;    /* keys per tile, 1..FA_MASK_MAX_BLOCK; 0 = FA_ATTN_BLOCK_K */
+    const fa_allocator *alloc; /* NULL = FLASHATTN_MALLOC/FREE; the struct is copied, its user
+                                  pointer must stay valid while the mask lives */
+} fa_mask_desc;
+
+#define FA_MASK_MAX_BLOCK 4096
+
+/* Tile states returned by fa_mask_tile. */
+enum { FA_MASK_EMPTY = 0, FA_MASK_FULL = 1, FA_MASK_PARTIAL = 2 };
+
+FLASHATTN_DEF void fa_mask_destroy(fa_mask *m);   /* NULL is a no-op */
+
+/* Every tile full: dense attention, useful to attach a score callback alone. */
+FLASHATTN_DEF fa_status fa_mask_dense(fa_mask **out, const fa_mask_desc *g);
+
+/* From a keep callback. Every element of every tile is evaluated once to classify the tiles
+   (exactly), so building costs batch*heads*seqlen_q*seqlen_k calls; the kernel calls keep
+   again on partial tiles, so `user` must stay valid as long as the mask is used. */
+FLASHATTN_DEF fa_status fa_mask_from_fn(fa_mask **out, const fa_mask_desc *g,
+                                        fa_mask_keep_fn keep, void *user);
+
+/* Causal, bottom-right aligned: keep iff d <= 0, i.e. k <= q + seqlen_k - seqlen_q. */
+FLASHATTN_DEF fa_status fa_mask_causal(fa_mask **out, const fa_mask_desc *g);
+
+/* Sliding window: keep iff -left <= d <= right (a negative side is unbounded) and, when
+   dilation > 1, d is a multiple of dilation (dilated window, Longformer §3.1). dilation 0 or
+   1 = contiguous. right = 0 gives a causal local window of left + 1 keys. */
+FLASHATTN_DEF fa_status fa_mask_sliding_window(fa_mask **out, const fa_mask_desc *g,
+                                               int64_t left, int64_t right, int64_t dilation);
+
+/* Longformer (Beltagy et al. 2020): the sliding window above, plus global positions: every
+   query listed in global[] sees all keys and every key listed is seen by all queries.
+   Positions >= seqlen_q (for queries) or >= seqlen_k (for keys) are ignored; order and
+   duplicates do not matter; nglobal may be 0 (global may then be NULL). */
+FLASHATTN_DEF fa_status fa_mask_longformer(fa_mask **out, const fa_mask_desc *g, int64_t left,
+                                           int64_t right, int64_t dilation,
+                                           const int64_t *global, int64_t nglobal);
+
+/* BigBird (Zaheer et al. 2020, block-sparse ITC form), decided per tile, so every tile is
+   empty or full. Let diag(I) be the key block holding the diagonal position of the last query
+   of query block I. Query block I keeps key block J iff
+       |J - diag(I)| <= window_blocks                        (sliding window of blocks)
+    or J < global_blocks or I < global_blocks                (global blocks, both ways)
+    or J is one of random_blocks blocks drawn uniformly without replacement from the blocks
+       not already kept (fewer if fewer remain)              (random blocks)
+   With causal nonzero only blocks J <= diag(I) are considered by all three parts. The random
+   draw depends only on (seed, mask b, mask h, I): the same seed gives the same layout on every
+   platform; distinct layouts along batch/heads draw independently. */
+FLASHATTN_DEF fa_status fa_mask_bigbird(fa_mask **out, const fa_mask_desc *g,
+                                        int64_t window_blocks, int64_t global_blocks,
+                                        int64_t random_blocks, int causal, uint64_t seed);
+
+/* Sparse Transformer (Child et al. 2019, §4.2) "strided" pattern with stride l >= 1: keep iff
+   |d| < l or d is a multiple of l; with causal nonzero also d <= 0. */
+FLASHATTN_DEF fa_status fa_mask_strided(fa_mask **out, const fa_mask_desc *g, int64_t stride,
+                                        int causal);
+
+/* Sparse Transformer "fixed" pattern with stride l >= 1 and c summary keys (1 <= c <= l):
+   keep iff floor(k/l) == floor(p/l) (same block) or k mod l >= l - c (the block's last c keys
+   summarise it); with causal nonzero also d <= 0. */
+FLASHATTN_DEF fa_status fa_mask_fixed(fa_mask **out, const fa_mask_desc *g, int64_t stride,
+                                      int64_t summary, int causal);
+
+/* Document mask for sequences packed into one (FlexAttention's document masking): document
+   i owns queries cu_seqlens_q[i] .. cu_seqlens_q[i+1]-1 and keys cu_seqlens_k[i] ..
+   cu_seqlens_k[i+1]-1 (cu_seqlens_k NULL = the same offsets). A query sees the keys of its own
+   document only; with causal nonzero, within the document, aligned bottom-right as in the attn
+   section. Positions outside every document see / are seen by nothing. int32 offsets as in
+   fa_attn_desc; non-decreasing, >= 0, last <= seqlen. */
+FLASHATTN_DEF fa_status fa_mask_document(fa_mask **out, const fa_mask_desc *g,
+                                         const int32_t *cu_seqlens_q,
+                                         const int32_t *cu_seqlens_k, int64_t ndocs, int causal);
+
+/* Prefix-LM: keep iff k < prefix_len[b] (the prefix is seen bidirectionally) or d <= 0
+   (causal after it). prefix_len has one entry per mask batch layout (g->batch, or 1 when
+   shared), each in 0..seqlen_k. */
+FLASHATTN_DEF fa_status fa_mask_prefix_lm(fa_mask **out, const fa_mask_desc *g,
+                                          const int64_t *prefix_len);
+
+/* Element-wise AND / OR of two masks with the same seqlen_q, seqlen_k, block_q and block_k.
+   Along batch and heads each operand is either shared or matches the other (heads: the
+   layout counts must divide one another and heads_q agree). The result's partial tiles store
+   their bits (callbacks of the operands are evaluated now, once), tiles whose bits turn out
+   all set or all clear are made full or empty, and the result has no score callback. The
+   result is allocated through a's allocator; a and b may be destroyed afterwards. */
+FLASHATTN_DEF fa_status fa_mask_and(fa_mask **out, const fa_mask *a, const fa_mask *b);
+FLASHATTN_DEF fa_status fa_mask_or(fa_mask **out, const fa_mask *a, const fa_mask *b);
+
+/* Attaches (or with fn NULL removes) a score callback. Not thread-safe against concurrent use
+   of the mask. */
+FLASHATTN_DEF fa_status fa_mask_set_score(fa_mask *m, fa_mask_score_fn fn, void *user);
+
+typedef struct fa_mask_info {
+    int64_t seqlen_q, seqlen_k, batch, heads, heads_q, block_q, block_k;
+    int64_t blocks_q, blocks_k;   /* tiles per layout: blocks_q x blocks_k */
+    int64_t tiles_full, tiles_partial; /* over all layouts */
+    size_t  bytes;                /* memory held by the mask */
+} fa_mask_info;
+FLASHATTN_DEF fa_status fa_mask_get_info(const fa_mask *m, fa_mask_info *info);
+
+/* Over all layouts, counting only elements inside seqlen_q x seqlen_k. Evaluates the element
+   rule on partial tiles (callbacks included), so it costs as much as one pass over them. */
+typedef struct fa_mask_density_info {
+    double  elements;             /* kept elements / all elements, 0..1 */
+    double  tiles;                /* non-empty tiles / all tiles, 0..1: the kernel's work */
+    int64_t elements_total, elements_kept;
+    int64_t tiles_total, tiles_full, tiles_partial;
+} fa_mask_density_info;
+FLASHATTN_DEF fa_status fa_mask_density(const fa_mask *m, fa_mask_density_info *info);
+
+/* Inspection. b and h are the attention's batch index and query head (broadcast when the mask
+   is shared). fa_mask_tile returns FA_MASK_EMPTY/FULL/PARTIAL, or -1 for out-of-range
+   arguments; fa_mask_visible returns 1 if the element is kept, 0 if not or out of range;
+   fa_mask_row gives the ascending key-block lists of one query block (pointers into the mask). */
+FLASHATTN_DEF int fa_mask_tile(const fa_mask *m, int64_t b, int64_t h, int64_t qblk, int64_t kblk);
+FLASHATTN_DEF int fa_mask_visible(const fa_mask *m, int64_t b, int64_t h, int64_t q, int64_t k);
+FLASHATTN_DEF fa_status fa_mask_row(const fa_mask *m, int64_t b, int64_t h, int64_t qblk,
+                                    const int32_t **full, int64_t *nfull,
+                                    const int32_t **partial, int64_t *npartial);
+
+/* Dynamic, content-aware block selection (MoBA, Lu et al. 2025; SpargeAttn, Zhang et al. 2025;
+   Quest, Tang et al. 2024). Q and K are read through an attention descriptor (shape, views,
+   dtypes, varlen, KV cache and paging are honoured; its mask field is ignored). Every query
+   block I and key block J get a pooled score
+       FA_MASK_POOL_MEAN    scale * dot(mean of I's queries, mean of J's keys)
+       FA_MASK_POOL_MINMAX  scale * sum_d max(qlo*klo, qlo*khi, qhi*klo, qhi*khi)
+                            over per-dimension min (lo) / max (hi) of I's queries and J's keys:
+                            an upper bound on every logit of the tile (Quest's criterion)
+   (scale = the descriptor's softmax scale; keys dequantised by k_scale; softcap, ALiBi and
+   score callbacks are not applied). With heads < heads_q the scores of the query heads that
+   share a layout are averaged. Candidates are the key blocks holding at least one key visible
+   to some query of I under the descriptor's sequence lengths, causal flag and window. Then:
+       forced    the sink block J = 0 (keep_sink) and the local blocks holding the diagonal
+                 positions of I's queries (keep_local), when they are candidates;
+       top_k     the forced blocks plus the best others by score (ties: lower J first; NaN
+                 ranks last) up to top_k blocks in all (all forced blocks are kept even if
+                 they alone exceed top_k); 0 = no count limit;
+       threshold 0 = off; in (0, 1]: after the forced blocks, add blocks best first until the
+                 kept blocks hold at least this fraction of the candidates' estimated softmax
+                 mass (block J weighs keys_in_J * exp(score_J)), within the top_k limit.
+   At least one of top_k and threshold must be set. Kept tiles are full, the rest empty: the
+   kernel still applies causal/window inside them. The result is deterministic. Cost: Q and K
+   are read once, O((seqlen_q*heads_q + seqlen_k*heads_kv) * head_dim), then
+   O(candidate tiles * heads_q * head_dim) for the scores and a sort per query block. */
+typedef enum fa_mask_pooling {
+    FA_MASK_POOL_MEAN = 0,    /* mean-pooled Q and K (MoBA, SpargeAttn) */
+    FA_MASK_POOL_MINMAX = 1   /* per-block min/max bounds (Quest) */
+} fa_mask_pooling;
+
+typedef struct fa_mask_topk_desc {
+    const fa_attn_desc *attn; /* Q, K, shapes, causal/window (required) */
+    int64_t heads;            /* layouts along heads, a divisor of heads_q; 0 = heads_q */
+    int64_t block_q, block_k; /* 0 = FA_ATTN_BLOCK_Q / FA_ATTN_BLOCK_K */
+    int64_t top_k;            /* key blocks kept per query block (forced ones count); 0 = off */
+    float   threshold;        /* cumulative softmax-mass threshold in (0, 1]; 0 = off */
+    fa_mask_pooling pooling;  /* 0 = FA_MASK_POOL_MEAN */
+    int     keep_sink;        /* nonzero: always keep key block 0 */
+    int     keep_local;       /* nonzero: always keep the diagonal key blocks */
+    const fa_allocator *alloc;/* NULL = FLASHATTN_MALLOC/FREE (mask and scratch) */
+} fa_mask_topk_desc;
+
+typedef struct fa_mask_topk_stats {
+    double  seconds;          /* wall time of the whole selection (pooling, scoring, choice) */
+    double  flops;            /* floating-point operations of pooling and scoring (estimate) */
+    int64_t tiles_candidate;  /* candidate tiles over all layouts: the dense work */
+    int64_t tiles_selected;   /* tiles kept over all layouts */
+} fa_mask_topk_stats;
+
+/* Builds the selection as a new mask (batch = the attention's batch, seqlen_q/k = its
+   maxima). stats may be NULL. */
+FLASHATTN_DEF fa_status fa_mask_topk(fa_mask **out, const fa_mask_topk_desc *t,
+                                     fa_mask_topk_stats *stats);
+
 
 /* ============================================================================================
    queue
@@ -2740,7 +2969,1394 @@ FLASHATTN_DEF fa_status fa_attn_merge(const fa_merge_desc *m)
 
 /* ============================================================================================
    mask (implementation)
-   ============================================================================================ */
+   ============================================================================================
+   Layout. Rows are (layout b, layout h, query block I), row = (b*heads + h)*blocks_q + I.
+   full_idx[full_off[row] .. full_off[row+1]) are the key blocks of the row's full tiles and
+   part_idx[part_off[row] .. part_off[row+1]) those of its partial tiles, both ascending. The
+   element rule of partial tiles is one of: the user's keep callback, a built-in rule (a few
+   parameters, evaluated in O(1)), or stored bits (one bit per element of each partial tile,
+   in part_idx order, bit (q - I*block_q)*block_k + (k - J*block_k)).
+
+   Interface used by the attention kernel (declare these prototypes before use; b and h are
+   the attention's batch index and query head, broadcast when the mask is shared):
+     static int64_t fa__mask_block_q(const fa_mask *m);     queries per tile
+     static int64_t fa__mask_block_k(const fa_mask *m);     keys per tile
+     static void fa__mask_blocks(const fa_mask *m, int64_t b, int64_t h, int64_t qblk,
+                                 const int32_t **full, int64_t *nfull,
+                                 const int32_t **partial, int64_t *npartial);
+         O(1): the ascending key blocks of query block qblk's full tiles (keep every element,
+         no test) and partial tiles (test each element); other blocks are empty (skip).
+     static int fa__mask_keep(const fa_mask *m, int64_t b, int64_t h, int64_t q, int64_t k);
+         element truth inside a PARTIAL tile: O(1) for callback and built-in rules, a binary
+         search of the row's partial list for stored bits. (It is also correct on other tiles.)
+     static int fa__mask_keep_partial(const fa_mask *m, int64_t b, int64_t h, int64_t q,
+                                      int64_t k, int64_t pos);
+         the same in O(1) when the caller knows pos, the index of the tile in the partial list
+         fa__mask_blocks returned for q's block.
+     static int fa__mask_visible(const fa_mask *m, int64_t b, int64_t h, int64_t q, int64_t k);
+         the dense truth anywhere: empty tile 0, full 1, partial fa__mask_keep; 0 outside the
+         mask (for the reference).
+     static int fa__mask_same_layout(const fa_mask *m, int64_t h0, int64_t h1);
+         nonzero when query heads h0 and h1 use the same layout, so one block list (and one
+         element rule) serves both: always for shared masks, within a GQA group for masks
+         with heads = heads_kv, never across heads of a per-query-head mask.
+     static int fa__mask_has_score(const fa_mask *m);
+     static float fa__mask_score(const fa_mask *m, float s, int64_t b, int64_t h, int64_t q,
+                                 int64_t k);
+         the score callback, to be applied to EVERY visible element's logit after scaling,
+         softcap and ALiBi (only the keep rule is restricted to partial tiles).
+     static fa_status fa__mask_check(const fa_mask *m, int64_t batch, int64_t heads_q,
+                                     int64_t seqlen_q_max, int64_t seqlen_k_max);
+         validation for fa_attn_forward: the mask must cover the problem or broadcast. */
+
+#ifdef __cplusplus
+}
+#endif
+#include <time.h>
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FA__MASK_MAGIC 0x6d61736bu /* "mask": catches use of an uninitialised handle */
+
+enum { FA__MK_TILES, FA__MK_USER, FA__MK_RULE, FA__MK_BITS };   /* element rule kinds */
+enum { FA__R_BAND, FA__R_LONGFORMER, FA__R_STRIDED, FA__R_FIXED, FA__R_DOC, FA__R_PREFIX };
+enum { FA__T_EMPTY = FA_MASK_EMPTY, FA__T_FULL = FA_MASK_FULL, FA__T_PARTIAL = FA_MASK_PARTIAL,
+       FA__T_UNKNOWN = 3 };
+
+/* Parameters of a built-in rule, all in diagonal-distance terms d = k - (q + off). */
+typedef struct fa__mask_rule {
+    int kind, causal;
+    int64_t off;              /* seqlen_k - seqlen_q */
+    int64_t lo, hi;           /* band: lo <= d <= hi (sentinels beyond any d when unbounded) */
+    int64_t dil;              /* band dilation, >= 1 */
+    int64_t stride, summary;  /* strided / fixed */
+    int64_t ndocs;
+    const unsigned char *gq, *gk;        /* Longformer: 1 = global query / key */
+    const int64_t *cq, *ck;              /* prefix counts of gq / gk ([n+1]) */
+    const int32_t *doc_q, *doc_k;        /* document of each position, -1 = none */
+    const int64_t *dq0, *dk0, *dqn, *dkn;/* per document: first query/key, counts */
+    const int64_t *prefix;               /* prefix-LM length per layout batch */
+} fa__mask_rule;
+
+struct fa_mask {
+    uint32_t magic;
+    int kind;
+    int64_t batch, heads, heads_q, group;  /* layouts; query head h -> layout h / group */
+    int64_t sq, sk, bq, bk, nqb, nkb, rows;
+    int64_t *full_off, *part_off;          /* [rows + 1] */
+    int32_t *full_idx, *part_idx;
+    uint64_t *bits;                        /* FA__MK_BITS: tile_words per partial tile */
+    int64_t tile_words;
+    size_t full_cap, part_cap, bits_cap;   /* elements allocated */
+    size_t nfull, npart, nbits;            /* elements used (while building: running) */
+    fa_mask_keep_fn keep;
+    void *keep_user;
+    fa_mask_score_fn score;
+    void *score_user;
+    fa__mask_rule rule;
+    void *blob;                            /* the rule's arrays, one allocation */
+    size_t blob_bytes;
+    fa_allocator alloc;
+    int has_alloc;
+};
+
+static const fa_allocator *fa__mask_al(const fa_mask *m) { return m->has_alloc ? &m->alloc : NULL; }
+
+static int64_t fa__floordiv(int64_t a, int64_t b) /* b > 0 */
+{
+    int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+static int64_t fa__mod(int64_t a, int64_t b) { int64_t r = a % b; return r < 0 ? r + b : r; }
+static int64_t fa__min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t fa__max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* ---- coordinates ---- */
+static int64_t fa__mask_bm(const fa_mask *m, int64_t b) { return m->batch == 1 ? 0 : b; }
+static int64_t fa__mask_hm(const fa_mask *m, int64_t h) { return m->heads == 1 ? 0 : h / m->group; }
+static int64_t fa__mask_rowid(const fa_mask *m, int64_t bm, int64_t hm, int64_t qblk)
+{
+    return (bm * m->heads + hm) * m->nqb + qblk;
+}
+
+/* ---- element rules ---- */
+static int fa__band_keep(const fa__mask_rule *r, int64_t d)
+{
+    return d >= r->lo && d <= r->hi && (r->dil <= 1 || fa__mod(d, r->dil) == 0);
+}
+
+static int fa__rule_keep(const fa__mask_rule *r, int64_t bm, int64_t q, int64_t k)
+{
+    int64_t p = q + r->off, d = k - p;
+    switch (r->kind) {
+    case FA__R_BAND: return fa__band_keep(r, d);
+    case FA__R_LONGFORMER: return r->gq[q] || r->gk[k] || fa__band_keep(r, d);
+    case FA__R_STRIDED: {
+        int64_t a = d < 0 ? -d : d;
+        if (r->causal && d > 0) return 0;
+        return a < r->stride || a % r->stride == 0;
+    }
+    case FA__R_FIXED:
+        if (r->causal && d > 0) return 0;
+        return k / r->stride == fa__floordiv(p, r->stride) || k % r->stride >= r->stride - r->summary;
+    case FA__R_DOC: {
+        int32_t dq = r->doc_q[q];
+        if (dq < 0 || dq != r->doc_k[k]) return 0;
+        return !r->causal || (k - r->dk0[dq]) <= (q - r->dq0[dq]) + (r->dkn[dq] - r->dqn[dq]);
+    }
+    case FA__R_PREFIX: return k < r->prefix[bm] || d <= 0;
+    default: return 0;
+    }
+}
+
+/* The element rule in mask coordinates (bm, hm); pos = index of the tile in its row's partial
+   list (only read for stored bits). */
+static int fa__mask_rule_at(const fa_mask *m, int64_t bm, int64_t hm, int64_t row, int64_t pos,
+                            int64_t q, int64_t k)
+{
+    switch (m->kind) {
+    case FA__MK_USER: return m->keep(m->keep_user, bm, hm, q, k) != 0;
+    case FA__MK_RULE: return fa__rule_keep(&m->rule, bm, q, k);
+    case FA__MK_BITS: {
+        int64_t bit = (q % m->bq) * m->bk + (k % m->bk);
+        const uint64_t *t = m->bits + (m->part_off[row] + pos) * m->tile_words;
+        return (int)((t[bit >> 6] >> (bit & 63)) & 1u);
+    }
+    default: return 1; /* FA__MK_TILES has no partial tiles */
+    }
+}
+
+/* Index of x in the ascending list a[0..n), or -1. */
+static int64_t fa__find_i32(const int32_t *a, int64_t n, int64_t x)
+{
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < x) lo = mid + 1;
+        else hi = mid;
+    }
+    return (lo < n && a[lo] == x) ? lo : -1;
+}
+
+/* State of tile (row, kblk) and, when partial, its position in the partial list. */
+static int fa__mask_tile_state(const fa_mask *m, int64_t row, int64_t kblk, int64_t *pos)
+{
+    int64_t f0 = m->full_off[row], p0 = m->part_off[row], i;
+    if (fa__find_i32(m->full_idx + f0, m->full_off[row + 1] - f0, kblk) >= 0) return FA__T_FULL;
+    i = fa__find_i32(m->part_idx + p0, m->part_off[row + 1] - p0, kblk);
+    if (i < 0) return FA__T_EMPTY;
+    if (pos) *pos = i;
+    return FA__T_PARTIAL;
+}
+
+/* ---- interface used by the attention kernel ---- */
+static FA__UNUSED int64_t fa__mask_block_q(const fa_mask *m) { return m->bq; }
+static FA__UNUSED int64_t fa__mask_block_k(const fa_mask *m) { return m->bk; }
+
+static FA__UNUSED void fa__mask_blocks(const fa_mask *m, int64_t b, int64_t h, int64_t qblk,
+                                       const int32_t **full, int64_t *nfull,
+                                       const int32_t **partial, int64_t *npartial)
+{
+    int64_t row = fa__mask_rowid(m, fa__mask_bm(m, b), fa__mask_hm(m, h), qblk);
+    *full = m->full_idx + m->full_off[row];
+    *nfull = m->full_off[row + 1] - m->full_off[row];
+    *partial = m->part_idx + m->part_off[row];
+    *npartial = m->part_off[row + 1] - m->part_off[row];
+}
+
+static FA__UNUSED int fa__mask_keep_partial(const fa_mask *m, int64_t b, int64_t h, int64_t q,
+                                            int64_t k, int64_t pos)
+{
+    int64_t bm = fa__mask_bm(m, b), hm = fa__mask_hm(m, h);
+    return fa__mask_rule_at(m, bm, hm, fa__mask_rowid(m, bm, hm, q / m->bq), pos, q, k);
+}
+
+static FA__UNUSED int fa__mask_keep(const fa_mask *m, int64_t b, int64_t h, int64_t q, int64_t k)
+{
+    int64_t bm = fa__mask_bm(m, b), hm = fa__mask_hm(m, h), row, pos = 0;
+    if (m->kind == FA__MK_USER || m->kind == FA__MK_RULE) /* exact everywhere: no lookup */
+        return fa__mask_rule_at(m, bm, hm, 0, 0, q, k);
+    row = fa__mask_rowid(m, bm, hm, q / m->bq);
+    switch (fa__mask_tile_state(m, row, k / m->bk, &pos)) {
+    case FA__T_FULL: return 1;
+    case FA__T_PARTIAL: return fa__mask_rule_at(m, bm, hm, row, pos, q, k);
+    default: return 0;
+    }
+}
+
+static FA__UNUSED int fa__mask_visible(const fa_mask *m, int64_t b, int64_t h, int64_t q, int64_t k)
+{
+    int64_t bm = fa__mask_bm(m, b), hm = fa__mask_hm(m, h), row, pos = 0;
+    if (q < 0 || k < 0 || q >= m->sq || k >= m->sk) return 0;
+    row = fa__mask_rowid(m, bm, hm, q / m->bq);
+    switch (fa__mask_tile_state(m, row, k / m->bk, &pos)) {
+    case FA__T_FULL: return 1;
+    case FA__T_PARTIAL: return fa__mask_rule_at(m, bm, hm, row, pos, q, k);
+    default: return 0;
+    }
+}
+
+static FA__UNUSED int fa__mask_same_layout(const fa_mask *m, int64_t h0, int64_t h1)
+{
+    return fa__mask_hm(m, h0) == fa__mask_hm(m, h1);
+}
+
+static FA__UNUSED int fa__mask_has_score(const fa_mask *m) { return m->score != NULL; }
+
+static FA__UNUSED float fa__mask_score(const fa_mask *m, float s, int64_t b, int64_t h, int64_t q,
+                                       int64_t k)
+{
+    return m->score ? m->score(m->score_user, s, b, h, q, k) : s;
+}
+
+static FA__UNUSED fa_status fa__mask_check(const fa_mask *m, int64_t batch, int64_t heads_q,
+                                           int64_t seqlen_q_max, int64_t seqlen_k_max)
+{
+    if (!m) return fa__fail(FA_ERR_NULL, "mask is NULL");
+    if (m->magic != FA__MASK_MAGIC) return fa__fail(FA_ERR_INVALID, "mask is not a built fa_mask (or was destroyed)");
+    if (m->batch != 1 && m->batch != batch)
+        return fa__fail(FA_ERR_SHAPE, "mask has %lld batch layouts; the attention has batch %lld (need 1 or equal)",
+                        (long long)m->batch, (long long)batch);
+    if (m->heads != 1 && m->heads_q != heads_q)
+        return fa__fail(FA_ERR_SHAPE, "mask was built for heads_q %lld; the attention has heads_q %lld",
+                        (long long)m->heads_q, (long long)heads_q);
+    if (seqlen_q_max > m->sq)
+        return fa__fail(FA_ERR_SHAPE, "mask covers %lld queries, fewer than seqlen_q %lld",
+                        (long long)m->sq, (long long)seqlen_q_max);
+    if (seqlen_k_max > m->sk)
+        return fa__fail(FA_ERR_SHAPE, "mask covers %lld keys, fewer than seqlen_k %lld",
+                        (long long)m->sk, (long long)seqlen_k_max);
+    return FA_OK;
+}
+
+/* ---- construction ----
+   A builder makes an empty mask (fa__mask_new), then emits its rows in order, each as a
+   sequence of (key block, state[, bits]) in ascending key-block order (fa__mask_emit) closed
+   by fa__mask_end_row. The index arrays grow geometrically through the mask's allocator. */
+static void fa__mask_free_all(fa_mask *m)
+{
+    const fa_allocator *a = fa__mask_al(m);
+    fa_allocator copy = m->alloc;
+    int has = m->has_alloc;
+    size_t offs = (size_t)(m->rows + 1) * sizeof(int64_t);
+    fa__free(a, m->full_off, offs);
+    fa__free(a, m->part_off, offs);
+    fa__free(a, m->full_idx, m->full_cap * sizeof(int32_t));
+    fa__free(a, m->part_idx, m->part_cap * sizeof(int32_t));
+    fa__free(a, m->bits, m->bits_cap * sizeof(uint64_t));
+    fa__free(a, m->blob, m->blob_bytes);
+    m->magic = 0;
+    fa__free(has ? &copy : NULL, m, sizeof *m);
+}
+
+FLASHATTN_DEF void fa_mask_destroy(fa_mask *m)
+{
+    if (!m) return;
+    fa__mask_free_all(m);
+}
+
+static fa_status fa__mask_geometry(const fa_mask_desc *g, int allow_zero_len)
+{
+    int64_t bq, bk;
+    if (!g) return fa__fail(FA_ERR_NULL, "mask desc is NULL");
+    if (g->seqlen_q < (allow_zero_len ? 0 : 1))
+        return fa__fail(FA_ERR_INVALID, "mask seqlen_q (%lld) must be >= 1", (long long)g->seqlen_q);
+    if (g->seqlen_k < (allow_zero_len ? 0 : 1))
+        return fa__fail(FA_ERR_INVALID, "mask seqlen_k (%lld) must be >= 1", (long long)g->seqlen_k);
+    if (g->batch < 0) return fa__fail(FA_ERR_INVALID, "mask batch (%lld) must be >= 0", (long long)g->batch);
+    if (g->heads < 0) return fa__fail(FA_ERR_INVALID, "mask heads (%lld) must be >= 0", (long long)g->heads);
+    if (g->heads_q < 0) return fa__fail(FA_ERR_INVALID, "mask heads_q (%lld) must be >= 0", (long long)g->heads_q);
+    if (g->heads > 1 && g->heads_q && g->heads_q % g->heads != 0)
+        return fa__fail(FA_ERR_SHAPE, "mask heads (%lld) does not divide heads_q (%lld)",
+                        (long long)g->heads, (long long)g->heads_q);
+    bq = g->block_q ? g->block_q : FA_ATTN_BLOCK_Q;
+    bk = g->block_k ? g->block_k : FA_ATTN_BLOCK_K;
+    if (bq < 1 || bq > FA_MASK_MAX_BLOCK || bk < 1 || bk > FA_MASK_MAX_BLOCK)
+        return fa__fail(FA_ERR_INVALID, "mask block sizes (%lld x %lld) must be in 1..%d",
+                        (long long)g->block_q, (long long)g->block_k, FA_MASK_MAX_BLOCK);
+    return FA_OK;
+}
+
+/* Allocates a mask of geometry g with empty lists. */
+static fa_status fa__mask_new(const fa_mask_desc *g, int kind, fa_mask **out)
+{
+    fa_mask *m;
+    const fa_allocator *a = g->alloc;
+    int64_t batch = g->batch > 1 ? g->batch : 1, heads = g->heads > 1 ? g->heads : 1;
+    int64_t bq = g->block_q ? g->block_q : FA_ATTN_BLOCK_Q, bk = g->block_k ? g->block_k : FA_ATTN_BLOCK_K;
+    int64_t nqb = g->seqlen_q > 0 ? (g->seqlen_q - 1) / bq + 1 : 0;
+    int64_t nkb = g->seqlen_k > 0 ? (g->seqlen_k - 1) / bk + 1 : 0;
+    int64_t rows, t;
+    size_t offs;
+    if (nkb > INT32_MAX) return fa__fail(FA_ERR_OVERFLOW, "mask has %lld key blocks, more than int32 indices hold", (long long)nkb);
+    if (fa__mul_i64(batch, heads, &rows) || fa__mul_i64(rows, nqb, &rows) || fa__add_i64(rows, 1, &t) ||
+        (uint64_t)t > (uint64_t)(SIZE_MAX / sizeof(int64_t)))
+        return fa__fail(FA_ERR_OVERFLOW, "mask rows (batch x heads x query blocks) overflow");
+    offs = (size_t)t * sizeof(int64_t);
+    m = (fa_mask *)fa__alloc(a, sizeof *m, 64);
+    if (!m) return fa__fail(FA_ERR_NOMEM, "cannot allocate a mask");
+    memset(m, 0, sizeof *m);
+    if (a) { m->alloc = *a; m->has_alloc = 1; }
+    m->kind = kind;
+    m->batch = batch;
+    m->heads = heads;
+    m->heads_q = heads > 1 ? (g->heads_q ? g->heads_q : heads) : (g->heads_q ? g->heads_q : 1);
+    m->group = m->heads_q / heads;
+    m->sq = g->seqlen_q;
+    m->sk = g->seqlen_k;
+    m->bq = bq;
+    m->bk = bk;
+    m->nqb = nqb;
+    m->nkb = nkb;
+    m->rows = rows;
+    m->tile_words = (bq * bk + 63) / 64;
+    m->full_off = (int64_t *)fa__alloc(a, offs, 64);
+    m->part_off = (int64_t *)fa__alloc(a, offs, 64);
+    if (!m->full_off || !m->part_off) {
+        fa__mask_free_all(m);
+        return fa__fail(FA_ERR_NOMEM, "cannot allocate %zu bytes of mask offsets", 2 * offs);
+    }
+    m->full_off[0] = m->part_off[0] = 0;
+    *out = m;
+    return FA_OK;
+}
+
+/* Grows *p (cap elements of esz bytes) to hold at least need elements. */
+static int fa__mask_grow(const fa_allocator *a, void **p, size_t *cap, size_t need, size_t esz)
+{
+    size_t ncap = *cap ? *cap : 64, bytes;
+    void *np;
+    if (need <= *cap) return 0;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) return 1;
+        ncap *= 2;
+    }
+    if (fa__mul_size(ncap, esz, &bytes)) return 1;
+    np = fa__alloc(a, bytes, 64);
+    if (!np) return 1;
+    if (*p) memcpy(np, *p, *cap * esz);
+    fa__free(a, *p, *cap * esz);
+    *p = np;
+    *cap = ncap;
+    return 0;
+}
+
+static fa_status fa__mask_emit(fa_mask *m, int64_t kblk, int state, const uint64_t *bits)
+{
+    const fa_allocator *a = fa__mask_al(m);
+    if (state == FA__T_FULL) {
+        if (fa__mask_grow(a, (void **)&m->full_idx, &m->full_cap, m->nfull + 1, sizeof(int32_t)))
+            return fa__fail(FA_ERR_NOMEM, "cannot grow the mask's full-tile list");
+        m->full_idx[m->nfull++] = (int32_t)kblk;
+    } else if (state == FA__T_PARTIAL) {
+        if (fa__mask_grow(a, (void **)&m->part_idx, &m->part_cap, m->npart + 1, sizeof(int32_t)))
+            return fa__fail(FA_ERR_NOMEM, "cannot grow the mask's partial-tile list");
+        if (bits) {
+            if (fa__mask_grow(a, (void **)&m->bits, &m->bits_cap, m->nbits + (size_t)m->tile_words, sizeof(uint64_t)))
+                return fa__fail(FA_ERR_NOMEM, "cannot grow the mask's tile bits");
+            memcpy(m->bits + m->nbits, bits, (size_t)m->tile_words * sizeof(uint64_t));
+            m->nbits += (size_t)m->tile_words;
+        }
+        m->part_idx[m->npart++] = (int32_t)kblk;
+    }
+    return FA_OK;
+}
+
+static void fa__mask_end_row(fa_mask *m, int64_t row)
+{
+    m->full_off[row + 1] = (int64_t)m->nfull;
+    m->part_off[row + 1] = (int64_t)m->npart;
+}
+
+/* Finishes a built mask: an empty mask still gets valid (non-NULL) index pointers. */
+static fa_status fa__mask_finish(fa_mask *m, fa_mask **out)
+{
+    const fa_allocator *a = fa__mask_al(m);
+    if (fa__mask_grow(a, (void **)&m->full_idx, &m->full_cap, 1, sizeof(int32_t)) ||
+        fa__mask_grow(a, (void **)&m->part_idx, &m->part_cap, 1, sizeof(int32_t))) {
+        fa__mask_free_all(m);
+        return fa__fail(FA_ERR_NOMEM, "cannot allocate mask lists");
+    }
+    if (m->kind != FA__MK_RULE && m->blob) { /* builder scratch, not part of the mask */
+        fa__free(a, m->blob, m->blob_bytes);
+        m->blob = NULL;
+        m->blob_bytes = 0;
+    }
+    m->magic = FA__MASK_MAGIC;
+    *out = m;
+    return FA_OK;
+}
+
+/* Clipped element range of tile (qblk, kblk). */
+static void fa__mask_tile_range(const fa_mask *m, int64_t qblk, int64_t kblk, int64_t *q0,
+                                int64_t *q1, int64_t *k0, int64_t *k1)
+{
+    *q0 = qblk * m->bq;
+    *q1 = fa__min64(m->sq, *q0 + m->bq);
+    *k0 = kblk * m->bk;
+    *k1 = fa__min64(m->sk, *k0 + m->bk);
+}
+
+/* Exact classification by evaluating the element rule on every element of the tile. */
+static int fa__mask_classify_brute(const fa_mask *m, int64_t bm, int64_t hm, int64_t q0,
+                                   int64_t q1, int64_t k0, int64_t k1)
+{
+    int any = 0, all = 1;
+    int64_t q, k;
+    if (m->kind == FA__MK_USER) { /* the same loop, calling the user's function directly */
+        for (q = q0; q < q1; q++)
+            for (k = k0; k < k1; k++) {
+                if (m->keep(m->keep_user, bm, hm, q, k)) any = 1;
+                else all = 0;
+                if (any && !all) return FA__T_PARTIAL;
+            }
+        return all ? FA__T_FULL : FA__T_EMPTY;
+    }
+    for (q = q0; q < q1; q++)
+        for (k = k0; k < k1; k++) {
+            if (fa__mask_rule_at(m, bm, hm, 0, 0, q, k)) any = 1;
+            else all = 0;
+            if (any && !all) return FA__T_PARTIAL;
+        }
+    return all ? FA__T_FULL : FA__T_EMPTY;
+}
+
+/* ---- analytic tile classification of the built-in rules ----
+   Over a tile q in [q0,q1), k in [k0,k1) the diagonal distance d = k - q - off takes every
+   integer value of [k0-(q1-1)-off, (k1-1)-q0-off], so rules that depend on d alone are
+   classified from that range. */
+static int fa__band_classify(const fa__mask_rule *r, int64_t dmin, int64_t dmax)
+{
+    int64_t a, c, first;
+    if (dmax < r->lo || dmin > r->hi) return FA__T_EMPTY;
+    if (r->dil <= 1) return (dmin >= r->lo && dmax <= r->hi) ? FA__T_FULL : FA__T_PARTIAL;
+    a = fa__max64(dmin, r->lo);
+    c = fa__min64(dmax, r->hi);
+    first = -fa__floordiv(-a, r->dil) * r->dil; /* smallest multiple of dil >= a */
+    if (first > c) return FA__T_EMPTY;
+    return dmin == dmax ? FA__T_FULL : FA__T_PARTIAL; /* consecutive d cannot all be multiples */
+}
+
+static int fa__rule_classify(const fa_mask *m, int64_t bm, int64_t q0, int64_t q1, int64_t k0,
+                             int64_t k1)
+{
+    const fa__mask_rule *r = &m->rule;
+    int64_t dmin = k0 - (q1 - 1) - r->off, dmax = (k1 - 1) - q0 - r->off;
+    switch (r->kind) {
+    case FA__R_BAND: return fa__band_classify(r, dmin, dmax);
+    case FA__R_LONGFORMER: {
+        int cb = fa__band_classify(r, dmin, dmax);
+        int64_t ngq = r->cq[q1] - r->cq[q0], ngk = r->ck[k1] - r->ck[k0];
+        if (cb == FA__T_FULL || ngq == q1 - q0 || ngk == k1 - k0) return FA__T_FULL;
+        if (ngq == 0 && ngk == 0) return cb;
+        /* some kept (a global row/column), and a non-global element exists: */
+        return cb == FA__T_EMPTY ? FA__T_PARTIAL : FA__T_UNKNOWN;
+    }
+    case FA__R_STRIDED: {
+        int any = 0, all = 1;
+        int64_t d;
+        if (r->causal && dmin > 0) return FA__T_EMPTY;
+        for (d = dmin; d <= dmax; d++) {
+            int64_t a = d < 0 ? -d : d;
+            int keep = !(r->causal && d > 0) && (a < r->stride || a % r->stride == 0);
+            if (keep) any = 1;
+            else all = 0;
+            if (any && !all) return FA__T_PARTIAL;
+        }
+        return all ? FA__T_FULL : FA__T_EMPTY;
+    }
+    case FA__R_FIXED: {
+        int64_t l = r->stride, c = r->summary, nsum, w = k1 - k0;
+        int64_t pb0 = fa__floordiv(q0 + r->off, l), pb1 = fa__floordiv(q1 - 1 + r->off, l);
+        int cc = r->causal ? (dmin > 0 ? FA__T_EMPTY : dmax <= 0 ? FA__T_FULL : FA__T_PARTIAL) : FA__T_FULL;
+        if (cc == FA__T_EMPTY) return FA__T_EMPTY;
+        /* summary keys in [k0, k1): per whole block c, plus the tail of the last one */
+        nsum = ((k1 / l) * c + fa__max64(0, k1 % l - (l - c))) - ((k0 / l) * c + fa__max64(0, k0 % l - (l - c)));
+        if (nsum == w && cc == FA__T_FULL) return FA__T_FULL;
+        if (pb1 < k0 / l || pb0 > (k1 - 1) / l) { /* no same-block element */
+            if (nsum == 0) return FA__T_EMPTY;
+            if (cc == FA__T_FULL) return FA__T_PARTIAL; /* a non-summary column is dropped */
+        }
+        return FA__T_UNKNOWN;
+    }
+    case FA__R_DOC: {
+        int64_t qe = r->dq0[0], qend, ke = r->dk0[0], kend;
+        int32_t a0, a1, b0, b1;
+        qend = r->dq0[r->ndocs - 1] + r->dqn[r->ndocs - 1];
+        kend = r->dk0[r->ndocs - 1] + r->dkn[r->ndocs - 1];
+        if (q1 <= qe || q0 >= qend || k1 <= ke || k0 >= kend) return FA__T_EMPTY;
+        if (q0 < qe || q1 > qend || k0 < ke || k1 > kend) return FA__T_UNKNOWN;
+        a0 = r->doc_q[q0];
+        a1 = r->doc_q[q1 - 1];
+        b0 = r->doc_k[k0];
+        b1 = r->doc_k[k1 - 1];
+        if (a1 < b0 || b1 < a0) return FA__T_EMPTY; /* ids are non-decreasing inside */
+        if (a0 == a1 && b0 == b1 && a0 == b0) {
+            int64_t lim;
+            if (!r->causal) return FA__T_FULL;
+            lim = r->dk0[a0] - r->dq0[a0] + r->dkn[a0] - r->dqn[a0]; /* keep iff k - q <= lim */
+            if ((k1 - 1) - q0 <= lim) return FA__T_FULL;
+            if (k0 - (q1 - 1) > lim) return FA__T_EMPTY;
+            return FA__T_PARTIAL;
+        }
+        return FA__T_UNKNOWN;
+    }
+    case FA__R_PREFIX: {
+        int64_t pl = r->prefix[bm];
+        int cc = dmin > 0 ? FA__T_EMPTY : dmax <= 0 ? FA__T_FULL : FA__T_PARTIAL;
+        if (k1 <= pl) return FA__T_FULL;
+        if (k0 >= pl) return cc;
+        /* straddles the prefix: kept elements exist; a causally dropped one lies right of
+           the prefix (it would drop key k1-1 >= pl too) */
+        return cc == FA__T_FULL ? FA__T_FULL : FA__T_PARTIAL;
+    }
+    default: return FA__T_UNKNOWN;
+    }
+}
+
+/* Fills every row of m by classifying each tile: analytically for built-in rules when the
+   rule allows, otherwise element by element. */
+static fa_status fa__mask_fill_classified(fa_mask *m)
+{
+    int64_t bm, hm, qb, kb, row = 0;
+    fa_status st;
+    for (bm = 0; bm < m->batch; bm++)
+        for (hm = 0; hm < m->heads; hm++)
+            for (qb = 0; qb < m->nqb; qb++, row++) {
+                for (kb = 0; kb < m->nkb; kb++) {
+                    int64_t q0, q1, k0, k1;
+                    int s = FA__T_UNKNOWN;
+                    fa__mask_tile_range(m, qb, kb, &q0, &q1, &k0, &k1);
+                    if (m->kind == FA__MK_RULE) s = fa__rule_classify(m, bm, q0, q1, k0, k1);
+                    else if (m->kind == FA__MK_TILES) s = FA__T_FULL;
+                    if (s == FA__T_UNKNOWN) s = fa__mask_classify_brute(m, bm, hm, q0, q1, k0, k1);
+                    if ((st = fa__mask_emit(m, kb, s, NULL)) != FA_OK) return st;
+                }
+                fa__mask_end_row(m, row);
+            }
+    return FA_OK;
+}
+
+/* Allocates one blob for the rule's arrays. */
+static void *fa__mask_blob(fa_mask *m, size_t bytes)
+{
+    m->blob = fa__alloc(fa__mask_al(m), bytes ? bytes : 1, 64);
+    if (m->blob) m->blob_bytes = bytes ? bytes : 1;
+    return m->blob;
+}
+
+/* Builds a built-in rule mask: m already has its rule set up. */
+static fa_status fa__mask_build(fa_mask *m, fa_mask **out)
+{
+    fa_status st = fa__mask_fill_classified(m);
+    if (st != FA_OK) {
+        fa__mask_free_all(m);
+        return st;
+    }
+    return fa__mask_finish(m, out);
+}
+
+/* A band rule's limits; a negative side is unbounded, large sides are clamped so that
+   d (|d| <= seqlen_q + seqlen_k) arithmetic stays far from int64 limits. */
+static void fa__mask_band(fa_mask *m, int64_t left, int64_t right, int64_t dilation)
+{
+    int64_t big = m->sq + m->sk + 1;
+    m->rule.off = m->sk - m->sq;
+    m->rule.lo = (left < 0 || left > big) ? -big : -left;
+    m->rule.hi = (right < 0 || right > big) ? big : right;
+    m->rule.dil = dilation > 1 ? dilation : 1;
+}
+
+FLASHATTN_DEF fa_status fa_mask_dense(fa_mask **out, const fa_mask_desc *g)
+{
+    fa_mask *m;
+    fa_status st;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if ((st = fa__mask_geometry(g, 0)) != FA_OK || (st = fa__mask_new(g, FA__MK_TILES, &m)) != FA_OK) return st;
+    return fa__mask_build(m, out);
+}
+
+FLASHATTN_DEF fa_status fa_mask_from_fn(fa_mask **out, const fa_mask_desc *g, fa_mask_keep_fn keep,
+                                        void *user)
+{
+    fa_mask *m;
+    fa_status st;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if (!keep) return fa__fail(FA_ERR_NULL, "keep callback is NULL");
+    if ((st = fa__mask_geometry(g, 0)) != FA_OK || (st = fa__mask_new(g, FA__MK_USER, &m)) != FA_OK) return st;
+    m->keep = keep;
+    m->keep_user = user;
+    return fa__mask_build(m, out);
+}
+
+FLASHATTN_DEF fa_status fa_mask_causal(fa_mask **out, const fa_mask_desc *g)
+{
+    return fa_mask_sliding_window(out, g, -1, 0, 1);
+}
+
+FLASHATTN_DEF fa_status fa_mask_sliding_window(fa_mask **out, const fa_mask_desc *g, int64_t left,
+                                               int64_t right, int64_t dilation)
+{
+    fa_mask *m;
+    fa_status st;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if (dilation < 0) return fa__fail(FA_ERR_INVALID, "dilation (%lld) must be >= 0", (long long)dilation);
+    if ((st = fa__mask_geometry(g, 0)) != FA_OK || (st = fa__mask_new(g, FA__MK_RULE, &m)) != FA_OK) return st;
+    m->rule.kind = FA__R_BAND;
+    fa__mask_band(m, left, right, dilation);
+    return fa__mask_build(m, out);
+}
+
+FLASHATTN_DEF fa_status fa_mask_longformer(fa_mask **out, const fa_mask_desc *g, int64_t left,
+                                           int64_t right, int64_t dilation,
+                                           const int64_t *global, int64_t nglobal)
+{
+    fa_mask *m;
+    fa_status st;
+    unsigned char *gq, *gk;
+    int64_t *cq, *ck, i;
+    size_t bytes;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if (dilation < 0) return fa__fail(FA_ERR_INVALID, "dilation (%lld) must be >= 0", (long long)dilation);
+    if (nglobal < 0) return fa__fail(FA_ERR_INVALID, "nglobal (%lld) must be >= 0", (long long)nglobal);
+    if (nglobal > 0 && !global) return fa__fail(FA_ERR_NULL, "global is NULL with nglobal %lld", (long long)nglobal);
+    if ((st = fa__mask_geometry(g, 0)) != FA_OK) return st;
+    for (i = 0; i < nglobal; i++)
+        if (global[i] < 0) return fa__fail(FA_ERR_RANGE, "global[%lld] (%lld) is negative", (long long)i, (long long)global[i]);
+    /* blob: cq[sq+1], ck[sk+1] (int64), gq[sq], gk[sk] (bytes) */
+    if ((uint64_t)g->seqlen_q > (uint64_t)(SIZE_MAX / 32) || (uint64_t)g->seqlen_k > (uint64_t)(SIZE_MAX / 32))
+        return fa__fail(FA_ERR_OVERFLOW, "Longformer flags overflow size_t");
+    if ((st = fa__mask_new(g, FA__MK_RULE, &m)) != FA_OK) return st;
+    bytes = ((size_t)g->seqlen_q + (size_t)g->seqlen_k + 2) * sizeof(int64_t) + (size_t)g->seqlen_q + (size_t)g->seqlen_k;
+    if (!fa__mask_blob(m, bytes)) {
+        fa__mask_free_all(m);
+        return fa__fail(FA_ERR_NOMEM, "cannot allocate %zu bytes of Longformer flags", bytes);
+    }
+    cq = (int64_t *)m->blob;
+    ck = cq + g->seqlen_q + 1;
+    gq = (unsigned char *)(ck + g->seqlen_k + 1);
+    gk = gq + g->seqlen_q;
+    memset(gq, 0, (size_t)(g->seqlen_q + g->seqlen_k));
+    for (i = 0; i < nglobal; i++) {
+        if (global[i] < g->seqlen_q) gq[global[i]] = 1;
+        if (global[i] < g->seqlen_k) gk[global[i]] = 1;
+    }
+    cq[0] = ck[0] = 0;
+    for (i = 0; i < g->seqlen_q; i++) cq[i + 1] = cq[i] + gq[i];
+    for (i = 0; i < g->seqlen_k; i++) ck[i + 1] = ck[i] + gk[i];
+    m->rule.kind = FA__R_LONGFORMER;
+    fa__mask_band(m, left, right, dilation);
+    m->rule.gq = gq; m->rule.gk = gk; m->rule.cq = cq; m->rule.ck = ck;
+    return fa__mask_build(m, out);
+}
+
+FLASHATTN_DEF fa_status fa_mask_strided(fa_mask **out, const fa_mask_desc *g, int64_t stride, int causal)
+{
+    fa_mask *m;
+    fa_status st;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if (stride < 1) return fa__fail(FA_ERR_INVALID, "stride (%lld) must be >= 1", (long long)stride);
+    if ((st = fa__mask_geometry(g, 0)) != FA_OK || (st = fa__mask_new(g, FA__MK_RULE, &m)) != FA_OK) return st;
+    m->rule.kind = FA__R_STRIDED;
+    m->rule.off = m->sk - m->sq;
+    m->rule.stride = stride;
+    m->rule.causal = causal != 0;
+    return fa__mask_build(m, out);
+}
+
+FLASHATTN_DEF fa_status fa_mask_fixed(fa_mask **out, const fa_mask_desc *g, int64_t stride,
+                                      int64_t summary, int causal)
+{
+    fa_mask *m;
+    fa_status st;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if (stride < 1) return fa__fail(FA_ERR_INVALID, "stride (%lld) must be >= 1", (long long)stride);
+    if (summary < 1 || summary > stride)
+        return fa__fail(FA_ERR_INVALID, "summary (%lld) must be in 1..stride (%lld)", (long long)summary, (long long)stride);
+    if ((st = fa__mask_geometry(g, 0)) != FA_OK || (st = fa__mask_new(g, FA__MK_RULE, &m)) != FA_OK) return st;
+    m->rule.kind = FA__R_FIXED;
+    m->rule.off = m->sk - m->sq;
+    m->rule.stride = stride;
+    m->rule.summary = summary;
+    m->rule.causal = causal != 0;
+    return fa__mask_build(m, out);
+}
+
+static fa_status fa__check_offsets(const int32_t *cu, int64_t n, const char *name)
+{
+    int64_t i;
+    if (cu[0] < 0) return fa__fail(FA_ERR_RANGE, "%s[0] (%ld) is negative", name, (long)cu[0]);
+    for (i = 0; i < n; i++)
+        if (cu[i + 1] < cu[i])
+            return fa__fail(FA_ERR_RANGE, "%s is not monotonic at [%lld]: %ld > %ld", name,
+                            (long long)i, (long)cu[i], (long)cu[i + 1]);
+    return FA_OK;
+}
+
+FLASHATTN_DEF fa_status fa_mask_document(fa_mask **out, const fa_mask_desc *g,
+                                         const int32_t *cu_seqlens_q,
+                                         const int32_t *cu_seqlens_k, int64_t ndocs, int causal)
+{
+    fa_mask *m;
+    fa_status st;
+    fa_mask_desc gg;
+    const int32_t *cuk = cu_seqlens_k ? cu_seqlens_k : cu_seqlens_q;
+    int32_t *doc_q, *doc_k;
+    int64_t *dq0, *dk0, *dqn, *dkn, i, t;
+    size_t bytes;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if (!g) return fa__fail(FA_ERR_NULL, "mask desc is NULL");
+    if (!cu_seqlens_q) return fa__fail(FA_ERR_NULL, "cu_seqlens_q is NULL");
+    if (ndocs < 1) return fa__fail(FA_ERR_INVALID, "ndocs (%lld) must be >= 1", (long long)ndocs);
+    if (ndocs > INT32_MAX) return fa__fail(FA_ERR_OVERFLOW, "ndocs (%lld) exceeds int32 document ids", (long long)ndocs);
+    if ((st = fa__check_offsets(cu_seqlens_q, ndocs, "cu_seqlens_q")) != FA_OK) return st;
+    if (cu_seqlens_k && (st = fa__check_offsets(cu_seqlens_k, ndocs, "cu_seqlens_k")) != FA_OK) return st;
+    gg = *g;
+    if (gg.seqlen_q == 0) gg.seqlen_q = cu_seqlens_q[ndocs];
+    if (gg.seqlen_k == 0) gg.seqlen_k = cuk[ndocs];
+    if ((st = fa__mask_geometry(&gg, 0)) != FA_OK) return st;
+    if (cu_seqlens_q[ndocs] > gg.seqlen_q)
+        return fa__fail(FA_ERR_RANGE, "cu_seqlens_q[%lld] (%ld) exceeds seqlen_q (%lld)", (long long)ndocs, (long)cu_seqlens_q[ndocs], (long long)gg.seqlen_q);
+    if (cuk[ndocs] > gg.seqlen_k)
+        return fa__fail(FA_ERR_RANGE, "cu_seqlens_k[%lld] (%ld) exceeds seqlen_k (%lld)", (long long)ndocs, (long)cuk[ndocs], (long long)gg.seqlen_k);
+    if ((uint64_t)ndocs > (uint64_t)(SIZE_MAX / 64) || (uint64_t)gg.seqlen_q > (uint64_t)(SIZE_MAX / 16) ||
+        (uint64_t)gg.seqlen_k > (uint64_t)(SIZE_MAX / 16))
+        return fa__fail(FA_ERR_OVERFLOW, "document tables overflow size_t");
+    bytes = (size_t)ndocs * 4 * sizeof(int64_t) + ((size_t)gg.seqlen_q + (size_t)gg.seqlen_k) * sizeof(int32_t);
+    if ((st = fa__mask_new(&gg, FA__MK_RULE, &m)) != FA_OK) return st;
+    if (!fa__mask_blob(m, bytes)) {
+        fa__mask_free_all(m);
+        return fa__fail(FA_ERR_NOMEM, "cannot allocate %zu bytes of document tables", bytes);
+    }
+    dq0 = (int64_t *)m->blob;
+    dk0 = dq0 + ndocs;
+    dqn = dk0 + ndocs;
+    dkn = dqn + ndocs;
+    doc_q = (int32_t *)(dkn + ndocs);
+    doc_k = doc_q + gg.seqlen_q;
+    for (t = 0; t < gg.seqlen_q; t++) doc_q[t] = -1;
+    for (t = 0; t < gg.seqlen_k; t++) doc_k[t] = -1;
+    for (i = 0; i < ndocs; i++) {
+        dq0[i] = cu_seqlens_q[i];
+        dqn[i] = (int64_t)cu_seqlens_q[i + 1] - cu_seqlens_q[i];
+        dk0[i] = cuk[i];
+        dkn[i] = (int64_t)cuk[i + 1] - cuk[i];
+        for (t = dq0[i]; t < dq0[i] + dqn[i]; t++) doc_q[t] = (int32_t)i;
+        for (t = dk0[i]; t < dk0[i] + dkn[i]; t++) doc_k[t] = (int32_t)i;
+    }
+    m->rule.kind = FA__R_DOC;
+    m->rule.causal = causal != 0;
+    m->rule.ndocs = ndocs;
+    m->rule.doc_q = doc_q; m->rule.doc_k = doc_k;
+    m->rule.dq0 = dq0; m->rule.dk0 = dk0; m->rule.dqn = dqn; m->rule.dkn = dkn;
+    return fa__mask_build(m, out);
+}
+
+FLASHATTN_DEF fa_status fa_mask_prefix_lm(fa_mask **out, const fa_mask_desc *g, const int64_t *prefix_len)
+{
+    fa_mask *m;
+    fa_status st;
+    int64_t nb, i;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if (!prefix_len) return fa__fail(FA_ERR_NULL, "prefix_len is NULL");
+    if ((st = fa__mask_geometry(g, 0)) != FA_OK) return st;
+    nb = g->batch > 1 ? g->batch : 1;
+    for (i = 0; i < nb; i++)
+        if (prefix_len[i] < 0 || prefix_len[i] > g->seqlen_k)
+            return fa__fail(FA_ERR_RANGE, "prefix_len[%lld] (%lld) is outside 0..seqlen_k (%lld)",
+                            (long long)i, (long long)prefix_len[i], (long long)g->seqlen_k);
+    if ((uint64_t)nb > (uint64_t)(SIZE_MAX / sizeof(int64_t))) return fa__fail(FA_ERR_OVERFLOW, "batch overflows size_t");
+    if ((st = fa__mask_new(g, FA__MK_RULE, &m)) != FA_OK) return st;
+    if (!fa__mask_blob(m, (size_t)nb * sizeof(int64_t))) {
+        fa__mask_free_all(m);
+        return fa__fail(FA_ERR_NOMEM, "cannot allocate prefix lengths");
+    }
+    memcpy(m->blob, prefix_len, (size_t)nb * sizeof(int64_t));
+    m->rule.kind = FA__R_PREFIX;
+    m->rule.off = m->sk - m->sq;
+    m->rule.prefix = (const int64_t *)m->blob;
+    return fa__mask_build(m, out);
+}
+
+/* ---- BigBird ---- */
+
+/* splitmix64 (Steele, Lea, Flood 2014): a fixed, portable generator for the random blocks. */
+static uint64_t fa__splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Key block of the diagonal position of query block I's last query, clamped to the keys. */
+static int64_t fa__mask_diag_block(const fa_mask *m, int64_t I)
+{
+    int64_t qlast = fa__min64(m->sq, (I + 1) * m->bq) - 1;
+    int64_t p = qlast + m->sk - m->sq;
+    return fa__max64(0, fa__min64(m->sk - 1, p)) / m->bk;
+}
+
+FLASHATTN_DEF fa_status fa_mask_bigbird(fa_mask **out, const fa_mask_desc *g, int64_t window_blocks,
+                                        int64_t global_blocks, int64_t random_blocks, int causal,
+                                        uint64_t seed)
+{
+    fa_mask *m;
+    fa_status st = FA_OK;
+    unsigned char *sel;
+    int32_t *avail;
+    int64_t bm, hm, I, J, row = 0;
+    size_t bytes;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if (window_blocks < 0 || global_blocks < 0 || random_blocks < 0)
+        return fa__fail(FA_ERR_INVALID, "BigBird block counts (window %lld, global %lld, random %lld) must be >= 0",
+                        (long long)window_blocks, (long long)global_blocks, (long long)random_blocks);
+    if ((st = fa__mask_geometry(g, 0)) != FA_OK || (st = fa__mask_new(g, FA__MK_TILES, &m)) != FA_OK) return st;
+    bytes = (size_t)m->nkb * (sizeof(int32_t) + 1);
+    if (!fa__mask_blob(m, bytes)) { /* per-row scratch; freed with the mask */
+        fa__mask_free_all(m);
+        return fa__fail(FA_ERR_NOMEM, "cannot allocate BigBird scratch");
+    }
+    avail = (int32_t *)m->blob;
+    sel = (unsigned char *)(avail + m->nkb);
+    for (bm = 0; bm < m->batch && st == FA_OK; bm++)
+        for (hm = 0; hm < m->heads && st == FA_OK; hm++)
+            for (I = 0; I < m->nqb && st == FA_OK; I++, row++) {
+                int64_t dg = fa__mask_diag_block(m, I), lim = causal ? dg : m->nkb - 1, na = 0, r;
+                /* one stream per (b, h, I): odd 64-bit multipliers (splitmix/xxhash constants)
+                   spread the coordinates over the state before splitmix64 mixes it */
+                uint64_t rng = seed ^ (0x632be59bd9b4e019ull * (uint64_t)(bm + 1)) ^
+                               (0xd6e8feb86659fd93ull * (uint64_t)(hm + 1)) ^ (0x9e3779b97f4a7c15ull * (uint64_t)I);
+                for (J = 0; J < m->nkb; J++) {
+                    int64_t dist = J > dg ? J - dg : dg - J;
+                    sel[J] = (unsigned char)(J <= lim && (dist <= window_blocks || J < global_blocks || I < global_blocks));
+                    if (J <= lim && !sel[J]) avail[na++] = (int32_t)J;
+                }
+                /* partial Fisher-Yates: the first r slots become a draw without replacement,
+                   uniform up to the modulo bias of a 64-bit draw (< 2^-40 here) */
+                for (r = 0; r < random_blocks && r < na; r++) {
+                    int64_t pick = r + (int64_t)(fa__splitmix64(&rng) % (uint64_t)(na - r));
+                    int32_t tmp = avail[r];
+                    avail[r] = avail[pick];
+                    avail[pick] = tmp;
+                    sel[avail[r]] = 1;
+                }
+                for (J = 0; J < m->nkb && st == FA_OK; J++)
+                    if (sel[J]) st = fa__mask_emit(m, J, FA__T_FULL, NULL);
+                fa__mask_end_row(m, row);
+            }
+    if (st != FA_OK) {
+        fa__mask_free_all(m);
+        return st;
+    }
+    return fa__mask_finish(m, out);
+}
+
+/* ---- combinators ---- */
+
+/* Operand layout for a result layout index: shared operands use layout 0, per-batch ones the
+   same batch, and per-head ones the layout holding the result layout's first query head. */
+static int64_t fa__mask_op_head(const fa_mask *x, const fa_mask *res, int64_t hr)
+{
+    if (x->heads == 1) return 0;
+    return (hr * res->group) / x->group;
+}
+
+static fa_status fa__mask_combine(fa_mask **out, const fa_mask *a, const fa_mask *b, int is_and)
+{
+    fa_mask_desc g;
+    fa_mask *m;
+    fa_status st = FA_OK;
+    unsigned char *sa, *sb;
+    int64_t *pa, *pb, bm, hm, I, J, row = 0, q, k, words;
+    uint64_t *tile;
+    size_t bytes;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if (!a || !b) return fa__fail(FA_ERR_NULL, "mask operand is NULL");
+    if (a->magic != FA__MASK_MAGIC || b->magic != FA__MASK_MAGIC)
+        return fa__fail(FA_ERR_INVALID, "mask operand is not a built fa_mask");
+    if (a->sq != b->sq || a->sk != b->sk || a->bq != b->bq || a->bk != b->bk)
+        return fa__fail(FA_ERR_SHAPE, "masks differ in shape: %lldx%lld blocks %lldx%lld vs %lldx%lld blocks %lldx%lld",
+                        (long long)a->sq, (long long)a->sk, (long long)a->bq, (long long)a->bk,
+                        (long long)b->sq, (long long)b->sk, (long long)b->bq, (long long)b->bk);
+    if (a->batch != 1 && b->batch != 1 && a->batch != b->batch)
+        return fa__fail(FA_ERR_SHAPE, "mask batch layouts differ (%lld vs %lld)", (long long)a->batch, (long long)b->batch);
+    if (a->heads != 1 && b->heads != 1 &&
+        (a->heads_q != b->heads_q || (a->heads % b->heads != 0 && b->heads % a->heads != 0)))
+        return fa__fail(FA_ERR_SHAPE, "mask head layouts are incompatible (%lld of heads_q %lld vs %lld of %lld)",
+                        (long long)a->heads, (long long)a->heads_q, (long long)b->heads, (long long)b->heads_q);
+    memset(&g, 0, sizeof g);
+    g.seqlen_q = a->sq;
+    g.seqlen_k = a->sk;
+    g.batch = a->batch > b->batch ? a->batch : b->batch;
+    g.heads = a->heads > b->heads ? a->heads : b->heads;
+    g.heads_q = a->heads > b->heads ? a->heads_q : b->heads_q;
+    g.block_q = a->bq;
+    g.block_k = a->bk;
+    g.alloc = a->has_alloc ? &a->alloc : NULL;
+    if ((st = fa__mask_new(&g, FA__MK_BITS, &m)) != FA_OK) return st;
+    words = m->tile_words;
+    /* scratch: states and partial positions of both operands for one row, one tile of bits */
+    bytes = (size_t)m->nkb * 2 * (1 + sizeof(int64_t)) + (size_t)words * sizeof(uint64_t);
+    if (!fa__mask_blob(m, bytes)) {
+        fa__mask_free_all(m);
+        return fa__fail(FA_ERR_NOMEM, "cannot allocate combinator scratch");
+    }
+    tile = (uint64_t *)m->blob;
+    pa = (int64_t *)(tile + words);
+    pb = pa + m->nkb;
+    sa = (unsigned char *)(pb + m->nkb);
+    sb = sa + m->nkb;
+    for (bm = 0; bm < m->batch && st == FA_OK; bm++)
+        for (hm = 0; hm < m->heads && st == FA_OK; hm++)
+            for (I = 0; I < m->nqb && st == FA_OK; I++, row++) {
+                int64_t ba = a->batch == 1 ? 0 : bm, bb = b->batch == 1 ? 0 : bm;
+                int64_t ha = fa__mask_op_head(a, m, hm), hb = fa__mask_op_head(b, m, hm);
+                int64_t ra = fa__mask_rowid(a, ba, ha, I), rb = fa__mask_rowid(b, bb, hb, I), t;
+                memset(sa, FA__T_EMPTY, (size_t)m->nkb);
+                memset(sb, FA__T_EMPTY, (size_t)m->nkb);
+                for (t = a->full_off[ra]; t < a->full_off[ra + 1]; t++) sa[a->full_idx[t]] = FA__T_FULL;
+                for (t = a->part_off[ra]; t < a->part_off[ra + 1]; t++) {
+                    sa[a->part_idx[t]] = FA__T_PARTIAL;
+                    pa[a->part_idx[t]] = t - a->part_off[ra];
+                }
+                for (t = b->full_off[rb]; t < b->full_off[rb + 1]; t++) sb[b->full_idx[t]] = FA__T_FULL;
+                for (t = b->part_off[rb]; t < b->part_off[rb + 1]; t++) {
+                    sb[b->part_idx[t]] = FA__T_PARTIAL;
+                    pb[b->part_idx[t]] = t - b->part_off[rb];
+                }
+                for (J = 0; J < m->nkb && st == FA_OK; J++) {
+                    int x = sa[J], y = sb[J], s;
+                    if (is_and) s = (x == FA__T_EMPTY || y == FA__T_EMPTY) ? FA__T_EMPTY
+                                    : (x == FA__T_FULL && y == FA__T_FULL) ? FA__T_FULL : FA__T_UNKNOWN;
+                    else s = (x == FA__T_FULL || y == FA__T_FULL) ? FA__T_FULL
+                             : (x == FA__T_EMPTY && y == FA__T_EMPTY) ? FA__T_EMPTY : FA__T_UNKNOWN;
+                    if (s == FA__T_UNKNOWN) {
+                        int64_t q0, q1, k0, k1, nset = 0, ntot;
+                        fa__mask_tile_range(m, I, J, &q0, &q1, &k0, &k1);
+                        ntot = (q1 - q0) * (k1 - k0);
+                        memset(tile, 0, (size_t)words * sizeof(uint64_t));
+                        for (q = q0; q < q1; q++)
+                            for (k = k0; k < k1; k++) {
+                                int va = x == FA__T_PARTIAL ? fa__mask_rule_at(a, ba, ha, ra, pa[J], q, k) : x == FA__T_FULL;
+                                int vb = y == FA__T_PARTIAL ? fa__mask_rule_at(b, bb, hb, rb, pb[J], q, k) : y == FA__T_FULL;
+                                if (is_and ? (va && vb) : (va || vb)) {
+                                    int64_t bit = (q - q0) * m->bk + (k - k0);
+                                    tile[bit >> 6] |= (uint64_t)1 << (bit & 63);
+                                    nset++;
+                                }
+                            }
+                        s = nset == 0 ? FA__T_EMPTY : nset == ntot ? FA__T_FULL : FA__T_PARTIAL;
+                    }
+                    st = fa__mask_emit(m, J, s, s == FA__T_PARTIAL ? tile : NULL);
+                }
+                fa__mask_end_row(m, row);
+            }
+    if (st != FA_OK) {
+        fa__mask_free_all(m);
+        return st;
+    }
+    return fa__mask_finish(m, out);
+}
+
+FLASHATTN_DEF fa_status fa_mask_and(fa_mask **out, const fa_mask *a, const fa_mask *b)
+{
+    return fa__mask_combine(out, a, b, 1);
+}
+FLASHATTN_DEF fa_status fa_mask_or(fa_mask **out, const fa_mask *a, const fa_mask *b)
+{
+    return fa__mask_combine(out, a, b, 0);
+}
+
+FLASHATTN_DEF fa_status fa_mask_set_score(fa_mask *m, fa_mask_score_fn fn, void *user)
+{
+    if (!m) return fa__fail(FA_ERR_NULL, "mask is NULL");
+    if (m->magic != FA__MASK_MAGIC) return fa__fail(FA_ERR_INVALID, "mask is not a built fa_mask");
+    m->score = fn;
+    m->score_user = fn ? user : NULL;
+    return FA_OK;
+}
+
+/* ---- inspection ---- */
+static fa_status fa__mask_valid(const fa_mask *m)
+{
+    if (!m) return fa__fail(FA_ERR_NULL, "mask is NULL");
+    if (m->magic != FA__MASK_MAGIC) return fa__fail(FA_ERR_INVALID, "mask is not a built fa_mask");
+    return FA_OK;
+}
+
+FLASHATTN_DEF fa_status fa_mask_get_info(const fa_mask *m, fa_mask_info *info)
+{
+    fa_status st;
+    if ((st = fa__mask_valid(m)) != FA_OK) return st;
+    if (!info) return fa__fail(FA_ERR_NULL, "info is NULL");
+    info->seqlen_q = m->sq;
+    info->seqlen_k = m->sk;
+    info->batch = m->batch;
+    info->heads = m->heads;
+    info->heads_q = m->heads_q;
+    info->block_q = m->bq;
+    info->block_k = m->bk;
+    info->blocks_q = m->nqb;
+    info->blocks_k = m->nkb;
+    info->tiles_full = (int64_t)m->nfull;
+    info->tiles_partial = (int64_t)m->npart;
+    info->bytes = sizeof *m + 2 * (size_t)(m->rows + 1) * sizeof(int64_t) +
+                  (m->full_cap + m->part_cap) * sizeof(int32_t) + m->bits_cap * sizeof(uint64_t) + m->blob_bytes;
+    return FA_OK;
+}
+
+FLASHATTN_DEF fa_status fa_mask_density(const fa_mask *m, fa_mask_density_info *info)
+{
+    fa_status st;
+    int64_t bm, hm, I, row = 0, t, q, k, kept = 0, total, tiles;
+    if ((st = fa__mask_valid(m)) != FA_OK) return st;
+    if (!info) return fa__fail(FA_ERR_NULL, "info is NULL");
+    for (bm = 0; bm < m->batch; bm++)
+        for (hm = 0; hm < m->heads; hm++)
+            for (I = 0; I < m->nqb; I++, row++) {
+                int64_t q0, q1, k0, k1;
+                for (t = m->full_off[row]; t < m->full_off[row + 1]; t++) {
+                    fa__mask_tile_range(m, I, m->full_idx[t], &q0, &q1, &k0, &k1);
+                    kept += (q1 - q0) * (k1 - k0);
+                }
+                for (t = m->part_off[row]; t < m->part_off[row + 1]; t++) {
+                    fa__mask_tile_range(m, I, m->part_idx[t], &q0, &q1, &k0, &k1);
+                    for (q = q0; q < q1; q++)
+                        for (k = k0; k < k1; k++)
+                            kept += fa__mask_rule_at(m, bm, hm, row, t - m->part_off[row], q, k);
+                }
+            }
+    if (fa__mul_i64(m->batch * m->heads, m->sq, &total) || fa__mul_i64(total, m->sk, &total) ||
+        fa__mul_i64(m->rows, m->nkb, &tiles))
+        return fa__fail(FA_ERR_OVERFLOW, "mask element count overflows int64");
+    info->elements_total = total;
+    info->elements_kept = kept;
+    info->tiles_total = tiles;
+    info->tiles_full = (int64_t)m->nfull;
+    info->tiles_partial = (int64_t)m->npart;
+    info->elements = total ? (double)kept / (double)total : 0.0;
+    info->tiles = tiles ? (double)(m->nfull + m->npart) / (double)tiles : 0.0;
+    return FA_OK;
+}
+
+FLASHATTN_DEF int fa_mask_tile(const fa_mask *m, int64_t b, int64_t h, int64_t qblk, int64_t kblk)
+{
+    if (!m || m->magic != FA__MASK_MAGIC || b < 0 || h < 0 || qblk < 0 || kblk < 0 ||
+        qblk >= m->nqb || kblk >= m->nkb || (m->batch > 1 && b >= m->batch) ||
+        (m->heads > 1 && h >= m->heads_q))
+        return -1;
+    return fa__mask_tile_state(m, fa__mask_rowid(m, fa__mask_bm(m, b), fa__mask_hm(m, h), qblk), kblk, NULL);
+}
+
+FLASHATTN_DEF int fa_mask_visible(const fa_mask *m, int64_t b, int64_t h, int64_t q, int64_t k)
+{
+    if (!m || m->magic != FA__MASK_MAGIC || b < 0 || h < 0 || (m->batch > 1 && b >= m->batch) ||
+        (m->heads > 1 && h >= m->heads_q))
+        return 0;
+    return fa__mask_visible(m, b, h, q, k);
+}
+
+FLASHATTN_DEF fa_status fa_mask_row(const fa_mask *m, int64_t b, int64_t h, int64_t qblk,
+                                    const int32_t **full, int64_t *nfull,
+                                    const int32_t **partial, int64_t *npartial)
+{
+    fa_status st;
+    if ((st = fa__mask_valid(m)) != FA_OK) return st;
+    if (!full || !nfull || !partial || !npartial) return fa__fail(FA_ERR_NULL, "an output pointer is NULL");
+    if (b < 0 || (m->batch > 1 && b >= m->batch))
+        return fa__fail(FA_ERR_RANGE, "b (%lld) is outside the mask's %lld batch layouts", (long long)b, (long long)m->batch);
+    if (h < 0 || (m->heads > 1 && h >= m->heads_q))
+        return fa__fail(FA_ERR_RANGE, "h (%lld) is outside the mask's %lld query heads", (long long)h, (long long)m->heads_q);
+    if (qblk < 0 || qblk >= m->nqb)
+        return fa__fail(FA_ERR_RANGE, "qblk (%lld) is outside 0..%lld", (long long)qblk, (long long)(m->nqb - 1));
+    fa__mask_blocks(m, b, h, qblk, full, nfull, partial, npartial);
+    return FA_OK;
+}
+
+/* ---- dynamic top-k selection ---- */
+static double fa__mask_now(void)
+{
+#if defined(_WIN32)
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (double)c.QuadPart / (double)f.QuadPart;
+#elif defined(CLOCK_MONOTONIC)
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#elif defined(TIME_UTC)
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#else
+    return (double)clock() / (double)CLOCKS_PER_SEC;
+#endif
+}
+
+typedef struct fa__topk_cand {
+    float score;
+    int32_t j;
+} fa__topk_cand;
+
+/* Best first: higher score, then lower block; NaN was mapped to -inf before sorting. */
+static int fa__topk_cmp(const void *x, const void *y)
+{
+    const fa__topk_cand *a = (const fa__topk_cand *)x, *b = (const fa__topk_cand *)y;
+    if (a->score > b->score) return -1;
+    if (a->score < b->score) return 1;
+    return (a->j > b->j) - (a->j < b->j);
+}
+
+/* Adds one f32 row to a block summary (first = the block's first row):
+   mean: dst[0..n) accumulates the sum (the caller divides by the count);
+   minmax: dst[0..n) the per-dimension minimum, dst[n..2n) the maximum. */
+static void fa__pool_add(float *dst, const float *row, int64_t n, int minmax, int first)
+{
+    int64_t e;
+    if (!minmax) {
+        if (first) memcpy(dst, row, (size_t)n * sizeof(float));
+        else for (e = 0; e < n; e++) dst[e] += row[e];
+        return;
+    }
+    if (first) {
+        memcpy(dst, row, (size_t)n * sizeof(float));
+        memcpy(dst + n, row, (size_t)n * sizeof(float));
+        return;
+    }
+    for (e = 0; e < n; e++) {
+        if (row[e] < dst[e]) dst[e] = row[e];
+        if (row[e] > dst[n + e]) dst[n + e] = row[e];
+    }
+}
+
+static float fa__pool_score(const float *qp, const float *kp, int64_t n, int minmax)
+{
+    int64_t e;
+    float acc = 0.0f;
+    if (!minmax) return fa__dot_f32(qp, kp, n);
+    for (e = 0; e < n; e++) {
+        float a = qp[e] * kp[e], b = qp[e] * kp[n + e], c = qp[n + e] * kp[e], d = qp[n + e] * kp[n + e];
+        float mx = a > b ? a : b;
+        if (c > mx) mx = c;
+        if (d > mx) mx = d;
+        acc += mx;
+    }
+    return acc;
+}
+
+/* Estimated softmax mass of a block of nkeys keys with pooled score sc, relative to the best
+   score wmax (infinite extremes share the mass among the blocks that reach them). */
+static double fa__topk_weight(float sc, double wmax, int64_t nkeys)
+{
+    if (wmax == -INFINITY || wmax == INFINITY) return (double)sc == wmax ? (double)nkeys : 0.0;
+    return (double)nkeys * exp((double)sc - wmax);
+}
+
+FLASHATTN_DEF fa_status fa_mask_topk(fa_mask **out, const fa_mask_topk_desc *t, fa_mask_topk_stats *stats)
+{
+    fa__attn_plan p;
+    fa_mask_desc g;
+    fa_mask *m;
+    fa_status st;
+    const fa_attn_desc *d;
+    fa_attn_desc dcopy;
+    int minmax, pw;
+    int64_t hm_n, grp, dk, b, hm, I, J, row = 0, ncand_total = 0, nsel_total = 0;
+    float *kpool, *qpool, *buf;
+    fa__topk_cand *cand;
+    unsigned char *flag;
+    size_t bytes, kpool_n, qpool_n;
+    double t0 = fa__mask_now(), flops = 0.0;
+    if (!out) return fa__fail(FA_ERR_NULL, "out is NULL");
+    if (!t) return fa__fail(FA_ERR_NULL, "top-k desc is NULL");
+    if (!t->attn) return fa__fail(FA_ERR_NULL, "top-k desc has no attention desc");
+    if (t->top_k < 0) return fa__fail(FA_ERR_INVALID, "top_k (%lld) must be >= 0", (long long)t->top_k);
+    if (!(t->threshold >= 0.0f && t->threshold <= 1.0f))
+        return fa__fail(FA_ERR_INVALID, "threshold (%g) must be in [0, 1]", (double)t->threshold);
+    if (t->top_k == 0 && t->threshold == 0.0f)
+        return fa__fail(FA_ERR_INVALID, "top-k selection needs top_k > 0 or threshold > 0");
+    if (t->pooling != FA_MASK_POOL_MEAN && t->pooling != FA_MASK_POOL_MINMAX)
+        return fa__fail(FA_ERR_INVALID, "pooling (%d) is not a fa_mask_pooling", (int)t->pooling);
+    if (t->heads < 0) return fa__fail(FA_ERR_INVALID, "heads (%lld) must be >= 0", (long long)t->heads);
+    dcopy = *t->attn;
+    dcopy.mask = NULL; /* the selection reads Q and K only */
+    d = &dcopy;
+    if ((st = fa__attn_prepare(d, &p)) != FA_OK) return st;
+    hm_n = t->heads ? t->heads : p.hq;
+    if (p.hq % hm_n != 0)
+        return fa__fail(FA_ERR_SHAPE, "heads (%lld) does not divide heads_q (%lld)", (long long)hm_n, (long long)p.hq);
+    grp = p.hq / hm_n;
+    dk = p.dk;
+    minmax = t->pooling == FA_MASK_POOL_MINMAX;
+    pw = minmax ? 2 : 1;
+    memset(&g, 0, sizeof g);
+    g.seqlen_q = p.sq_max > 0 ? p.sq_max : 1;
+    g.seqlen_k = p.sk_max > 0 ? p.sk_max : 1;
+    g.batch = p.batch;
+    g.heads = hm_n;
+    g.heads_q = p.hq;
+    g.block_q = t->block_q;
+    g.block_k = t->block_k;
+    g.alloc = t->alloc;
+    if ((st = fa__mask_geometry(&g, 0)) != FA_OK || (st = fa__mask_new(&g, FA__MK_TILES, &m)) != FA_OK) return st;
+    /* scratch: pooled K of every kv head [hkv][nkb][pw*dk], pooled Q of one layout's heads
+       [grp][pw*dk], a row buffer, and the candidate list and flags of one query block */
+    kpool_n = (size_t)p.hkv * (size_t)m->nkb * (size_t)(pw * dk);
+    qpool_n = (size_t)grp * (size_t)(pw * dk);
+    if ((uint64_t)kpool_n > (uint64_t)(SIZE_MAX / 16) / sizeof(float) || (uint64_t)m->nkb > (uint64_t)(SIZE_MAX / 64)) {
+        fa__mask_free_all(m);
+        return fa__fail(FA_ERR_OVERFLOW, "top-k scratch overflows size_t");
+    }
+    bytes = (kpool_n + qpool_n + (size_t)dk) * sizeof(float) + (size_t)m->nkb * (sizeof(fa__topk_cand) + 1);
+    if (!fa__mask_blob(m, bytes)) {
+        fa__mask_free_all(m);
+        return fa__fail(FA_ERR_NOMEM, "cannot allocate %zu bytes of top-k scratch", bytes);
+    }
+    kpool = (float *)m->blob;
+    qpool = kpool + kpool_n;
+    buf = qpool + qpool_n;
+    cand = (fa__topk_cand *)(buf + dk);
+    flag = (unsigned char *)(cand + m->nkb);
+
+    for (b = 0; b < p.batch; b++) {
+        fa__seq s;
+        int64_t hk, nkb_b, nqb_b;
+        fa__attn_seq(&p, b, &s);
+        nkb_b = (s.sk + m->bk - 1) / m->bk;
+        nqb_b = (s.sq + m->bq - 1) / m->bq;
+        /* pooled K of every kv head and key block of this sequence */
+        for (hk = 0; hk < p.hkv; hk++) {
+            float kmul = fa__kv_scale(d->k_scale, d->k_head_scale, hk);
+            for (J = 0; J < nkb_b; J++) {
+                float *kp = kpool + ((size_t)hk * (size_t)m->nkb + (size_t)J) * (size_t)(pw * dk);
+                int64_t j0 = J * m->bk, j1 = fa__min64(s.sk, j0 + m->bk), j, e;
+                for (j = j0; j < j1; j++) {
+                    int64_t ko, vo;
+                    const void *src;
+                    fa__kv_offsets(&p, &s, b, j, hk, &ko, &vo);
+                    src = fa__elem_ptr(d->k, d->k_type, ko);
+                    if (d->k_type != FA_F32 || kmul != 1.0f) { /* f32 rows are pooled in place */
+                        fa__load_row(buf, src, d->k_type, dk, kmul);
+                        src = buf;
+                    }
+                    fa__pool_add(kp, (const float *)src, dk, minmax, j == j0);
+                }
+                if (!minmax)
+                    for (e = 0; e < dk; e++) kp[e] /= (float)(j1 - j0);
+                flops += (double)((j1 - j0) * dk * pw);
+            }
+        }
+        for (hm = 0; hm < m->heads; hm++)
+            for (I = 0; I < m->nqb; I++, row++) {
+                int64_t i0 = I * m->bq, i1, i, gq, nc = 0, nforced = 0, nsel, lim, jl0, jl1, lo, hi, tmp, jmark = -1;
+                double wsum = 0.0, wkept = 0.0, wmax = -INFINITY;
+                if (I >= nqb_b) { /* no queries of this sequence here */
+                    fa__mask_end_row(m, row);
+                    continue;
+                }
+                i1 = fa__min64(s.sq, i0 + m->bq);
+                /* candidates: blocks touched by some row's visible interval (monotone in i) */
+                memset(flag, 0, (size_t)m->nkb);
+                for (i = i0; i < i1; i++) {
+                    int64_t ja, jb;
+                    fa__row_range(&p, &s, i, &lo, &hi);
+                    if (lo >= hi) continue;
+                    ja = fa__max64(lo / m->bk, jmark + 1);
+                    jb = (hi - 1) / m->bk;
+                    for (J = ja; J <= jb; J++) flag[J] = 1;
+                    if (jb > jmark) jmark = jb;
+                }
+                /* pooled Q of the layout's query heads */
+                for (gq = 0; gq < grp; gq++) {
+                    int64_t h = hm * grp + gq, e;
+                    float *qp = qpool + (size_t)gq * (size_t)(pw * dk);
+                    for (i = i0; i < i1; i++) {
+                        const void *src = fa__elem_ptr(d->q, d->q_type, s.q_base + (s.q_tok0 + i) * p.qs.seq + h * p.qs.head);
+                        if (d->q_type != FA_F32) {
+                            fa__load_row(buf, src, d->q_type, dk, 1.0f);
+                            src = buf;
+                        }
+                        fa__pool_add(qp, (const float *)src, dk, minmax, i == i0);
+                    }
+                    if (!minmax)
+                        for (e = 0; e < dk; e++) qp[e] /= (float)(i1 - i0);
+                    flops += (double)((i1 - i0) * dk * pw);
+                }
+                /* forced blocks: flag 2 */
+                if (t->keep_sink && flag[0]) flag[0] = 2;
+                jl0 = fa__max64(0, i0 + s.off);
+                jl1 = fa__min64(s.sk - 1, i1 - 1 + s.off);
+                if (t->keep_local && jl0 <= jl1)
+                    for (J = jl0 / m->bk; J <= jl1 / m->bk; J++)
+                        if (flag[J]) flag[J] = 2;
+                for (J = 0; J < nkb_b; J++) {
+                    float sc = 0.0f;
+                    if (!flag[J]) continue;
+                    for (gq = 0; gq < grp; gq++) {
+                        int64_t h = hm * grp + gq;
+                        const float *kp = kpool + ((size_t)(h / p.group) * (size_t)m->nkb + (size_t)J) * (size_t)(pw * dk);
+                        sc += fa__pool_score(qpool + (size_t)gq * (size_t)(pw * dk), kp, dk, minmax);
+                    }
+                    sc = sc * p.scale / (float)grp;
+                    if (sc != sc) sc = -INFINITY;
+                    flops += (double)(grp * dk * (minmax ? 8 : 2));
+                    cand[nc].score = sc;
+                    cand[nc].j = (int32_t)J;
+                    nc++;
+                    if (sc > wmax) wmax = sc;
+                    if (flag[J] == 2) nforced++;
+                }
+                ncand_total += nc;
+                if (nc == 0) {
+                    fa__mask_end_row(m, row);
+                    continue;
+                }
+                /* estimated softmax mass: keys_in_J * exp(score - max) */
+                if (t->threshold > 0.0f)
+                    for (tmp = 0; tmp < nc; tmp++) {
+                        int64_t cj = cand[tmp].j, nkeys = fa__min64(s.sk, (cj + 1) * m->bk) - cj * m->bk;
+                        double w = fa__topk_weight(cand[tmp].score, wmax, nkeys);
+                        wsum += w;
+                        if (flag[cj] == 2) wkept += w;
+                    }
+                qsort(cand, (size_t)nc, sizeof *cand, fa__topk_cmp);
+                lim = t->top_k > 0 ? t->top_k : nc;
+                nsel = nforced;
+                for (tmp = 0; tmp < nc; tmp++) {
+                    int64_t cj = cand[tmp].j;
+                    if (flag[cj] == 2) continue;
+                    if (nsel >= lim) break;
+                    if (t->threshold > 0.0f && wkept >= (double)t->threshold * wsum && nsel > 0) break;
+                    if (t->threshold > 0.0f) {
+                        int64_t nkeys = fa__min64(s.sk, (cj + 1) * m->bk) - cj * m->bk;
+                        wkept += fa__topk_weight(cand[tmp].score, wmax, nkeys);
+                    }
+                    flag[cj] = 2;
+                    nsel++;
+                }
+                for (J = 0; J < nkb_b && st == FA_OK; J++)
+                    if (flag[J] == 2) st = fa__mask_emit(m, J, FA__T_FULL, NULL);
+                if (st != FA_OK) {
+                    fa__mask_free_all(m);
+                    return st;
+                }
+                nsel_total += nsel;
+                fa__mask_end_row(m, row);
+            }
+    }
+    if ((st = fa__mask_finish(m, out)) != FA_OK) return st;
+    if (stats) {
+        stats->seconds = fa__mask_now() - t0;
+        stats->flops = flops;
+        stats->tiles_candidate = ncand_total;
+        stats->tiles_selected = nsel_total;
+    }
+    return FA_OK;
+}
+
 
 /* ============================================================================================
    queue (implementation)

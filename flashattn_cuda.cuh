@@ -478,24 +478,33 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
         if (active) {
             const int j0 = n * BN;
             const bool full = j0 >= lo_max && j0 + BN - 1 <= hi_min;
+            /* MOD: x becomes the logit in log2 units. Plain: x stays the raw dot product
+               (scale_log2 > 0 is folded into the exponent's FFMA below). */
+            if (MOD) {
 #pragma unroll
-            for (int nt = 0; nt < BN / 8; ++nt) {
+                for (int nt = 0; nt < BN / 8; ++nt)
 #pragma unroll
-                for (int c = 0; c < 4; ++c) {
-                    const int rr = c >> 1, j = j0 + nt * 8 + (lane & 3) * 2 + (c & 1);
-                    float x = s[nt][c];
-                    /* MOD: x is the logit in log2 units. Plain: x stays the raw dot product
-                       (scale_log2 > 0 is folded into the exponent's FFMA below). */
-                    if (MOD) {
-                        x *= p.scale;
+                    for (int c = 0; c < 4; ++c) {
+                        const int rr = c >> 1, j = j0 + nt * 8 + (lane & 3) * 2 + (c & 1);
+                        float x = s[nt][c] * p.scale;
                         if (p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
                         x -= r_slope[rr] * fabsf((float)(r_diag[rr] - j));
-                        x *= FA__CU_LOG2E;
+                        s[nt][c] = x * FA__CU_LOG2E;
                     }
-                    if (!full && (j < r_lo[rr] || j > r_hi[rr])) x = -INFINITY;
-                    s[nt][c] = x;
-                }
             }
+            /* Per-element masking only on tiles that some row sees in part (a real branch:
+               fused into the loop above, the compiler predicated ~150 instructions per tile
+               onto every tile). */
+            if (!full) {
+#pragma unroll
+                for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+                    for (int c = 0; c < 4; ++c) {
+                        const int rr = c >> 1, j = j0 + nt * 8 + (lane & 3) * 2 + (c & 1);
+                        if (j < r_lo[rr] || j > r_hi[rr]) s[nt][c] = -INFINITY;
+                    }
+            }
+            float alpha[2];
 #pragma unroll
             for (int rr = 0; rr < 2; ++rr) {
                 float mx = -INFINITY;
@@ -508,7 +517,7 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
                 if (!MOD) mx *= sc;
                 const float m_new = fmaxf(m_r[rr], mx);
                 const float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no (-inf) - (-inf) */
-                const float alpha = fa__cu_exp2(m_r[rr] - m_use);
+                alpha[rr] = fa__cu_exp2(m_r[rr] - m_use);
                 m_r[rr] = m_new;
                 float sum = 0.0f;
 #pragma unroll
@@ -517,11 +526,17 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
                     s[nt][2 * rr + 1] = fa__cu_exp2(fmaf(s[nt][2 * rr + 1], sc, -m_use));
                     sum += s[nt][2 * rr] + s[nt][2 * rr + 1];
                 }
-                l_r[rr] = l_r[rr] * alpha + sum; /* per-thread partial; quad-summed at the end */
+                l_r[rr] = l_r[rr] * alpha[rr] + sum; /* per-thread partial; quad-summed at the end */
+            }
+            /* Once the row maxima settle, alpha is 1 for the whole warp: skip the rescale
+               (exact, x * 1 == x), as FlashAttention-3 does. */
+            if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
                 for (int dt = 0; dt < D / 8; ++dt) {
-                    acc[dt][2 * rr] *= alpha;
-                    acc[dt][2 * rr + 1] *= alpha;
+                    acc[dt][0] *= alpha[0];
+                    acc[dt][1] *= alpha[0];
+                    acc[dt][2] *= alpha[1];
+                    acc[dt][3] *= alpha[1];
                 }
             }
             /* The S accumulator layout is the A-operand layout of the next product. */

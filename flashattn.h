@@ -1437,6 +1437,19 @@ FLASHATTN_DEF float fa_e5m2_to_f32(uint8_t v)
    attn (implementation)
    ============================================================================================ */
 
+/* The mask section's interface to the kernel (defined in the mask implementation below). */
+static int64_t fa__mask_block_q(const fa_mask *m);
+static int64_t fa__mask_block_k(const fa_mask *m);
+static void fa__mask_blocks(const fa_mask *m, int64_t b, int64_t h, int64_t qblk, const int32_t **full,
+                            int64_t *nfull, const int32_t **partial, int64_t *npartial);
+static int fa__mask_keep_partial(const fa_mask *m, int64_t b, int64_t h, int64_t q, int64_t k, int64_t pos);
+static int fa__mask_visible(const fa_mask *m, int64_t b, int64_t h, int64_t q, int64_t k);
+static int fa__mask_same_layout(const fa_mask *m, int64_t h0, int64_t h1);
+static int fa__mask_has_score(const fa_mask *m);
+static float fa__mask_score(const fa_mask *m, float s, int64_t b, int64_t h, int64_t q, int64_t k);
+static fa_status fa__mask_check(const fa_mask *m, int64_t batch, int64_t heads_q, int64_t seqlen_q_max,
+                                int64_t seqlen_k_max);
+
 /* ---- element access ----
    Tensors are strided views of f32/f16/bf16/e4m3/e5m2 elements. Rows (head_dim contiguous
    elements) are converted to f32 (or f64 for the reference) once per tile, so the inner loops
@@ -1656,7 +1669,14 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
     p->workers = 1;
     if (d->pool && fa_pool_size(d->pool) > 0) p->workers = (int64_t)fa_pool_size(d->pool) + 1;
     p->heads_per_unit = p->group < FA__ROWS ? p->group : FA__ROWS;
+    if (d->mask && p->group > 1 && !fa__mask_same_layout(d->mask, 0, p->group - 1))
+        p->heads_per_unit = 1; /* per-query-head layouts: a unit must read one block list */
     p->q_per_unit = FA__ROWS / p->heads_per_unit;
+    if (d->mask) { /* a unit's queries must lie in one query block of the mask */
+        int64_t a = p->q_per_unit, bq = fa__mask_block_q(d->mask);
+        while (bq) { int64_t t2 = a % bq; a = bq; bq = t2; } /* gcd */
+        p->q_per_unit = a;
+    }
     p->n_hchunks = (p->group + p->heads_per_unit - 1) / p->heads_per_unit;
     per_b_fixed = p->hkv * p->n_hchunks;
     if (!d->cu_seqlens_q) {
@@ -1754,7 +1774,6 @@ static fa_status fa__attn_prepare(const fa_attn_desc *d, fa__attn_plan *p)
         p->win_right = d->window_right;
     }
     if (d->num_splits < 0) return fa__fail(FA_ERR_INVALID, "num_splits (%lld) must be >= 0", (long long)d->num_splits);
-    if (d->mask) return fa__fail(FA_ERR_UNSUPPORTED, "sparse masks are not available in this build yet");
 
     /* ---- variable lengths ---- */
     p->sq_max = d->seqlen_q;
@@ -1867,6 +1886,7 @@ static fa_status fa__attn_prepare(const fa_attn_desc *d, fa__attn_plan *p)
                 if (!fa__finite(d->alibi_slopes[b * d->alibi_batch_stride + t]))
                     return fa__fail(FA_ERR_INVALID, "alibi slope [%lld][%lld] is not finite", (long long)b, (long long)t);
     }
+    if (d->mask && (st = fa__mask_check(d->mask, p->batch, p->hq, p->sq_max, p->sk_max)) != FA_OK) return st;
     /* A window side larger than any distance is the same as unbounded; clamping keeps the
        diagonal arithmetic far from int64 limits. */
     if (p->win_left > p->sq_max + p->sk_max) p->win_left = p->sq_max + p->sk_max;
@@ -2527,43 +2547,157 @@ static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int
 typedef struct fa__unit {
     int64_t b, hk, h0, nh, i0, nq; /* sequence, kv head, first q head and count, queries */
 } fa__unit;
+/* Everything one unit's tiles share. */
+typedef struct fa__unit_ctx {
+    const fa__attn_plan *p;
+    const fa__attn_kernels *K;
+    const fa__unit *u;
+    const fa__attn_ws *w;
+    fa__seq s;
+    int64_t nrows, rows_pad, dvp;
+    float kmul, vmul;
+    int post;      /* per-element score terms: softcap, ALiBi, a score callback, a mask test */
+    int few_rows;  /* decode-sized unit: S by dots while K streams in */
+} fa__unit_ctx;
 
-/* Runs unit u; with splits > 1 only key tiles of share `split` of its visible union. With
+/* One key tile [j0, j1) of a unit. mask_pos >= 0: the tile is a PARTIAL tile of the sparse mask
+   (at that position of its query block's partial list) and each element is tested. */
+static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t mask_pos)
+{
+    const fa__attn_plan *p = x->p;
+    const fa_attn_desc *d = p->d;
+    const fa__attn_kernels *K = x->K;
+    const fa__unit *u = x->u;
+    const fa__attn_ws *w = x->w;
+    const int64_t dk = p->dk, dv = p->dv, dvp = x->dvp, nk = j1 - j0;
+    int64_t r, j, e;
+    int any = 0, masked = mask_pos >= 0;
+
+    /* V tile, padded; K tile transposed for the register-blocked S = Q K^T, or with few rows
+       (decode) each K row dotted with the queries as it streams in */
+    for (j = 0; j < nk; j++) {
+        int64_t ko, vo;
+        fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
+        K->load(w->krow, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, x->kmul);
+        if (x->few_rows) {
+            for (r = 0; r < x->nrows; r++) w->s[r * FA__BK + j] = K->dot(w->q + r * dk, w->krow, dk);
+        } else {
+            for (e = 0; e < dk; e++) w->kt[e * FA__BK + j] = w->krow[e];
+        }
+        K->load(w->v + j * dvp, fa__elem_ptr(d->v, d->v_type, vo), d->v_type, dv, x->vmul);
+        for (e = dv; e < dvp; e++) w->v[j * dvp + e] = 0.0f;
+    }
+    if (!x->few_rows) {
+        if (nk < FA__BK)
+            for (e = 0; e < dk; e++) memset(w->kt + e * FA__BK + nk, 0, (size_t)(FA__BK - nk) * sizeof(float));
+        K->qk(w->q, dk, w->kt, w->s, x->rows_pad);
+    }
+
+    for (r = 0; r < x->nrows; r++) {
+        int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, lo, hi, c0, c1, c;
+        float *sr = w->s + r * FA__BK, mx, mnew, corr, sum;
+        fa__row_range(p, &x->s, i, &lo, &hi);
+        c0 = (lo > j0 ? lo : j0) - j0;
+        c1 = (hi < j1 ? hi : j1) - j0;
+        w->c0[r] = w->c1[r] = 0;
+        if (c0 >= c1) continue;
+        if (x->post) {
+            float slope = d->alibi_slopes ? d->alibi_slopes[u->b * d->alibi_batch_stride + h] : 0.0f;
+            int64_t kept = 0;
+            mx = -INFINITY;
+            for (c = c0; c < c1; c++) {
+                float sc = p->scale * sr[c];
+                if (masked && !fa__mask_keep_partial(d->mask, u->b, h, i, j0 + c, mask_pos)) {
+                    sr[c] = -INFINITY; /* weight exactly 0; P V skips it */
+                    continue;
+                }
+                kept++;
+                if (p->softcap > 0.0f) sc = p->softcap * tanhf(sc / p->softcap);
+                if (slope != 0.0f) {
+                    int64_t dist = i + x->s.off - (j0 + c);
+                    sc -= slope * (float)(dist < 0 ? -dist : dist);
+                }
+                if (d->mask && fa__mask_has_score(d->mask)) sc = fa__mask_score(d->mask, sc, u->b, h, i, j0 + c);
+                sr[c] = sc;
+                mx = fa__nanmax(mx, sc);
+            }
+            if (!kept) continue; /* the mask hides this whole tile from the row */
+        } else {
+            mx = K->scale_max(sr + c0, c1 - c0, p->scale);
+        }
+        w->c0[r] = (int32_t)c0;
+        w->c1[r] = (int32_t)c1;
+        any = 1;
+        mnew = fa__nanmax(w->m[r], mx);
+        corr = expf(w->m[r] - mnew); /* 0 on a row's first visible tile (m = -inf) */
+        if (w->seen[r] && corr != 1.0f) K->scale(w->o + r * dvp, dvp, corr);
+        sum = K->exp_sum(sr + c0, c1 - c0, mnew);
+        w->l[r] = (w->seen[r] ? w->l[r] * corr : 0.0f) + sum;
+        w->m[r] = mnew;
+        w->seen[r] = 1;
+    }
+    if (!any) return;
+    if (!masked) {
+        K->pv(w->o, w->s, w->v, dvp, x->nrows, w->c0, w->c1);
+    } else {
+        /* partial tile: rows skip the keys the mask hides, so a NaN there cannot leak in */
+        for (r = 0; r < x->nrows; r++) {
+            const float *sr = w->s + r * FA__BK;
+            float *orow = w->o + r * dvp;
+            int64_t c;
+            for (c = w->c0[r]; c < w->c1[r]; c++) {
+                const float *vr = w->v + c * dvp;
+                float pr = sr[c];
+                if (pr == 0.0f) continue;
+                for (e = 0; e < dvp; e++) orow[e] += pr * vr[e];
+            }
+        }
+    }
+}
+
+/* Runs unit u; with splits > 1 only the key tiles of share `split` of its visible union. With
    part_o set, the rows' normalised outputs and LSEs go to part_o[r*dv] / part_lse[r] (split-KV
-   partials) instead of the output view. */
+   partials) instead of the output view. With a sparse mask only the mask's non-empty key blocks
+   of the unit's query block are visited: empty tiles cost nothing. */
 static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, const fa__unit *u,
                           const fa__attn_ws *w, int64_t split, float *part_o, float *part_lse)
 {
     const fa_attn_desc *d = p->d;
-    fa__seq s;
-    const int64_t dk = p->dk, dv = p->dv, dvp = fa__dvp(dv);
-    int64_t nrows = u->nh * u->nq, rows_pad = (nrows + FA__MR - 1) / FA__MR * FA__MR;
+    fa__unit_ctx x;
+    const int64_t dk = p->dk, dv = p->dv;
     int64_t r, j0, kmin, kmax, tmp;
-    float kmul = fa__kv_scale(d->k_scale, d->k_head_scale, u->hk);
-    float vmul = fa__kv_scale(d->v_scale, d->v_head_scale, u->hk);
-    int post = p->softcap > 0.0f || d->alibi_slopes != NULL; /* per-element score terms */
-    int few_rows = u->nh * u->nq <= FA__FEW_ROWS;
-    fa__attn_seq(p, u->b, &s);
+    x.p = p;
+    x.K = K;
+    x.u = u;
+    x.w = w;
+    x.dvp = fa__dvp(dv);
+    x.nrows = u->nh * u->nq;
+    x.rows_pad = (x.nrows + FA__MR - 1) / FA__MR * FA__MR;
+    x.kmul = fa__kv_scale(d->k_scale, d->k_head_scale, u->hk);
+    x.vmul = fa__kv_scale(d->v_scale, d->v_head_scale, u->hk);
+    x.post = p->softcap > 0.0f || d->alibi_slopes != NULL || d->mask != NULL;
+    x.few_rows = x.nrows <= FA__FEW_ROWS;
+    fa__attn_seq(p, u->b, &x.s);
 
     /* rows are query-major: row r = (query u->i0 + r / nh, head u->h0 + r % nh) */
-    for (r = 0; r < rows_pad; r++) {
-        if (r < nrows) {
+    for (r = 0; r < x.rows_pad; r++) {
+        if (r < x.nrows) {
             int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
-            const void *src = fa__elem_ptr(d->q, d->q_type, s.q_base + (s.q_tok0 + i) * p->qs.seq + h * p->qs.head);
+            const void *src = fa__elem_ptr(d->q, d->q_type, x.s.q_base + (x.s.q_tok0 + i) * p->qs.seq + h * p->qs.head);
             K->load(w->q + r * dk, src, d->q_type, dk, 1.0f);
         } else {
             memset(w->q + r * dk, 0, (size_t)dk * sizeof(float));
         }
     }
-    memset(w->o, 0, (size_t)(nrows * dvp) * sizeof(float));
-    for (r = 0; r < nrows; r++) {
+    memset(w->o, 0, (size_t)(x.nrows * x.dvp) * sizeof(float));
+    for (r = 0; r < x.nrows; r++) {
         w->m[r] = -INFINITY;
         w->l[r] = 0.0f;
         w->seen[r] = 0;
     }
     /* the rows' intervals are monotone in the query index: the union is [lo(first), hi(last)) */
-    fa__row_range(p, &s, u->i0, &kmin, &tmp);
-    fa__row_range(p, &s, u->i0 + u->nq - 1, &tmp, &kmax);
+    fa__row_range(p, &x.s, u->i0, &kmin, &tmp);
+    fa__row_range(p, &x.s, u->i0 + u->nq - 1, &tmp, &kmax);
     if (p->splits > 1 && kmax > kmin) { /* this split's share, in whole key tiles */
         int64_t tiles = (kmax - kmin + FA__BK - 1) / FA__BK;
         int64_t per = (tiles + p->splits - 1) / p->splits;
@@ -2572,70 +2706,27 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         kmin = a;
     }
 
-    for (j0 = kmin; j0 < kmax; j0 += FA__BK) {
-        int64_t j1 = j0 + FA__BK < kmax ? j0 + FA__BK : kmax, nk = j1 - j0, j, e;
-        int any = 0;
-        /* V tile, padded; K tile transposed for the register-blocked S = Q K^T, or with few rows
-           (decode) each K row dotted with the queries as it streams in */
-        for (j = 0; j < nk; j++) {
-            int64_t ko, vo;
-            fa__kv_offsets(p, &s, u->b, j0 + j, u->hk, &ko, &vo);
-            K->load(w->krow, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, kmul);
-            if (few_rows) {
-                for (r = 0; r < nrows; r++) w->s[r * FA__BK + j] = K->dot(w->q + r * dk, w->krow, dk);
-            } else {
-                for (e = 0; e < dk; e++) w->kt[e * FA__BK + j] = w->krow[e];
-            }
-            K->load(w->v + j * dvp, fa__elem_ptr(d->v, d->v_type, vo), d->v_type, dv, vmul);
-            for (e = dv; e < dvp; e++) w->v[j * dvp + e] = 0.0f;
+    if (!d->mask) {
+        for (j0 = kmin; j0 < kmax; j0 += FA__BK) fa__attn_tile(&x, j0, j0 + FA__BK < kmax ? j0 + FA__BK : kmax, -1);
+    } else {
+        /* the two ascending lists of the unit's query block, merged; each block in tiles of
+           at most FA__BK keys, clipped to [kmin, kmax) */
+        const int32_t *full, *part;
+        int64_t nfull, npart, a = 0, b = 0, bk = fa__mask_block_k(d->mask);
+        fa__mask_blocks(d->mask, u->b, u->h0, u->i0 / fa__mask_block_q(d->mask), &full, &nfull, &part, &npart);
+        while (a < nfull || b < npart) {
+            int is_part = a >= nfull || (b < npart && part[b] < full[a]);
+            int64_t blk = is_part ? part[b] : full[a], pos = is_part ? b : -1;
+            int64_t k0 = blk * bk > kmin ? blk * bk : kmin, k1 = (blk + 1) * bk < kmax ? (blk + 1) * bk : kmax;
+            if (is_part) b++;
+            else a++;
+            for (j0 = k0; j0 < k1; j0 += FA__BK) fa__attn_tile(&x, j0, j0 + FA__BK < k1 ? j0 + FA__BK : k1, pos);
         }
-        if (!few_rows) {
-            if (nk < FA__BK)
-                for (e = 0; e < dk; e++) memset(w->kt + e * FA__BK + nk, 0, (size_t)(FA__BK - nk) * sizeof(float));
-            K->qk(w->q, dk, w->kt, w->s, rows_pad);
-        }
-
-        for (r = 0; r < nrows; r++) {
-            int64_t i = u->i0 + r / u->nh, lo, hi, c0, c1, c;
-            float *sr = w->s + r * FA__BK, mx, mnew, corr, sum;
-            fa__row_range(p, &s, i, &lo, &hi);
-            c0 = (lo > j0 ? lo : j0) - j0;
-            c1 = (hi < j1 ? hi : j1) - j0;
-            if (c0 >= c1) { w->c0[r] = w->c1[r] = 0; continue; }
-            w->c0[r] = (int32_t)c0;
-            w->c1[r] = (int32_t)c1;
-            any = 1;
-            if (post) {
-                int64_t h = u->h0 + r % u->nh;
-                float slope = d->alibi_slopes ? d->alibi_slopes[u->b * d->alibi_batch_stride + h] : 0.0f;
-                mx = -INFINITY;
-                for (c = c0; c < c1; c++) {
-                    float sc = p->scale * sr[c];
-                    if (p->softcap > 0.0f) sc = p->softcap * tanhf(sc / p->softcap);
-                    if (slope != 0.0f) {
-                        int64_t dist = i + s.off - (j0 + c);
-                        sc -= slope * (float)(dist < 0 ? -dist : dist);
-                    }
-                    sr[c] = sc;
-                    mx = fa__nanmax(mx, sc);
-                }
-            } else {
-                mx = K->scale_max(sr + c0, c1 - c0, p->scale);
-            }
-            mnew = fa__nanmax(w->m[r], mx);
-            corr = expf(w->m[r] - mnew); /* 0 on a row's first visible tile (m = -inf) */
-            if (w->seen[r] && corr != 1.0f) K->scale(w->o + r * dvp, dvp, corr);
-            sum = K->exp_sum(sr + c0, c1 - c0, mnew);
-            w->l[r] = (w->seen[r] ? w->l[r] * corr : 0.0f) + sum;
-            w->m[r] = mnew;
-            w->seen[r] = 1;
-        }
-        if (any) K->pv(w->o, w->s, w->v, dvp, nrows, w->c0, w->c1);
     }
 
-    for (r = 0; r < nrows; r++) {
+    for (r = 0; r < x.nrows; r++) {
         int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
-        float *o = w->o + r * dvp, lse;
+        float *o = w->o + r * x.dvp, lse;
         if (w->seen[r]) {
             K->scale(o, dv, 1.0f / w->l[r]);
             lse = w->m[r] + logf(w->l[r]);
@@ -2647,10 +2738,10 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
             part_lse[r] = lse;
             continue;
         }
-        fa__store_row((unsigned char *)d->o + (s.o_base + (s.q_tok0 + i) * p->os.seq + h * p->os.head) *
+        fa__store_row((unsigned char *)d->o + (x.s.o_base + (x.s.q_tok0 + i) * p->os.seq + h * p->os.head) *
                           (int64_t)fa_dtype_size(d->o_type),
                       d->o_type, o, dv);
-        if (d->lse) d->lse[s.l_base + h * p->ls.head + (s.q_tok0 + i) * p->ls.seq] = lse;
+        if (d->lse) d->lse[x.s.l_base + h * p->ls.head + (x.s.q_tok0 + i) * p->ls.seq] = lse;
     }
 }
 
@@ -2861,6 +2952,7 @@ FLASHATTN_DEF fa_status fa_attn_reference(const fa_attn_desc *d)
                     if (d->causal && j > diag) vis = 0;
                     if (d->use_window && d->window_left >= 0 && j < diag - d->window_left) vis = 0;
                     if (d->use_window && d->window_right >= 0 && j > diag + d->window_right) vis = 0;
+                    if (d->mask && !fa__mask_visible(d->mask, b, h, i, j)) vis = 0;
                     if (!vis) continue;
                     if (d->block_table) {
                         int64_t page = d->block_table[b * p.bt_stride + j / d->page_size];
@@ -2873,6 +2965,7 @@ FLASHATTN_DEF fa_status fa_attn_reference(const fa_attn_desc *d)
                     dot *= (double)p.scale;
                     if (d->softcap > 0.0f) dot = (double)d->softcap * tanh(dot / (double)d->softcap);
                     dot -= slope * fabs((double)(diag - j));
+                    if (d->mask && fa__mask_has_score(d->mask)) dot = fa__mask_score(d->mask, (float)dot, b, h, i, j);
                     sc[j] = dot;
                     if (!any || dot > mx || dot != dot) mx = dot;
                     any = 1;
@@ -2885,6 +2978,7 @@ FLASHATTN_DEF fa_status fa_attn_reference(const fa_attn_desc *d)
                         if (d->causal && j > diag) continue;
                         if (d->use_window && d->window_left >= 0 && j < diag - d->window_left) continue;
                         if (d->use_window && d->window_right >= 0 && j > diag + d->window_right) continue;
+                        if (d->mask && !fa__mask_visible(d->mask, b, h, i, j)) continue;
                         w = exp(sc[j] - mx);
                         sum += w;
                         if (d->block_table)

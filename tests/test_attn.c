@@ -177,6 +177,8 @@ typedef struct problem {
     int64_t total_q, lse_n;
     int packed_qkv;
     unsigned char *qkv_buf;
+    fa_mask *mask;
+    int mask_kind;
     char what[256];
 } problem;
 
@@ -199,7 +201,86 @@ static void problem_free(problem *p)
     view_free(&p->o);
     free(p->cu_q); free(p->cu_k); free(p->used_k); free(p->bt);
     free(p->alibi); free(p->ks); free(p->vs); free(p->lse);
+    fa_mask_destroy(p->mask);
     memset(p, 0, sizeof *p);
+}
+
+/* Sparse masks for random problems: a random builder with random block sizes, shared or per
+   head, sometimes combined with a second one and given a score callback. */
+static int keep_hash(void *user, int64_t b, int64_t h, int64_t q, int64_t k)
+{
+    uint64_t x = (uint64_t)(uintptr_t)user ^ ((uint64_t)b << 48) ^ ((uint64_t)h << 40) ^ ((uint64_t)q << 20) ^ (uint64_t)k;
+    x = (x ^ (x >> 31)) * 0x7fb5d329728ea185ull;
+    x ^= x >> 27;
+    /* mostly dense near the diagonal, sparse far from it: partial and empty tiles both occur */
+    return (int)((x % 100) < (uint64_t)(llabs((long long)(q - k)) < 40 ? 90 : 15));
+}
+static float score_bias(void *user, float s, int64_t b, int64_t h, int64_t q, int64_t k)
+{
+    (void)user;
+    return s + 0.25f * (float)((b + h + q - k) % 5) - 0.5f;
+}
+
+static fa_status random_mask_one(fa_mask **m, const fa_mask_desc *g, int kind, int64_t sq, int64_t sk)
+{
+    switch (kind) {
+    case 0: return fa_mask_causal(m, g);
+    case 1: return fa_mask_sliding_window(m, g, fa_t_randint(sk + 2) - 1, fa_t_randint(40) - 1, fa_t_randint(3));
+    case 2: {
+        int64_t glob[3];
+        glob[0] = fa_t_randint(sq + 1); glob[1] = fa_t_randint(sk + 1); glob[2] = 0;
+        return fa_mask_longformer(m, g, fa_t_randint(64), fa_t_randint(64), 1, glob, 1 + fa_t_randint(3));
+    }
+    case 3: return fa_mask_bigbird(m, g, fa_t_randint(2), fa_t_randint(2), fa_t_randint(3), (int)fa_t_randint(2), fa_t_rand());
+    case 4: return fa_mask_strided(m, g, 1 + fa_t_randint(40), (int)fa_t_randint(2));
+    case 5: { int64_t l = 1 + fa_t_randint(40); return fa_mask_fixed(m, g, l, 1 + fa_t_randint(l), (int)fa_t_randint(2)); }
+    case 6: {
+        int64_t pre[4], i;
+        for (i = 0; i < 4; i++) pre[i] = fa_t_randint(sk + 1);
+        return fa_mask_prefix_lm(m, g, pre);
+    }
+    default: return fa_mask_from_fn(m, g, keep_hash, (void *)(uintptr_t)fa_t_rand());
+    }
+}
+
+static void random_mask(problem *p)
+{
+    static const int64_t blocks[] = {0, 16, 32, 64, 128, 7, 100};
+    fa_mask_desc g;
+    fa_mask *a = NULL, *b = NULL;
+    int64_t sk = p->sk > 0 ? p->sk : 1;
+    memset(&g, 0, sizeof g);
+    g.seqlen_q = p->sq;
+    g.seqlen_k = sk;
+    g.block_q = blocks[fa_t_randint(7)];
+    g.block_k = blocks[fa_t_randint(7)];
+    g.heads_q = p->hq;
+    switch (fa_t_randint(3)) {
+    case 0: g.heads = 1; break;
+    case 1: g.heads = p->hkv; break;
+    default: g.heads = p->hq; break;
+    }
+    g.heads_q = g.heads > 1 ? p->hq : 0;
+    p->mask_kind = (int)fa_t_randint(8);
+    if (random_mask_one(&a, &g, p->mask_kind, p->sq, sk) != FA_OK) { CHECKF(0, "mask %d: %s", p->mask_kind, fa_last_error()); return; }
+    if (fa_t_randint(4) == 0) { /* and/or with a second mask */
+        int k2 = (int)fa_t_randint(8), use_or = (int)fa_t_randint(2);
+        if (random_mask_one(&b, &g, k2, p->sq, sk) == FA_OK) {
+            fa_mask *c = NULL;
+            if ((use_or ? fa_mask_or(&c, a, b) : fa_mask_and(&c, a, b)) == FA_OK) {
+                fa_mask_destroy(a);
+                a = c;
+                p->mask_kind = 10 + p->mask_kind * 10 + k2;
+            }
+            fa_mask_destroy(b);
+        }
+    }
+    if (fa_t_randint(3) == 0) {
+        fa_mask_set_score(a, score_bias, NULL);
+        p->mask_kind += 1000;
+    }
+    p->mask = a;
+    p->d.mask = a;
 }
 
 /* Work budget of one random problem in multiply-adds of the reference. */
@@ -411,15 +492,16 @@ static void problem_random(problem *p)
             d->lse_stride.batch = p->hq * p->sq;
         }
     }
+    if (fa_t_randint(4) == 0) random_mask(p);
     snprintf(p->what, sizeof p->what,
              "b=%lld hq=%lld hkv=%lld sq=%lld sk=%lld dk=%lld dv=%lld q=%s k=%s v=%s o=%s lay=%lld/%lld/%lld "
-             "varq=%d vark=%d paged=%d used=%d qkv=%d causal=%d win=%d(%lld,%lld) cap=%g alibi=%d lse=%d",
+             "varq=%d vark=%d paged=%d used=%d qkv=%d causal=%d win=%d(%lld,%lld) cap=%g alibi=%d lse=%d mask=%d",
              (long long)p->batch, (long long)p->hq, (long long)p->hkv, (long long)p->sq, (long long)p->sk,
              (long long)p->dk, (long long)p->dv, fa_dtype_name(d->q_type), fa_dtype_name(d->k_type),
              fa_dtype_name(d->v_type), fa_dtype_name(d->o_type), (long long)layout_q, (long long)layout_kv,
              (long long)layout_o, varlen_q, varlen_k, paged, used, p->packed_qkv, d->causal, d->use_window,
              (long long)d->window_left, (long long)d->window_right, (double)d->softcap, d->alibi_slopes != NULL,
-             d->lse != NULL);
+             d->lse != NULL, p->mask ? p->mask_kind : -1);
 }
 
 /* Half an ulp of dtype t at magnitude x: the rounding a correct store may add. */
@@ -569,10 +651,10 @@ static long count_stray_writes(const problem *p)
 
 /* How often each feature occurred: the test insists every one was exercised. */
 enum { C_VARQ, C_VARK, C_PAGED, C_USED, C_QKV, C_CAUSAL, C_WINDOW, C_SOFTCAP, C_ALIBI, C_LSE, C_FP8,
-       C_F16, C_BF16, C_GQA, C_DV, C_DECODE, C_STRIDED, C_SCALE, C_COUNT };
+       C_F16, C_BF16, C_GQA, C_DV, C_DECODE, C_STRIDED, C_SCALE, C_MASK, C_COUNT };
 static const char *const cov_names[C_COUNT] = {"varlen_q", "varlen_k", "paged", "seqused_k", "packed_qkv",
     "causal", "window", "softcap", "alibi", "lse", "fp8", "f16", "bf16", "gqa", "dv!=dk", "decode", "strided",
-    "kv_scale"};
+    "kv_scale", "mask"};
 
 static void coverage_add(int *cov, const problem *p)
 {
@@ -595,6 +677,7 @@ static void coverage_add(int *cov, const problem *p)
     cov[C_DECODE] += p->sq == 1;
     cov[C_STRIDED] += d->q_stride.seq != 0 || d->k_stride.head != 0;
     cov[C_SCALE] += d->k_scale != 0 || d->k_head_scale != NULL;
+    cov[C_MASK] += d->mask != NULL;
 }
 
 /* The dispatch paths the machine offers, forced one at a time through the feature override. */
@@ -1048,7 +1131,17 @@ TEST(every_validation_error_is_specific)
         EXPECT_ERR((d_.alibi_slopes = slopes, d_.alibi_batch_stride = -2), FA_ERR_INVALID, "alibi_batch_stride");
     }
     EXPECT_ERR(d_.num_splits = -1, FA_ERR_INVALID, "num_splits");
-    EXPECT_ERR(d_.mask = (const fa_mask *)vq, FA_ERR_UNSUPPORTED, "mask");
+    memset(vq, 0, sizeof vq);
+    EXPECT_ERR(d_.mask = (const fa_mask *)vq, FA_ERR_INVALID, "fa_mask"); /* not a mask */
+    {
+        fa_mask *small = NULL;
+        fa_mask_desc g;
+        memset(&g, 0, sizeof g);
+        g.seqlen_q = 1; g.seqlen_k = 1;
+        CHECK(fa_mask_causal(&small, &g) == FA_OK);
+        EXPECT_ERR(d_.mask = small, FA_ERR_SHAPE, "mask"); /* covers fewer queries than the problem */
+        fa_mask_destroy(small);
+    }
     /* varlen */
     vcu[0] = 0; vcu[1] = 2; vcu[2] = 1;
     EXPECT_ERR(d_.cu_seqlens_q = vcu, FA_ERR_RANGE, "not monotonic");

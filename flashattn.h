@@ -1961,7 +1961,7 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
    transposed, missing keys zero), v [FA__BK][dvp] and o [FA__ROWS][dvp] with dvp = dv rounded up
    to 16 (pad columns zero), s [FA__ROWS][FA__BK].
 
-   The micro-kernels exist as scalar, AVX2+FMA and AVX-512 versions, chosen once per call from
+   The micro-kernels exist as scalar, AVX2+FMA, AVX-512 and NEON versions, chosen once per call from
    fa_cpu_features(); the exp used by the vector versions is a Cephes-style degree-6 polynomial
    on [-ln2/2, ln2/2] with exact 2^n scaling: relative error <= 2 ulp on [ln FLT_MIN, ln FLT_MAX]
    (checked in tests/test_attn.c against double exp), +inf above, exactly 0 below -87.3 (where the true value is
@@ -2502,6 +2502,196 @@ static const fa__attn_kernels fa__kernels_avx512 = {
     fa__load_avx512, fa__dot_avx512};
 #endif /* FA__X86 */
 
+#if defined(FA__NEON) && defined(__aarch64__)
+/* ---- NEON (AArch64) ---- */
+static float32x4_t fa__exp128(float32x4_t x)
+{
+    const float32x4_t lo = vdupq_n_f32(FA__EXP_LO), hi = vdupq_n_f32(FA__EXP_HI);
+    float32x4_t xc = vminq_f32(vmaxq_f32(x, lo), hi);
+    float32x4_t n = vrndnq_f32(vmulq_n_f32(xc, 1.44269504088896341f));
+    float32x4_t r = vfmsq_f32(xc, n, vdupq_n_f32(0.693359375f)), p, y, res;
+    int32x4_t e, e1, e2;
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), r, vdupq_n_f32(1.9875691500e-4f));
+    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+    y = vaddq_f32(vfmaq_f32(r, p, vmulq_f32(r, r)), vdupq_n_f32(1.0f));
+    e = vcvtq_s32_f32(n); /* n in [-126, 128]: two factors keep 2^128 representable */
+    e1 = vshrq_n_s32(e, 1);
+    e2 = vsubq_s32(e, e1);
+    res = vmulq_f32(vmulq_f32(y, vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(e1, vdupq_n_s32(127)), 23))),
+                    vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(e2, vdupq_n_s32(127)), 23)));
+    res = vbslq_f32(vcltq_f32(x, lo), vdupq_n_f32(0.0f), res);
+    res = vbslq_f32(vcgtq_f32(x, hi), vdupq_n_f32(INFINITY), res);
+    return vbslq_f32(vceqq_f32(x, x), res, x); /* NaN stays NaN */
+}
+
+static void fa__qk_neon(const float *q, int64_t dk, const float *kt, float *s, int64_t rows)
+{
+    int64_t r, d, d0;
+    int h, i, j;
+    /* 4 rows x 16 keys: 16 accumulators of 4 floats */
+    for (r = 0; r < rows; r += FA__MR)
+        for (h = 0; h < FA__BK; h += 16)
+            for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
+                int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
+                float32x4_t a[4][4];
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < 4; j++) a[i][j] = vdupq_n_f32(0.0f);
+                for (d = d0; d < d1; d++) {
+                    const float *kr = kt + d * FA__BK + h;
+                    float32x4_t k0 = vld1q_f32(kr), k1 = vld1q_f32(kr + 4), k2 = vld1q_f32(kr + 8), k3 = vld1q_f32(kr + 12);
+                    for (i = 0; i < 4; i++) {
+                        float qv = q[(r + i) * dk + d];
+                        a[i][0] = vfmaq_n_f32(a[i][0], k0, qv);
+                        a[i][1] = vfmaq_n_f32(a[i][1], k1, qv);
+                        a[i][2] = vfmaq_n_f32(a[i][2], k2, qv);
+                        a[i][3] = vfmaq_n_f32(a[i][3], k3, qv);
+                    }
+                }
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < 4; j++) {
+                        float *dst = s + (r + i) * FA__BK + h + 4 * j;
+                        vst1q_f32(dst, d0 ? vaddq_f32(vld1q_f32(dst), a[i][j]) : a[i][j]);
+                    }
+            }
+}
+
+static float fa__scale_max_neon(float *s, int64_t n, float scale)
+{
+    float32x4_t vm = vdupq_n_f32(-INFINITY);
+    uint32x4_t nan = vdupq_n_u32(0);
+    float mx;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t x = vmulq_n_f32(vld1q_f32(s + i), scale);
+        vst1q_f32(s + i, x);
+        vm = vmaxq_f32(vm, x); /* vmaxq propagates NaN */
+        nan = vorrq_u32(nan, vmvnq_u32(vceqq_f32(x, x)));
+    }
+    mx = vmaxvq_f32(vm);
+    if (vmaxvq_u32(nan)) mx = NAN;
+    for (; i < n; i++) {
+        s[i] *= scale;
+        mx = fa__nanmax(mx, s[i]);
+    }
+    return mx;
+}
+
+static float fa__exp_sum_neon(float *s, int64_t n, float m)
+{
+    float32x4_t vm = vdupq_n_f32(m), acc = vdupq_n_f32(0.0f);
+    float buf[4];
+    int64_t i = 0, k;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t p = fa__exp128(vsubq_f32(vld1q_f32(s + i), vm));
+        vst1q_f32(s + i, p);
+        acc = vaddq_f32(acc, p);
+    }
+    if (i < n) { /* tail through a padded buffer: same polynomial as the body */
+        for (k = 0; k < 4; k++) buf[k] = i + k < n ? s[i + k] : -INFINITY;
+        vst1q_f32(buf, fa__exp128(vsubq_f32(vld1q_f32(buf), vm)));
+        for (k = 0; i + k < n; k++) s[i + k] = buf[k];
+        for (; k < 4; k++) buf[k] = 0.0f;
+        acc = vaddq_f32(acc, vld1q_f32(buf));
+    }
+    return vaddvq_f32(acc);
+}
+
+static void fa__scale_neon(float *o, int64_t n, float c)
+{
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(o + i, vmulq_n_f32(vld1q_f32(o + i), c));
+    for (; i < n; i++) o[i] *= c;
+}
+
+static void fa__pv_row_neon(float *o, const float *sr, const float *v, int64_t dvp, int64_t a, int64_t b)
+{
+    int64_t e, c;
+    for (e = 0; e < dvp; e += 4) {
+        float32x4_t acc = vld1q_f32(o + e);
+        for (c = a; c < b; c++) acc = vfmaq_n_f32(acc, vld1q_f32(v + c * dvp + e), sr[c]);
+        vst1q_f32(o + e, acc);
+    }
+}
+
+static void fa__pv_neon(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows, const int32_t *c0,
+                        const int32_t *c1)
+{
+    int64_t r, e, c, i, a, b;
+    for (r = 0; r < nrows; r += FA__MR) {
+        int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
+        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
+        if (nr == FA__MR && a < b) {
+            for (e = 0; e < dvp; e += 16) { /* 4 rows x 16 columns */
+                float32x4_t acc[4][4];
+                int j;
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < 4; j++) acc[i][j] = vld1q_f32(o + (r + i) * dvp + e + 4 * j);
+                for (c = a; c < b; c++) {
+                    const float *vr = v + c * dvp + e;
+                    float32x4_t v0 = vld1q_f32(vr), v1 = vld1q_f32(vr + 4), v2 = vld1q_f32(vr + 8), v3 = vld1q_f32(vr + 12);
+                    for (i = 0; i < 4; i++) {
+                        float pr = s[(r + i) * FA__BK + c];
+                        acc[i][0] = vfmaq_n_f32(acc[i][0], v0, pr);
+                        acc[i][1] = vfmaq_n_f32(acc[i][1], v1, pr);
+                        acc[i][2] = vfmaq_n_f32(acc[i][2], v2, pr);
+                        acc[i][3] = vfmaq_n_f32(acc[i][3], v3, pr);
+                    }
+                }
+                for (i = 0; i < 4; i++)
+                    for (j = 0; j < 4; j++) vst1q_f32(o + (r + i) * dvp + e + 4 * j, acc[i][j]);
+            }
+        } else {
+            a = b = 0;
+        }
+        for (i = 0; i < nr; i++) {
+            int64_t lo = c0[r + i], hi = c1[r + i];
+            if (a >= b) { fa__pv_row_neon(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, hi); continue; }
+            fa__pv_row_neon(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, a);
+            fa__pv_row_neon(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, b, hi);
+        }
+    }
+}
+
+static void fa__load_neon(float *dst, const void *src, fa_dtype t, int64_t n, float mul)
+{
+    int64_t i = 0;
+    if (t == FA_BF16) {
+        const uint16_t *s16 = (const uint16_t *)src;
+        for (; i + 4 <= n; i += 4)
+            vst1q_f32(dst + i, vmulq_n_f32(vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(s16 + i), 16)), mul));
+    } else if (t == FA_F16) {
+        const uint16_t *s16 = (const uint16_t *)src;
+        for (; i + 4 <= n; i += 4)
+            vst1q_f32(dst + i, vmulq_n_f32(vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(s16 + i))), mul));
+    } else if (t == FA_F32) {
+        const float *s32 = (const float *)src;
+        for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, vmulq_n_f32(vld1q_f32(s32 + i), mul));
+    }
+    if (i < n) fa__load_row(dst + i, fa__elem_ptr(src, t, i), t, n - i, mul);
+}
+
+static float fa__dot_neon(const float *a, const float *b, int64_t n)
+{
+    float32x4_t s0 = vdupq_n_f32(0.0f), s1 = vdupq_n_f32(0.0f);
+    int64_t i = 0;
+    float r;
+    for (; i + 8 <= n; i += 8) {
+        s0 = vfmaq_f32(s0, vld1q_f32(a + i), vld1q_f32(b + i));
+        s1 = vfmaq_f32(s1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+    }
+    r = vaddvq_f32(vaddq_f32(s0, s1));
+    return i < n ? r + fa__dot_f32(a + i, b + i, n - i) : r;
+}
+
+static const fa__attn_kernels fa__kernels_neon = {
+    "neon", fa__qk_neon, fa__scale_max_neon, fa__exp_sum_neon, fa__scale_neon, fa__pv_neon,
+    fa__load_neon, fa__dot_neon};
+#endif /* FA__NEON && __aarch64__ */
+
 /* The best kernels the CPU (and fa_cpu_features_override) allows. */
 static const fa__attn_kernels *fa__attn_pick_kernels(void)
 {
@@ -2509,6 +2699,8 @@ static const fa__attn_kernels *fa__attn_pick_kernels(void)
     unsigned f = fa_cpu_features();
     if (f & FA_CPU_AVX512F) return &fa__kernels_avx512;
     if ((f & FA_CPU_AVX2) && (f & FA_CPU_FMA) && (f & FA_CPU_F16C)) return &fa__kernels_avx2;
+#elif defined(FA__NEON) && defined(__aarch64__)
+    if (fa_cpu_features() & FA_CPU_NEON) return &fa__kernels_neon;
 #endif
     return &fa__kernels_scalar;
 }

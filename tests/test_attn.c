@@ -1283,6 +1283,8 @@ TEST(vector_exp_is_accurate_on_every_path)
 #if defined(FA__X86)
     if ((fa_cpu_features() & (FA_CPU_AVX2 | FA_CPU_FMA)) == (FA_CPU_AVX2 | FA_CPU_FMA)) check_exp_kernel(&fa__kernels_avx2);
     if (fa_cpu_features() & FA_CPU_AVX512F) check_exp_kernel(&fa__kernels_avx512);
+#elif defined(FA__NEON) && defined(__aarch64__)
+    if (fa_cpu_features() & FA_CPU_NEON) check_exp_kernel(&fa__kernels_neon);
 #endif
 }
 

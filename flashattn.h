@@ -318,7 +318,10 @@ typedef struct fa_attn_desc {
 /* Bounded lock-free ring queues of fixed-size items.
 
    fa_spsc  single producer, single consumer. One thread pushes, one thread pops (each side may
-            change threads only with outside synchronisation). Every operation is wait-free.
+            change threads only with outside synchronisation). The try and bulk operations are
+            wait-free: a bounded number of steps, no loops on contention. Each side keeps a
+            cached copy of the other side's position and reads the shared one only when the
+            cache says full (producer) or empty (consumer).
    fa_mpmc  any number of producers and consumers: Dmitry Vyukov's bounded MPMC queue (a ring of
             slots, each with its own sequence number that says whose turn the slot is). The try
             operations never wait and never take a lock: each is a few atomic loads and one CAS
@@ -1320,6 +1323,7 @@ FA__QINLINE fa_status fa__spsc_push1(fa_spsc *q, const void *item)
    close is seen before the queue is declared finished. */
 static fa_status fa__spsc_empty_status(fa_spsc *q, size_t c)
 {
+    /* acquire: pairs with close; pushes before it are visible to the re-check below */
     if (!fa__ld(&q->closed, FA__ACQUIRE)) return FA_ERR_EMPTY;
     return fa__spsc_avail(q, c, 1) ? FA_ERR_AGAIN : FA_ERR_CLOSED;
 }
@@ -1611,7 +1615,7 @@ FA__QINLINE fa_status fa__mpmc_pop1(fa_mpmc *q, void *item)
             fa_status s = fa__mpmc_empty_status(q, pos);
             if (s != FA_ERR_AGAIN) return s;
         } else {
-            pos = fa__ld(&q->cons_pos, FA__RELAXED);
+            pos = fa__ld(&q->cons_pos, FA__RELAXED); /* someone took pos; relaxed: a hint */
         }
     }
     fa__qcopy(item, fa__mpmc_item(q, pos), q->elem_size);
@@ -1637,7 +1641,7 @@ static fa_status fa__mpmc_push_bulk(fa_mpmc *q, const void *items, size_t n, int
             /* relaxed: ownership of pos .. pos+k-1 only */
             if (fa__cas(&q->prod_pos, &pos, pos + k, FA__RELAXED, FA__RELAXED)) break;
         } else {
-            size_t now = fa__ld(&q->prod_pos, FA__RELAXED);
+            size_t now = fa__ld(&q->prod_pos, FA__RELAXED); /* relaxed: a hint, as in push1 */
             if (now == pos) return FA_ERR_FULL; /* nobody moved: the slots really are taken */
             pos = now;
         }
@@ -1664,7 +1668,7 @@ static fa_status fa__mpmc_pop_bulk(fa_mpmc *q, void *items, size_t n, int exact,
         if (k == n || (!exact && k > 0)) {
             if (fa__cas(&q->cons_pos, &pos, pos + k, FA__RELAXED, FA__RELAXED)) break; /* ownership */
         } else {
-            size_t now = fa__ld(&q->cons_pos, FA__RELAXED);
+            size_t now = fa__ld(&q->cons_pos, FA__RELAXED); /* relaxed: a hint, as in pop1 */
             if (now == pos) {
                 if (k == 0) {
                     fa_status s = fa__mpmc_empty_status(q, pos);
@@ -2355,8 +2359,9 @@ FLASHATTN_DEF fa_status fa_pool_parallel_for(fa_pool *p, int64_t n,
     /* acq_rel: we see the helpers' results once left reaches 0 (they release into it) */
     if (fa__sub(&j->left, cnt, FA__ACQ_REL) != cnt) {
         int s;
+        /* acquire: as above, the helpers' results are visible once left reads 0 */
         for (s = 0; s < FA__WAIT_SPINS && fa__ld(&j->left, FA__ACQUIRE) != 0; s++)
-            fa__cpu_relax(); /* acquire: as above */
+            fa__cpu_relax();
         if (fa__ld(&j->left, FA__ACQUIRE) != 0) {
             fa__add(&j->done_ev.waiters, 1u, FA__RELAXED); /* relaxed: ordered by the sync */
             for (;;) {

@@ -2195,20 +2195,20 @@ FLASHATTN_DEF fa_status fa_pool_destroy(fa_pool *p, fa_pool_shutdown how)
     if (fa__tls_pool == p)
         return fa__fail(FA_ERR_BUSY, "fa_pool_destroy: called from a task of the same pool");
     if (how == FA_POOL_CANCEL) {
-        size_t i, n;
+        size_t i, n, cap;
         fa__ptask *list;
         pthread_mutex_lock(&p->delay_mu);
         fa__st(&p->stopping, (uint32_t)FA__STOP_CANCEL, FA__SEQ_CST); /* seq_cst: a one-way flag
                                                                           seen by every worker */
         list = p->delayed;
         n = p->ndelayed;
+        cap = p->delayed_cap;
         p->delayed = (fa__ptask *)0;
-        p->ndelayed = 0;
+        p->ndelayed = p->delayed_cap = 0;
         fa__st(&p->next_due, INT64_MAX, FA__RELAXED); /* relaxed: under the lock */
         pthread_mutex_unlock(&p->delay_mu);
         for (i = 0; i < n; i++) fa__pool_cancel(p, &list[i]);
-        fa__free(fa__pool_allocator(p), list, p->delayed_cap * sizeof(fa__ptask));
-        p->delayed_cap = 0;
+        fa__free(fa__pool_allocator(p), list, cap * sizeof(fa__ptask));
     } else {
         fa__st(&p->stopping, (uint32_t)FA__STOP_FINISH, FA__SEQ_CST); /* seq_cst: as above */
     }

@@ -324,8 +324,9 @@ typedef struct fa_attn_desc {
             cache says full (producer) or empty (consumer).
    fa_mpmc  any number of producers and consumers: Dmitry Vyukov's bounded MPMC queue (a ring of
             slots, each with its own sequence number that says whose turn the slot is). The try
-            operations never wait and never take a lock: each is a few atomic loads and one CAS
-            that fails only when another thread made progress. As in every array queue of this
+            operations never wait and never take a lock: each is a few atomic loads and a CAS
+            that is retried only when another thread made progress (or spuriously, on LL/SC
+            machines). As in every array queue of this
             family, a thread preempted between claiming a slot and publishing it holds up that
             one slot: consumers see "empty" there until it resumes (nothing is lost or reordered).
 
@@ -351,11 +352,13 @@ typedef struct fa_attn_desc {
 
    Blocking: *_push_wait / *_pop_wait retry until done, closed or timed out (timeout in
    nanoseconds; 0 = try once; FA_WAIT_FOREVER = no limit). They spin briefly, then sleep: on a
-   futex (Linux) or a condition variable (elsewhere). With fa_queue_desc.blocking set, every
+   futex (Linux) or a condition variable (elsewhere, or on Linux with FLASHATTN_NO_FUTEX);
+   timeouts use the monotonic clock. With fa_queue_desc.blocking set, every
    push and pop checks for sleepers (one full fence) and wakes them at once: no lost wake-ups.
    Without it the try operations stay fence-free and sleepers poll with a backoff of at most
    1 ms instead. *_close makes later pushes fail with FA_ERR_CLOSED, lets pops drain what is
-   left (then FA_ERR_CLOSED) and wakes every sleeper. *_destroy refuses (FA_ERR_BUSY) while a
+   left (then FA_ERR_CLOSED) and wakes every sleeper; a push racing with close may still land,
+   so close after the last push has returned. *_destroy refuses (FA_ERR_BUSY) while a
    thread sleeps in a wait: close first, let the waiters leave, then destroy.
 
    FLASHATTN_NO_THREADS: the queues are all there (the caller may run its own threads); only a

@@ -88,12 +88,12 @@ int main(int argc, char **argv)
     bench_print_machine();
     printf("pool: %d workers + the calling thread\n\n", threads);
 
-    printf("1. parallel_for: n = 4 x (workers + 1) tiles per call, median per call (us)\n");
+    printf("1. parallel_for: n = 16 x (workers + 1) tiles per call, median per call (us)\n");
     printf("   %-12s %12s %12s %14s %10s\n", "tile (us)", "serial", "parallel_for",
            "spawn threads", "speed-up");
     for (wi = 0; wi < 3; wi++) {
         job j;
-        int64_t n = 4 * (int64_t)(threads + 1), i;
+        int64_t n = 16 * (int64_t)(threads + 1), i;
         double ser[64], par[64], spw[64];
         j.us = work_us[wi];
         reps = wi == 2 ? 21 : 61;

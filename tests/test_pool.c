@@ -11,7 +11,7 @@
 #include <time.h>
 
 #ifdef FA_TEST_SANITIZED
-#define SCALE 1
+#define SCALE 3
 #else
 #define SCALE 8
 #endif

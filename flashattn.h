@@ -592,11 +592,15 @@ FLASHATTN_DEF fa_status fa_mask_topk(fa_mask **out, const fa_mask_topk_desc *t,
 /* Bounded lock-free ring queues of fixed-size items.
 
    fa_spsc  single producer, single consumer. One thread pushes, one thread pops (each side may
-            change threads only with outside synchronisation). Every operation is wait-free.
+            change threads only with outside synchronisation). The try and bulk operations are
+            wait-free: a bounded number of steps, no loops on contention. Each side keeps a
+            cached copy of the other side's position and reads the shared one only when the
+            cache says full (producer) or empty (consumer).
    fa_mpmc  any number of producers and consumers: Dmitry Vyukov's bounded MPMC queue (a ring of
             slots, each with its own sequence number that says whose turn the slot is). The try
-            operations never wait and never take a lock: each is a few atomic loads and one CAS
-            that fails only when another thread made progress. As in every array queue of this
+            operations never wait and never take a lock: each is a few atomic loads and a CAS
+            that is retried only when another thread made progress (or spuriously, on LL/SC
+            machines). As in every array queue of this
             family, a thread preempted between claiming a slot and publishing it holds up that
             one slot: consumers see "empty" there until it resumes (nothing is lost or reordered).
 
@@ -622,11 +626,13 @@ FLASHATTN_DEF fa_status fa_mask_topk(fa_mask **out, const fa_mask_topk_desc *t,
 
    Blocking: *_push_wait / *_pop_wait retry until done, closed or timed out (timeout in
    nanoseconds; 0 = try once; FA_WAIT_FOREVER = no limit). They spin briefly, then sleep: on a
-   futex (Linux) or a condition variable (elsewhere). With fa_queue_desc.blocking set, every
+   futex (Linux) or a condition variable (elsewhere, or on Linux with FLASHATTN_NO_FUTEX);
+   timeouts use the monotonic clock. With fa_queue_desc.blocking set, every
    push and pop checks for sleepers (one full fence) and wakes them at once: no lost wake-ups.
    Without it the try operations stay fence-free and sleepers poll with a backoff of at most
    1 ms instead. *_close makes later pushes fail with FA_ERR_CLOSED, lets pops drain what is
-   left (then FA_ERR_CLOSED) and wakes every sleeper. *_destroy refuses (FA_ERR_BUSY) while a
+   left (then FA_ERR_CLOSED) and wakes every sleeper; a push racing with close may still land,
+   so close after the last push has returned. *_destroy refuses (FA_ERR_BUSY) while a
    thread sleeps in a wait: close first, let the waiters leave, then destroy.
 
    FLASHATTN_NO_THREADS: the queues are all there (the caller may run its own threads); only a
@@ -5031,6 +5037,7 @@ FA__QINLINE fa_status fa__spsc_push1(fa_spsc *q, const void *item)
    close is seen before the queue is declared finished. */
 static fa_status fa__spsc_empty_status(fa_spsc *q, size_t c)
 {
+    /* acquire: pairs with close; pushes before it are visible to the re-check below */
     if (!fa__ld(&q->closed, FA__ACQUIRE)) return FA_ERR_EMPTY;
     return fa__spsc_avail(q, c, 1) ? FA_ERR_AGAIN : FA_ERR_CLOSED;
 }
@@ -5322,7 +5329,7 @@ FA__QINLINE fa_status fa__mpmc_pop1(fa_mpmc *q, void *item)
             fa_status s = fa__mpmc_empty_status(q, pos);
             if (s != FA_ERR_AGAIN) return s;
         } else {
-            pos = fa__ld(&q->cons_pos, FA__RELAXED);
+            pos = fa__ld(&q->cons_pos, FA__RELAXED); /* someone took pos; relaxed: a hint */
         }
     }
     fa__qcopy(item, fa__mpmc_item(q, pos), q->elem_size);
@@ -5348,7 +5355,7 @@ static fa_status fa__mpmc_push_bulk(fa_mpmc *q, const void *items, size_t n, int
             /* relaxed: ownership of pos .. pos+k-1 only */
             if (fa__cas(&q->prod_pos, &pos, pos + k, FA__RELAXED, FA__RELAXED)) break;
         } else {
-            size_t now = fa__ld(&q->prod_pos, FA__RELAXED);
+            size_t now = fa__ld(&q->prod_pos, FA__RELAXED); /* relaxed: a hint, as in push1 */
             if (now == pos) return FA_ERR_FULL; /* nobody moved: the slots really are taken */
             pos = now;
         }
@@ -5375,7 +5382,7 @@ static fa_status fa__mpmc_pop_bulk(fa_mpmc *q, void *items, size_t n, int exact,
         if (k == n || (!exact && k > 0)) {
             if (fa__cas(&q->cons_pos, &pos, pos + k, FA__RELAXED, FA__RELAXED)) break; /* ownership */
         } else {
-            size_t now = fa__ld(&q->cons_pos, FA__RELAXED);
+            size_t now = fa__ld(&q->cons_pos, FA__RELAXED); /* relaxed: a hint, as in pop1 */
             if (now == pos) {
                 if (k == 0) {
                     fa_status s = fa__mpmc_empty_status(q, pos);
@@ -5902,20 +5909,20 @@ FLASHATTN_DEF fa_status fa_pool_destroy(fa_pool *p, fa_pool_shutdown how)
     if (fa__tls_pool == p)
         return fa__fail(FA_ERR_BUSY, "fa_pool_destroy: called from a task of the same pool");
     if (how == FA_POOL_CANCEL) {
-        size_t i, n;
+        size_t i, n, cap;
         fa__ptask *list;
         pthread_mutex_lock(&p->delay_mu);
         fa__st(&p->stopping, (uint32_t)FA__STOP_CANCEL, FA__SEQ_CST); /* seq_cst: a one-way flag
                                                                           seen by every worker */
         list = p->delayed;
         n = p->ndelayed;
+        cap = p->delayed_cap;
         p->delayed = (fa__ptask *)0;
-        p->ndelayed = 0;
+        p->ndelayed = p->delayed_cap = 0;
         fa__st(&p->next_due, INT64_MAX, FA__RELAXED); /* relaxed: under the lock */
         pthread_mutex_unlock(&p->delay_mu);
         for (i = 0; i < n; i++) fa__pool_cancel(p, &list[i]);
-        fa__free(fa__pool_allocator(p), list, p->delayed_cap * sizeof(fa__ptask));
-        p->delayed_cap = 0;
+        fa__free(fa__pool_allocator(p), list, cap * sizeof(fa__ptask));
     } else {
         fa__st(&p->stopping, (uint32_t)FA__STOP_FINISH, FA__SEQ_CST); /* seq_cst: as above */
     }
@@ -6066,8 +6073,9 @@ FLASHATTN_DEF fa_status fa_pool_parallel_for(fa_pool *p, int64_t n,
     /* acq_rel: we see the helpers' results once left reaches 0 (they release into it) */
     if (fa__sub(&j->left, cnt, FA__ACQ_REL) != cnt) {
         int s;
+        /* acquire: as above, the helpers' results are visible once left reads 0 */
         for (s = 0; s < FA__WAIT_SPINS && fa__ld(&j->left, FA__ACQUIRE) != 0; s++)
-            fa__cpu_relax(); /* acquire: as above */
+            fa__cpu_relax();
         if (fa__ld(&j->left, FA__ACQUIRE) != 0) {
             fa__add(&j->done_ev.waiters, 1u, FA__RELAXED); /* relaxed: ordered by the sync */
             for (;;) {

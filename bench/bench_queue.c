@@ -4,7 +4,7 @@
    Usage: build/bench_queue [max_threads]     (default: all logical CPUs)
 
    1. SPSC throughput: 8-byte items, capacity 1024, producer and consumer pinned to different
-      cores; items/s, median of several runs.
+      physical cores (never two SMT siblings); items/s, median of several runs.
    2. MPMC throughput: k producers and k consumers (k = 1, 2, 4, ... while 2k <= max_threads),
       threads pinned round-robin; items/s, median of runs.
    3. Ping-pong round trip: two pinned threads bounce one item through two SPSC queues;
@@ -40,6 +40,32 @@ static void pin(int core)
 #else
     (void)core;
 #endif
+}
+
+/* The CPU for the second thread of a pair: the first one that is not an SMT sibling of CPU 0
+   (from /sys topology), so the pair runs on two different physical cores. */
+static int other_core = 1;
+static void find_other_core(void)
+{
+    char buf[256];
+    int c;
+    FILE *f = fopen("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list", "r");
+    if (!f) return;
+    if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+    fclose(f);
+    for (c = 1; c < ncpu; c++) {
+        /* the list looks like "0,8" or "0-1": test membership of c */
+        char *q = buf;
+        int in = 0;
+        while (*q) {
+            long a = strtol(q, &q, 10), b = a;
+            if (*q == '-') b = strtol(q + 1, &q, 10);
+            if (c >= a && c <= b) in = 1;
+            if (*q == ',') q++;
+            else break;
+        }
+        if (!in) { other_core = c; return; }
+    }
 }
 
 static void relax(unsigned *spins)
@@ -262,7 +288,7 @@ static double throughput(int impl, int mpmc, int k, uint64_t total)
     for (i = 0; i < 2 * k; i++) {
         args[i].q = q;
         args[i].items = per;
-        args[i].core = i;
+        args[i].core = k == 1 ? (i == 0 ? 0 : other_core) : i;
         args[i].start = &start;
         args[i].sum = 0;
         pthread_create(&th[i], NULL, i < k ? prod_main : cons_main, &args[i]);
@@ -314,7 +340,7 @@ static void *pong_main(void *arg)
 {
     pp *p = (pp *)arg;
     int i;
-    pin(1);
+    pin(other_core);
     wait_start(p->start);
     for (i = 0; i < p->rounds; i++) q_push(p->b, q_pop(p->a));
     return NULL;
@@ -362,12 +388,13 @@ int main(int argc, char **argv)
     int maxt, k, i;
     double t_begin = bench_now();
     ncpu = fa_cpu_count();
+    find_other_core();
     maxt = argc > 1 ? atoi(argv[1]) : ncpu;
     if (maxt < 2) maxt = 2;
     if (maxt > 256) maxt = 256;
     bench_print_machine();
-    printf("threads: up to %d (pinned round-robin over %d CPUs)%s\n", maxt, ncpu,
-           maxt > ncpu ? "  [oversubscribed: more threads than CPUs]" : "");
+    printf("threads: up to %d (pinned round-robin over %d CPUs; pairs on CPUs 0 and %d)%s\n",
+           maxt, ncpu, other_core, maxt > ncpu ? "  [oversubscribed: more threads than CPUs]" : "");
 #ifdef FA_HAVE_CK
     printf("baselines: mutex+condvar queue, Concurrency Kit ck_ring\n");
 #else

@@ -11,7 +11,7 @@
 #include <time.h>
 
 #ifdef FA_TEST_SANITIZED
-#define SCALE 1
+#define SCALE 3
 #else
 #define SCALE 8
 #endif
@@ -162,6 +162,45 @@ TEST(nested_parallel_for_inside_tiles_does_not_deadlock)
     CHECK(p != NULL);
     if (!p) return;
     for (r = 0; r < 5 * SCALE; r++) run_pf(p, 40, 1);
+    fa_pool_destroy(p, FA_POOL_FINISH);
+}
+
+/* Every worker busy in a task that itself calls parallel_for: each caller runs its own tiles
+   when nobody is free to help, so all complete. */
+typedef struct pftask { fa_pool *p; int ok; } pftask;
+static fa_status pf_task(void *arg)
+{
+    pftask *t = (pftask *)arg;
+    pf s;
+    int64_t i, wrong = 0;
+    memset(&s, 0, sizeof s);
+    s.n = 50;
+    s.hits = (int *)calloc(50, sizeof(int));
+    s.limit = fa_pool_size(t->p) + 1;
+    s.pool = t->p;
+    if (fa_pool_parallel_for(t->p, 50, pf_tile, &s) != FA_OK) wrong++;
+    for (i = 0; i < 50; i++) wrong += s.hits[i] != 1;
+    t->ok = wrong == 0 && s.clashes == 0 && s.bad_worker == 0;
+    free(s.hits);
+    return FA_OK;
+}
+
+TEST(parallel_for_from_inside_submitted_tasks_completes)
+{
+    fa_pool *p = make_pool(2, 0);
+    pftask t[8];
+    int i, r;
+    CHECK(p != NULL);
+    if (!p) return;
+    for (r = 0; r < 2 * SCALE; r++) {
+        for (i = 0; i < 8; i++) {
+            t[i].p = p;
+            t[i].ok = 0;
+            CHECK(fa_pool_submit(p, pf_task, &t[i], (fa_priority)(i % 3)) == FA_OK);
+        }
+        CHECK(fa_pool_wait_idle(p, (int64_t)30 * 1000000000) == FA_OK);
+        for (i = 0; i < 8; i++) CHECKF(t[i].ok, "task %d", i);
+    }
     fa_pool_destroy(p, FA_POOL_FINISH);
 }
 
@@ -605,6 +644,7 @@ int main(void)
     RUN(parallel_for_runs_every_index_once_with_distinct_worker_indices);
     RUN(nested_parallel_for_inside_tiles_does_not_deadlock);
     RUN(concurrent_parallel_for_callers_share_the_pool);
+    RUN(parallel_for_from_inside_submitted_tasks_completes);
     RUN(priorities_are_strict_high_then_normal_then_low);
     RUN(retries_back_off_exponentially_and_report_the_final_status);
     RUN(tasks_submitting_tasks_do_not_deadlock_even_with_a_tiny_queue);

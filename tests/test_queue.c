@@ -13,7 +13,7 @@
 #include <time.h>
 
 #ifdef FA_TEST_SANITIZED
-#define SCALE 1
+#define SCALE 3
 #else
 #define SCALE 12
 #endif

@@ -2103,7 +2103,7 @@ static FA__UNUSED void fa__pv_common(int64_t nr, const int32_t *c0, const int32_
 
 #if defined(FA__X86)
 /* ---- AVX2 + FMA ---- */
-#define FA__AVX2 __attribute__((target("avx2,fma")))
+#define FA__AVX2 __attribute__((target("avx2,fma,f16c"))) /* chosen only when all three exist */
 
 static FA__AVX2 __m256 fa__exp256(__m256 x)
 {
@@ -2274,8 +2274,8 @@ static FA__AVX2 void fa__pv_avx2(float *o, const float *s, const float *v, int64
 }
 
 /* f16 (F16C) and bf16 (a 16-bit shift) rows to f32, 8 at a time */
-static FA__AVX2 __attribute__((target("f16c"))) void fa__load_avx2(float *dst, const void *src, fa_dtype t,
-                                                                     int64_t n, float mul)
+static FA__AVX2 void fa__load_avx2(float *dst, const void *src, fa_dtype t,
+                                   int64_t n, float mul)
 {
     __m256 vm = _mm256_set1_ps(mul);
     int64_t i = 0;

@@ -22,11 +22,13 @@
    (split-KV, "flash decoding") and the partial results are combined by the GPU twin of
    fa_attn_merge. The same kernels run on sm_80 and sm_90; there is no wgmma/TMA path yet.
 
-   Supported: q/k/v f16 or bf16 (all the same), o the same type or f32; head_dim and head_dim_v
+   Supported: q f16 or bf16; k and v q's type or FP8 (e4m3 / e5m2, dequantised exactly to q's
+   type while loading a tile; k_scale/v_scale and the per-head arrays, which are device
+   pointers, fold into the softmax scale and the output); o q's type or f32; head_dim and head_dim_v
    multiples of 8 up to 256 (64, 96, 128 and 256 have their own tile shapes, the rest run
    zero-padded on the next one); GQA/MQA; causal (bottom-right); sliding window; softcap; ALiBi;
    varlen (cu_seqlens_q/k); seqused_k; paged KV; LSE output; num_splits.
-   FA_ERR_UNSUPPORTED (with a message) for: FP8 K/V, sparse masks (d->mask), f32 Q/K/V, head
+   FA_ERR_UNSUPPORTED (with a message) for: sparse masks (d->mask), f32 Q/K/V, head
    dims that are not multiples of 8, strides or pointers not 16-byte aligned, varlen without
    seqlen_q (the GPU needs the maximum to size its grid), paged KV together with cu_seqlens_k,
    GPUs older than sm_80.
@@ -112,7 +114,10 @@ typedef struct fa__cu_fwd_params {
     const float *alibi;
     int batch, sq, sk, hq, hkv, group, dqk, dv, page_size, num_pages, num_splits, pack_gqa;
     int o_f32, causal, use_window;
+    int k8, v8; /* K / V storage: 0 = q's type, 1 = e4m3, 2 = e5m2 */
     float scale, scale_log2, softcap;
+    float k_scale, v_scale; /* dequant multipliers (1 when unset) */
+    const float *k_head_scale, *v_head_scale;
 } fa__cu_fwd_params;
 
 typedef struct fa__cu_merge_params {
@@ -236,6 +241,16 @@ static __device__ __forceinline__ float fa__cu_exp2(float x)
     float y;
     asm("ex2.approx.f32 %0, %1;\n" : "=f"(y) : "f"(x)); /* ex2(-inf) = +0, NaN stays NaN */
     return y;
+}
+
+/* OCP FP8 to float, exact (e4m3: no infinities, S.1111.111 is NaN; e5m2: top byte of f16). */
+static __device__ __forceinline__ float fa__cu_fp8(uint32_t v, int kind)
+{
+    if (kind == 2) return __half2float(__ushort_as_half((unsigned short)(v << 8)));
+    uint32_t sign = (v & 0x80u) << 24, e = (v >> 3) & 0xfu, m = v & 7u;
+    if (e == 15u && m == 7u) return __uint_as_float(sign | 0x7fc00000u);
+    if (e == 0u) return __uint_as_float(sign) + (sign ? -1.0f : 1.0f) * (float)m * 0.001953125f;
+    return __uint_as_float(sign | ((e + 120u) << 23) | (m << 20));
 }
 
 /* Visible key range [lo, hi] of query i (bottom-right aligned; hi < lo means none). */
@@ -365,9 +380,32 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
     const T *l_kbase = kg, *l_vbase = vg;
     const int32_t *l_table = p.block_table ? p.block_table + (int64_t)b * p.bt_stride : NULL;
     if (FAST && !p.block_table) {
-        l_kbase = kg + fa__cu_kv_off(p, b, k_off, l_r0, p.k_sb, p.k_ss) + k_head + l_cc * 8;
-        l_vbase = vg + fa__cu_kv_off(p, b, k_off, l_r0, p.v_sb, p.v_ss) + v_head + l_cc * 8;
+        if (!p.k8) l_kbase = kg + fa__cu_kv_off(p, b, k_off, l_r0, p.k_sb, p.k_ss) + k_head + l_cc * 8;
+        if (!p.v8) l_vbase = vg + fa__cu_kv_off(p, b, k_off, l_r0, p.v_sb, p.v_ss) + v_head + l_cc * 8;
     }
+    /* FP8 K/V: 8 bytes -> 8 elements of T per chunk, through registers (plain loads, so these
+       tiles are not asynchronous; only the MOD kernels carry this path). */
+    auto load_fp8 = [&](int n, T *dst, const void *g, int64_t sb, int64_t ss, int64_t head,
+                        int ncols, int kind) {
+        for (int c = tid; c < BN * CH; c += NT) {
+            int r = c / CH, cc = c % CH, t = n * BN + r;
+            uint4 out = make_uint4(0u, 0u, 0u, 0u);
+            if (t < sk && cc * 8 < ncols) {
+                const uint2 raw = *reinterpret_cast<const uint2 *>(
+                    reinterpret_cast<const uint8_t *>(g) + fa__cu_kv_off(p, b, k_off, t, sb, ss) +
+                    head + cc * 8);
+                uint32_t w[4];
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    uint32_t word = e < 2 ? raw.x : raw.y, sh = (e & 1) * 16;
+                    w[e] = fa__cu_pair<T>::pack(fa__cu_fp8((word >> sh) & 0xffu, kind),
+                                                fa__cu_fp8((word >> (sh + 8)) & 0xffu, kind));
+                }
+                out = make_uint4(w[0], w[1], w[2], w[3]);
+            }
+            *reinterpret_cast<uint4 *>(dst + r * PITCH + cc * 8) = out;
+        }
+    };
     auto load_kv = [&](int n, T *dst, const T *g, const T *base, int64_t sb, int64_t ss,
                        int64_t head, bool colok, int ncols) {
         if (FAST && !p.block_table) {
@@ -405,11 +443,22 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
         }
     };
     auto load_k = [&](int n, T *dst) {
-        load_kv(n, dst, kg, l_kbase, p.k_sb, p.k_ss, k_head, l_kcol, p.dqk);
+        if (MOD && p.k8) load_fp8(n, dst, p.k, p.k_sb, p.k_ss, k_head, p.dqk, p.k8);
+        else load_kv(n, dst, kg, l_kbase, p.k_sb, p.k_ss, k_head, l_kcol, p.dqk);
     };
     auto load_v = [&](int n, T *dst) {
-        load_kv(n, dst, vg, l_vbase, p.v_sb, p.v_ss, v_head, l_vcol, p.dv);
+        if (MOD && p.v8) load_fp8(n, dst, p.v, p.v_sb, p.v_ss, v_head, p.dv, p.v8);
+        else load_kv(n, dst, vg, l_vbase, p.v_sb, p.v_ss, v_head, l_vcol, p.dv);
     };
+    /* Dequant multipliers of this block's KV head (value = stored * scale, 0 means 1, as in
+       the CPU library): K's folds into the softmax scale, V's into the output. */
+    float blk_scale = p.scale, blk_vscale = 1.0f;
+    if (MOD) {
+        float ks = p.k_head_scale ? p.k_head_scale[hkv] : p.k_scale;
+        float vs = p.v_head_scale ? p.v_head_scale[hkv] : p.v_scale;
+        blk_scale = p.scale * (ks == 0.0f ? 1.0f : ks);
+        blk_vscale = vs == 0.0f ? 1.0f : vs;
+    }
     /* Pipeline: tile n's K and V travel in one cp.async group, STAGES - 1 tiles ahead of the
        tile being computed (group 0 also carries Q). */
 #pragma unroll
@@ -486,7 +535,7 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
 #pragma unroll
                     for (int c = 0; c < 4; ++c) {
                         const int rr = c >> 1, j = j0 + nt * 8 + (lane & 3) * 2 + (c & 1);
-                        float x = s[nt][c] * p.scale;
+                        float x = s[nt][c] * blk_scale;
                         if (p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
                         x -= r_slope[rr] * fabsf((float)(r_diag[rr] - j));
                         s[nt][c] = x * FA__CU_LOG2E;
@@ -571,7 +620,7 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
         float l = l_r[rr];
         l += __shfl_xor_sync(0xffffffffu, l, 1);
         l += __shfl_xor_sync(0xffffffffu, l, 2);
-        inv[rr] = l == 0.0f ? 0.0f : 1.0f / l;
+        inv[rr] = l == 0.0f ? 0.0f : blk_vscale / l;
         lse_v[rr] = l == 0.0f ? -INFINITY : m_r[rr] * FA__CU_LN2 + logf(l);
     }
     const int col0 = (lane & 3) * 2;
@@ -812,9 +861,10 @@ static fa_status fa__cu_make_plan(const fa_attn_desc *d, fa__cu_plan *pl)
     if (d->q_type != FA_F16 && d->q_type != FA_BF16)
         return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: q must be f16 or bf16 (got %s)",
                         fa_dtype_name(d->q_type));
-    if (d->k_type != d->q_type || d->v_type != d->q_type)
+    if ((d->k_type != d->q_type && d->k_type != FA_E4M3 && d->k_type != FA_E5M2) ||
+        (d->v_type != d->q_type && d->v_type != FA_E4M3 && d->v_type != FA_E5M2))
         return fa__fail(FA_ERR_UNSUPPORTED,
-                        "fa_cuda_attn_forward: k and v must have q's type (FP8 K/V is CPU-only so far)");
+                        "fa_cuda_attn_forward: k and v must have q's type or be e4m3/e5m2");
     if (d->o_type != d->q_type && d->o_type != FA_F32)
         return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: o must be q's type or f32");
     if (d->head_dim % 8 || dv % 8)
@@ -884,10 +934,17 @@ static fa_status fa__cu_make_plan(const fa_attn_desc *d, fa__cu_plan *pl)
     p->scale_log2 = p->scale * FA__CU_LOG2E;
     p->softcap = d->softcap;
     p->o_f32 = d->o_type == FA_F32;
+    p->k8 = d->k_type == FA_E4M3 ? 1 : d->k_type == FA_E5M2 ? 2 : 0;
+    p->v8 = d->v_type == FA_E4M3 ? 1 : d->v_type == FA_E5M2 ? 2 : 0;
+    p->k_scale = d->k_scale; p->v_scale = d->v_scale;
+    p->k_head_scale = d->k_head_scale; p->v_head_scale = d->v_head_scale;
 
     pl->dpad = fa__cu_dpad(d->head_dim > dv ? d->head_dim : dv);
     pl->bn = fa__cu_bn(pl->dpad);
-    pl->mod = d->softcap > 0.0f || d->alibi_slopes != NULL || p->scale_log2 <= 0.0f;
+    /* The generic score path also carries FP8 loads and dequant scales (any sign). */
+    pl->mod = d->softcap > 0.0f || d->alibi_slopes != NULL || p->scale_log2 <= 0.0f || p->k8 ||
+              p->v8 || (d->k_scale != 0.0f && d->k_scale != 1.0f) ||
+              (d->v_scale != 0.0f && d->v_scale != 1.0f) || d->k_head_scale || d->v_head_scale;
     pl->bf16 = d->q_type == FA_BF16;
 
     if ((e = cudaGetDevice(&dev)) != cudaSuccess) return fa__cu_err(e, "cudaGetDevice");

@@ -122,6 +122,7 @@ static void bench_fwd(int d, int seqlen, int causal)
 }
 
 /* Decode: 1 query, 32/8 heads, d 128, 32768 keys; page_size > 0 reads a paged cache. */
+static fa_dtype g_kv_type = FA_BF16; /* FA_E4M3: the FP8 cache read path */
 static void bench_decode(int splits, int page_size, int with_ws, const char *label)
 {
     const int64_t hq = 32, hkv = 8, d = 128, sk = 32768, batch = 1;
@@ -140,6 +141,7 @@ static void bench_decode(int splits, int page_size, int with_ws, const char *lab
     ad.batch = batch; ad.seqlen_q = 1; ad.seqlen_k = sk; ad.heads_q = hq; ad.heads_kv = hkv;
     ad.head_dim = d; ad.q = q; ad.k = k; ad.v = v; ad.o = o;
     ad.q_type = ad.k_type = ad.v_type = ad.o_type = FA_BF16;
+    ad.k_type = ad.v_type = g_kv_type; /* FP8: the first half of each buffer, as bytes */
     ad.num_splits = splits;
     if (page_size) {
         int64_t np = sk / page_size, i;
@@ -157,7 +159,7 @@ static void bench_decode(int splits, int page_size, int with_ws, const char *lab
     }
     ms = time_median(run_attn, &ad, 5, 100);
     if (ad.workspace) cudaFree(ad.workspace);
-    bytes = 2.0 * (double)kvn * 2 + 2.0 * hq * d * 2;
+    bytes = 2.0 * (double)kvn * (double)fa_dtype_size(g_kv_type) + 2.0 * hq * d * 2;
     snprintf(name, sizeof name, "decode %s (splits %lld)", label, (long long)used_splits);
     emit(name, "GB/s", bytes / (ms * 1e-3) / 1e9, ms);
     cudaFree(q); cudaFree(k); cudaFree(v); cudaFree(o);
@@ -205,6 +207,8 @@ int main(int argc, char **argv)
     bench_decode(128, 0, 1, "b1 q32/kv8 d128 k32768");
     bench_decode(0, 64, 1, "paged64 b1 q32/kv8 d128 k32768");
     bench_decode(0, 0, 0, "no-workspace b1 q32/kv8 d128 k32768");
+    g_kv_type = FA_E4M3;
+    bench_decode(0, 0, 1, "fp8-e4m3 b1 q32/kv8 d128 k32768");
     if (g_csv) fclose(g_csv);
     return 0;
 }

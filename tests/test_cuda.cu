@@ -35,6 +35,8 @@ typedef struct cfg {
     int alibi, alibi_per_batch;
     int varlen_q, varlen_k, seqused, page_size; /* page_size 0 = not paged */
     int lse, splits, o_f32, bhsd, pad_o, nan_k, user_ws;
+    int k8, v8;   /* K / V stored as FP8: 0 = no, 1 = e4m3, 2 = e5m2 */
+    int kv_scale; /* 0 = none, 1 = per-tensor k_scale/v_scale, 2 = per-head arrays */
 } cfg;
 
 static void describe(const cfg *c, char *buf, size_t n)
@@ -42,11 +44,11 @@ static void describe(const cfg *c, char *buf, size_t n)
     snprintf(buf, n,
              "%s b=%d sq=%d sk=%d hq=%d hkv=%d d=%d dv=%d causal=%d win=%d(%d,%d) cap=%g "
              "alibi=%d/%d varlen=%d/%d used=%d page=%d lse=%d splits=%d of32=%d bhsd=%d pad=%d "
-             "nan=%d ws=%d",
+             "nan=%d ws=%d fp8=%d/%d scale=%d",
              fa_dtype_name(c->t), c->b, c->sq, c->sk, c->hq, c->hkv, c->d, c->dv, c->causal,
              c->use_window, c->wl, c->wr, (double)c->softcap, c->alibi, c->alibi_per_batch,
              c->varlen_q, c->varlen_k, c->seqused, c->page_size, c->lse, c->splits, c->o_f32,
-             c->bhsd, c->pad_o, c->nan_k, c->user_ws);
+             c->bhsd, c->pad_o, c->nan_k, c->user_ws, c->k8, c->v8, c->kv_scale);
 }
 
 static cfg base_cfg(fa_dtype t, int b, int sq, int sk, int hq, int hkv, int d)
@@ -93,6 +95,14 @@ static void *dev_copy(const void *h, size_t bytes)
 
 static int64_t g_cases;
 
+/* A random finite FP8 byte of magnitude <= ~7.5 (e4m3: exponent field <= 9; e5m2: <= 17). */
+static unsigned char fp8_rand(int kind)
+{
+    unsigned sign = (unsigned)fa_t_randint(2) << 7;
+    if (kind == 1) return (unsigned char)(sign | (unsigned)fa_t_randint(10) << 3 | (unsigned)fa_t_randint(8));
+    return (unsigned char)(sign | (unsigned)fa_t_randint(18) << 2 | (unsigned)fa_t_randint(4));
+}
+
 /* Runs one configuration; failures are reported through CHECKF with the description. */
 static void run_case(const cfg *c)
 {
@@ -102,7 +112,11 @@ static void run_case(const cfg *c)
     int32_t *cu_q = NULL, *cu_k = NULL, *used = NULL, *table = NULL;
     int64_t total_q, total_k, nbq, ntq, nbk, ntk, num_pages = 0, bt_stride = 0, lse_n;
     int64_t *sq_b, *sk_cap;
-    uint16_t *q, *k, *v;
+    uint16_t *q;
+    unsigned char *k, *v;
+    float *khs = NULL, *vhs = NULL;
+    void *dkhs = NULL, *dvhs = NULL;
+    const size_t kes = c->k8 ? 1 : 2, ves = c->v8 ? 1 : 2;
     float *slopes = NULL, *ref_o, *ref_lse, *got_lse;
     void *got_o;
     size_t oes = c->o_f32 ? 4 : 2;
@@ -180,14 +194,28 @@ static void run_case(const cfg *c)
         ov = make_view(nbq, ntq, c->hq, c->dv, c->bhsd, c->pad_o ? 8 : 0, expl);
     }
     q = (uint16_t *)malloc(qv.elems * 2);
-    k = (uint16_t *)malloc(kv.elems * 2);
-    v = (uint16_t *)malloc(vv.elems * 2);
+    k = (unsigned char *)malloc(kv.elems * kes);
+    v = (unsigned char *)malloc(vv.elems * ves);
     {
         float qamp = c->softcap > 0 ? 3.0f : 1.0f;
         for (size_t n = 0; n < qv.elems; n++) q[n] = to_bits(c->t, qamp * (float)fa_t_normal());
-        for (size_t n = 0; n < kv.elems; n++) k[n] = to_bits(c->t, (float)fa_t_normal());
-        for (size_t n = 0; n < vv.elems; n++) v[n] = to_bits(c->t, (float)fa_t_normal());
-        if (c->nan_k) k[fa_t_randint((int64_t)kv.elems)] = to_bits(c->t, NAN);
+        for (size_t n = 0; n < kv.elems; n++) {
+            if (c->k8) k[n] = fp8_rand(c->k8);
+            else ((uint16_t *)k)[n] = to_bits(c->t, (float)fa_t_normal());
+        }
+        for (size_t n = 0; n < vv.elems; n++) {
+            if (c->v8) v[n] = fp8_rand(c->v8);
+            else ((uint16_t *)v)[n] = to_bits(c->t, (float)fa_t_normal());
+        }
+        if (c->nan_k && !c->k8) ((uint16_t *)k)[fa_t_randint((int64_t)kv.elems)] = to_bits(c->t, NAN);
+        if (c->kv_scale == 2) {
+            khs = (float *)malloc(sizeof(float) * (size_t)c->hkv);
+            vhs = (float *)malloc(sizeof(float) * (size_t)c->hkv);
+            for (i = 0; i < c->hkv; i++) {
+                khs[i] = (float)fa_t_uniform(0.1, 0.6);
+                vhs[i] = i == 0 ? 0.0f : (float)fa_t_uniform(-1.2, 1.2); /* 0 means 1 */
+            }
+        }
     }
     if (c->alibi) {
         int64_t n = c->alibi_per_batch ? (int64_t)c->b * c->hq : c->hq;
@@ -207,8 +235,10 @@ static void run_case(const cfg *c)
     hd.heads_q = c->hq; hd.heads_kv = c->hkv; hd.head_dim = c->d;
     hd.head_dim_v = c->dv == c->d ? 0 : c->dv;
     hd.q = q; hd.q_type = c->t; hd.q_stride = qv.st;
-    hd.k = k; hd.k_type = c->t; hd.k_stride = kv.st;
-    hd.v = v; hd.v_type = c->t; hd.v_stride = vv.st;
+    hd.k = k; hd.k_type = c->k8 ? (c->k8 == 1 ? FA_E4M3 : FA_E5M2) : c->t; hd.k_stride = kv.st;
+    hd.v = v; hd.v_type = c->v8 ? (c->v8 == 1 ? FA_E4M3 : FA_E5M2) : c->t; hd.v_stride = vv.st;
+    if (c->kv_scale == 1) { hd.k_scale = 0.25f; hd.v_scale = -1.25f; }
+    hd.k_head_scale = khs; hd.v_head_scale = vhs;
     hd.o = ref_o; hd.o_type = FA_F32; hd.o_stride = ov.st;
     hd.lse = ref_lse;
     hd.softmax_scale = c->scale;
@@ -228,8 +258,10 @@ static void run_case(const cfg *c)
 
     /* ---- the device descriptor ---- */
     dq = dev_copy(q, qv.elems * 2);
-    dk = dev_copy(k, kv.elems * 2);
-    dv_ = dev_copy(v, vv.elems * 2);
+    dk = dev_copy(k, kv.elems * kes);
+    dv_ = dev_copy(v, vv.elems * ves);
+    if (khs) dkhs = dev_copy(khs, sizeof(float) * (size_t)c->hkv);
+    if (vhs) dvhs = dev_copy(vhs, sizeof(float) * (size_t)c->hkv);
     CK(cudaMalloc(&do_, ov.elems * oes));
     CK(cudaMemset(do_, 0xff, ov.elems * oes)); /* NaN in every output type */
     if (c->lse) {
@@ -248,6 +280,7 @@ static void run_case(const cfg *c)
     dd.cu_seqlens_q = (const int32_t *)dcu_q; dd.cu_seqlens_k = (const int32_t *)dcu_k;
     dd.seqused_k = (const int32_t *)dused; dd.block_table = (const int32_t *)dtable;
     dd.alibi_slopes = (const float *)dslopes;
+    dd.k_head_scale = (const float *)dkhs; dd.v_head_scale = (const float *)dvhs;
     if (c->user_ws) {
         size_t ws = 0;
         st = fa_cuda_attn_workspace_size(&dd, &ws);
@@ -326,9 +359,11 @@ static void run_case(const cfg *c)
     if (dtable) cudaFree(dtable);
     if (dslopes) cudaFree(dslopes);
     if (dws) cudaFree(dws);
+    if (dkhs) cudaFree(dkhs);
+    if (dvhs) cudaFree(dvhs);
 done:
     free(q); free(k); free(v); free(slopes); free(ref_o); free(ref_lse); free(got_o); free(got_lse);
-    free(cu_q); free(cu_k); free(used); free(table); free(sq_b); free(sk_cap);
+    free(cu_q); free(cu_k); free(used); free(table); free(sq_b); free(sk_cap); free(khs); free(vhs);
 }
 
 /* ---- tests ---- */
@@ -472,6 +507,22 @@ TEST(empty_key_ranges_give_zero_and_minus_inf)
     run_case(&c);
 }
 
+TEST(fp8_kv_and_dequant_scales)
+{
+    for (int n = 0; n < 12; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 2, n % 3 == 0 ? 1 : 1 + (int)fa_t_randint(120),
+                         1 + (int)fa_t_randint(600), 8, n % 2 ? 2 : 8, n % 4 == 3 ? 64 : 128);
+        c.k8 = n % 3 == 2 ? 0 : 1 + (n % 2);
+        c.v8 = n % 4 == 1 ? 0 : 1 + ((n / 2) % 2);
+        c.kv_scale = n % 3;
+        c.causal = n % 2;
+        c.page_size = n % 5 == 4 ? 16 : 0;
+        c.varlen_k = n == 5;
+        c.softcap = n == 7 ? 20.0f : 0.0f;
+        run_case(&c);
+    }
+}
+
 TEST(random_configurations)
 {
     static const int dims[] = {64, 96, 128, 256, 40, 80, 136, 200, 32};
@@ -538,7 +589,7 @@ TEST(errors_are_reported_before_any_launch)
     EXPECT(FA_ERR_INVALID, e_.softcap = -1.0f);
     EXPECT(FA_ERR_INVALID, e_.num_splits = -2);
     EXPECT(FA_ERR_UNSUPPORTED, e_.q_type = e_.k_type = e_.v_type = FA_F32);
-    EXPECT(FA_ERR_UNSUPPORTED, e_.k_type = e_.v_type = FA_E4M3);
+    EXPECT(FA_ERR_UNSUPPORTED, e_.k_type = FA_F32);
     EXPECT(FA_ERR_UNSUPPORTED, e_.head_dim = 20);
     EXPECT(FA_ERR_UNSUPPORTED, e_.q = buf + 1);
     EXPECT(FA_ERR_UNSUPPORTED, e_.k_stride.seq = 132);
@@ -635,6 +686,7 @@ int main(void)
     RUN(strided_layouts_padded_output_and_f32_output);
     RUN(nan_in_k_reaches_exactly_the_rows_that_see_it);
     RUN(empty_key_ranges_give_zero_and_minus_inf);
+    RUN(fp8_kv_and_dequant_scales);
     RUN(random_configurations);
     RUN(errors_are_reported_before_any_launch);
     RUN(merge_matches_cpu_merge);

@@ -1666,7 +1666,8 @@ static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int
    of its group, tile of queries) with at most FA__ROWS (query, head) rows: whole GQA groups
    when they fit, so one K/V tile serves every head that reads it. When there are fewer units
    than twice the threads and the keys are many (decode), each unit's keys are split in
-   `splits` ranges whose partial results are merged by LSE afterwards (FlashDecoding). */
+   `splits` ranges (about four pieces per thread, whole key tiles each) whose partial results
+   are merged by LSE afterwards (FlashDecoding). */
 static fa_status fa__attn_schedule(fa__attn_plan *p)
 {
     const fa_attn_desc *d = p->d;
@@ -1706,7 +1707,7 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
     p->units = units;
     if (d->num_splits > 0) p->splits = d->num_splits;
     else if (units > 0 && units < 2 * p->workers && ksum >= 4 * FA__BK)
-        p->splits = (2 * p->workers + units - 1) / units;
+        p->splits = (4 * p->workers + units - 1) / units; /* ~4 pieces per thread: balance */
     else p->splits = 1;
     if (p->splits > 1 && p->splits > (ksum + FA__BK - 1) / FA__BK) p->splits = (ksum + FA__BK - 1) / FA__BK;
     if (p->splits < 1) p->splits = 1;

@@ -590,9 +590,20 @@ static void expect_one(fa_dtype dt, unsigned char *d, size_t i, fa_dtype st,
 {
     float x = decode_any(st, s, i);
     uint16_t h;
-    if (scale != 1.0f) x *= scale;
+    /* scale == 1 must not multiply (x * 1 quiets a signalling NaN); compared as bits so the
+       compiler cannot fold the branch into an unconditional multiply, as clang does */
+    if (bits(scale) != bits(1.0f)) x *= scale;
     switch (dt) {
-    case FA_F32: memcpy(d + 4 * i, &x, 4); break;
+    case FA_F32:
+        if (bits(scale) == bits(1.0f)) { /* a pure copy of the decoded bits */
+            uint32_t u = st == FA_F32 ? 0 : bits(x);
+            if (st == FA_F32) memcpy(&u, s + 4 * i, 4);
+            else if (st == FA_BF16) { uint16_t b; memcpy(&b, s + 2 * i, 2); u = (uint32_t)b << 16; }
+            memcpy(d + 4 * i, &u, 4);
+        } else {
+            memcpy(d + 4 * i, &x, 4);
+        }
+        break;
     case FA_F16: h = fa_f32_to_f16(x); memcpy(d + 2 * i, &h, 2); break;
     case FA_BF16: h = fa_f32_to_bf16(x); memcpy(d + 2 * i, &h, 2); break;
     case FA_E4M3: d[i] = fa_f32_to_e4m3(x, sat); break;

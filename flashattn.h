@@ -1147,25 +1147,35 @@ FA__T512 static FA__AI __m512i fa__enc_fp8_512(__m512 x, int e4m3, __m512i ovf_c
                                  _mm512_set1_epi32((int)FA__E4M3_NAN));
 }
 
+/* FP8 -> f32: normals by rebiasing the fields; the 7 (E4M3) or 3 (E5M2) subnormal values
+   from a 16-entry table indexed by the low bits (vpermd); then sign, Inf and NaN. */
 FA__T512 static FA__AI __m512 fa__dec_fp8_512(__m128i bytes, int e4m3)
 {
+    const __m512i sub_tab = e4m3 ? _mm512_setr_epi32(0, 0x3b000000, 0x3b800000, 0x3bc00000,
+                                                      0x3c000000, 0x3c200000, 0x3c400000,
+                                                      0x3c600000, 0, 0, 0, 0, 0, 0, 0, 0)
+                                 : _mm512_setr_epi32(0, 0x37800000, 0x38000000, 0x38400000,
+                                                     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
     __m512i b = _mm512_cvtepu8_epi32(bytes);
-    __m512i sign = _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x80)), 24);
+    __m512i nrm = _mm512_add_epi32( /* the 7 magnitude bits moved under the f32 fields */
+        _mm512_and_si512(_mm512_slli_epi32(b, e4m3 ? 20 : 21),
+                         _mm512_set1_epi32(e4m3 ? 0x07f00000 : 0x0fe00000)),
+        _mm512_set1_epi32((int)(e4m3 ? FA__E4M3_REBIAS : FA__E5M2_REBIAS)));
+    __m512i r = _mm512_mask_blend_epi32(
+        _mm512_testn_epi32_mask(b, _mm512_set1_epi32(e4m3 ? 0x78 : 0x7c)), nrm,
+        _mm512_permutexvar_epi32(b, sub_tab));
     __m512i mag = _mm512_and_si512(b, _mm512_set1_epi32(0x7f));
-    __m512i nrm = _mm512_add_epi32(_mm512_slli_epi32(mag, e4m3 ? 20 : 21),
-                                   _mm512_set1_epi32((int)(e4m3 ? FA__E4M3_REBIAS
-                                                                : FA__E5M2_REBIAS)));
-    __m512i sub = _mm512_castps_si512(_mm512_mul_ps(
-        _mm512_cvtepi32_ps(mag), _mm512_set1_ps(e4m3 ? 0.001953125f : 0.0000152587890625f)));
-    __m512i r = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(e4m3 ? 8 : 4)),
-                                        nrm, sub);
-    r = _mm512_or_si512(r, sign);
+    /* r | (b << 24 & sign bit) */
+    r = _mm512_ternarylogic_epi32(r, _mm512_slli_epi32(b, 24), _mm512_set1_epi32((int)0x80000000u),
+                                  0xf8);
     if (e4m3) {
         r = _mm512_mask_mov_epi32(r, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7f)),
                                   _mm512_set1_epi32((int)FA__F32_QNAN));
     } else {
-        r = _mm512_mask_mov_epi32(r, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7c)),
-                                  _mm512_or_si512(sign, _mm512_set1_epi32((int)FA__F32_INF)));
+        __m512i inf = _mm512_ternarylogic_epi32(_mm512_slli_epi32(b, 24),
+                                                _mm512_set1_epi32((int)0x80000000u),
+                                                _mm512_set1_epi32((int)FA__F32_INF), 0xea);
+        r = _mm512_mask_mov_epi32(r, _mm512_cmpeq_epi32_mask(mag, _mm512_set1_epi32(0x7c)), inf);
         r = _mm512_mask_mov_epi32(r, _mm512_cmpgt_epi32_mask(mag, _mm512_set1_epi32(0x7c)),
                                   _mm512_set1_epi32((int)FA__F32_QNAN));
     }
@@ -1321,16 +1331,21 @@ FA__T256 static FA__AI __m256i fa__enc_fp8_256(__m256 x, int e4m3, __m256i ovf_c
 
 FA__T256 static FA__AI __m256 fa__dec_fp8_256(__m128i bytes, int e4m3)
 {
+    const __m256i sub_tab = e4m3 ? _mm256_setr_epi32(0, 0x3b000000, 0x3b800000, 0x3bc00000,
+                                                      0x3c000000, 0x3c200000, 0x3c400000,
+                                                      0x3c600000)
+                                 : _mm256_setr_epi32(0, 0x37800000, 0x38000000, 0x38400000,
+                                                     0, 0, 0, 0);
     __m256i b = _mm256_cvtepu8_epi32(bytes);
-    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
     __m256i mag = _mm256_and_si256(b, _mm256_set1_epi32(0x7f));
     __m256i nrm = _mm256_add_epi32(_mm256_slli_epi32(mag, e4m3 ? 20 : 21),
                                    _mm256_set1_epi32((int)(e4m3 ? FA__E4M3_REBIAS
                                                                 : FA__E5M2_REBIAS)));
-    __m256i sub = _mm256_castps_si256(_mm256_mul_ps(
-        _mm256_cvtepi32_ps(mag), _mm256_set1_ps(e4m3 ? 0.001953125f : 0.0000152587890625f)));
-    __m256i r = _mm256_blendv_epi8(nrm, sub, _mm256_cmpgt_epi32(_mm256_set1_epi32(e4m3 ? 8 : 4),
-                                                                mag));
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(b, _mm256_set1_epi32(0x80)), 24);
+    __m256i r = _mm256_blendv_epi8(
+        nrm, _mm256_permutevar8x32_epi32(sub_tab, mag),
+        _mm256_cmpeq_epi32(_mm256_and_si256(b, _mm256_set1_epi32(e4m3 ? 0x78 : 0x7c)),
+                           _mm256_setzero_si256()));
     r = _mm256_or_si256(r, sign);
     if (e4m3) {
         r = _mm256_blendv_epi8(r, _mm256_set1_epi32((int)FA__F32_QNAN),

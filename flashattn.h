@@ -784,9 +784,9 @@ static FA__UNUSED uint32_t fa__f32_bits(float x) { uint32_t u; memcpy(&u, &x, 4)
 static FA__UNUSED float fa__bits_f32(uint32_t u) { float x; memcpy(&x, &u, 4); return x; }
 
 #if defined(__GNUC__) || defined(__clang__)
-#define FA__AI inline __attribute__((always_inline))
+#define FA__FP8_AI inline __attribute__((always_inline))
 #else
-#define FA__AI inline
+#define FA__FP8_AI inline
 #endif
 
 /* f32 bit patterns of the limits (OCP OFP8 v1.0 Table 1; cuda_fp8.h thresholds). */
@@ -811,7 +811,7 @@ static FA__UNUSED float fa__bits_f32(uint32_t u) { float x; memcpy(&x, &u, 4); r
 #define FA__E5M2_INF     0x7cu
 
 /* f32 bits -> E4M3 (e4m3 != 0) or E5M2: cuda_fp8.h __nv_cvt_float_to_fp8, host path. */
-static FA__AI uint8_t fa__enc_fp8(uint32_t u, int e4m3, int sat)
+static FA__FP8_AI uint8_t fa__enc_fp8(uint32_t u, int e4m3, int sat)
 {
     const uint32_t drop = e4m3 ? 20u : 21u; /* 23 - mantissa bits */
     const uint32_t sign = (u >> 24) & 0x80u, a = u & FA__F32_ABS;
@@ -832,7 +832,7 @@ static FA__AI uint8_t fa__enc_fp8(uint32_t u, int e4m3, int sat)
     return (uint8_t)(sign | r);
 }
 
-static FA__AI float fa__dec_e4m3(uint32_t v)
+static FA__FP8_AI float fa__dec_e4m3(uint32_t v)
 {
     uint32_t sign = (v & 0x80u) << 24, mag = v & 0x7fu;
     if (mag == 0x7fu) return fa__bits_f32(FA__F32_QNAN);
@@ -843,7 +843,7 @@ static FA__AI float fa__dec_e4m3(uint32_t v)
     return fa__bits_f32(sign | ((mag << 20) + FA__E4M3_REBIAS));
 }
 
-static FA__AI float fa__dec_e5m2(uint32_t v)
+static FA__FP8_AI float fa__dec_e5m2(uint32_t v)
 {
     uint32_t sign = (v & 0x80u) << 24, mag = v & 0x7fu;
     if (mag > FA__E5M2_INF) return fa__bits_f32(FA__F32_QNAN);
@@ -855,7 +855,7 @@ static FA__AI float fa__dec_e5m2(uint32_t v)
     return fa__bits_f32(sign | ((mag << 21) + FA__E5M2_REBIAS));
 }
 
-static FA__AI float fa__dec_f16(uint32_t h)
+static FA__FP8_AI float fa__dec_f16(uint32_t h)
 {
     uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
     if (exp == 0x1fu) /* inf, or NaN made quiet (bit 22) with its payload, as vcvtph2ps */
@@ -867,7 +867,7 @@ static FA__AI float fa__dec_f16(uint32_t h)
     return fa__bits_f32(sign | ((exp + 112u) << 23) | (man << 13));
 }
 
-static FA__AI uint16_t fa__enc_f16(uint32_t u)
+static FA__FP8_AI uint16_t fa__enc_f16(uint32_t u)
 {
     uint32_t sign = (u >> 16) & 0x8000u, a = u & FA__F32_ABS;
     if (a >= FA__F32_INF) /* inf, or NaN made quiet keeping its top payload bits (vcvtps2ph) */
@@ -885,9 +885,9 @@ static FA__AI uint16_t fa__enc_f16(uint32_t u)
     }
 }
 
-static FA__AI float fa__dec_bf16(uint32_t h) { return fa__bits_f32(h << 16); }
+static FA__FP8_AI float fa__dec_bf16(uint32_t h) { return fa__bits_f32(h << 16); }
 
-static FA__AI uint16_t fa__enc_bf16(uint32_t u)
+static FA__FP8_AI uint16_t fa__enc_bf16(uint32_t u)
 {
     if ((u & FA__F32_ABS) > FA__F32_INF) return (uint16_t)((u >> 16) | 0x40u); /* quiet NaN */
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16); /* a carry may reach inf */
@@ -959,7 +959,7 @@ FLASHATTN_DEF float fa_e8m0_to_f32(uint8_t e)
 
 /* ---- scalar bulk loops ---- */
 
-static FA__AI float fa__load1(fa_dtype t, const unsigned char *p, size_t i)
+static FA__FP8_AI float fa__load1(fa_dtype t, const unsigned char *p, size_t i)
 {
     switch (t) {
     case FA_F32: { float x; memcpy(&x, p + 4 * i, 4); return x; }
@@ -970,7 +970,7 @@ static FA__AI float fa__load1(fa_dtype t, const unsigned char *p, size_t i)
     }
 }
 
-static FA__AI void fa__store1(fa_dtype t, unsigned char *p, size_t i, float x, int sat)
+static FA__FP8_AI void fa__store1(fa_dtype t, unsigned char *p, size_t i, float x, int sat)
 {
     switch (t) {
     case FA_F32: memcpy(p + 4 * i, &x, 4); break;
@@ -981,7 +981,7 @@ static FA__AI void fa__store1(fa_dtype t, unsigned char *p, size_t i, float x, i
     }
 }
 
-static FA__AI void fa__cvt_body_scalar(unsigned char *d, fa_dtype dt, const unsigned char *s,
+static FA__FP8_AI void fa__cvt_body_scalar(unsigned char *d, fa_dtype dt, const unsigned char *s,
                                        fa_dtype st, size_t n, float scale, int use_scale,
                                        int sat)
 {
@@ -1111,7 +1111,7 @@ static float fa__amax_scalar(const void *src, fa_dtype t, size_t n)
 #define FA__T512 __attribute__((target("avx512f,avx512bw,avx2,fma,f16c")))
 #define FA__T256 __attribute__((target("avx2,fma,f16c")))
 
-FA__T512 static FA__AI __m512i fa__enc_fp8_512(__m512 x, int e4m3, __m512i ovf_code)
+FA__T512 static FA__FP8_AI __m512i fa__enc_fp8_512(__m512 x, int e4m3, __m512i ovf_code)
 {
     const __m512i one = _mm512_set1_epi32(1);
     const uint32_t drop = e4m3 ? 20u : 21u;
@@ -1149,7 +1149,7 @@ FA__T512 static FA__AI __m512i fa__enc_fp8_512(__m512 x, int e4m3, __m512i ovf_c
 
 /* FP8 -> f32: normals by rebiasing the fields; the 7 (E4M3) or 3 (E5M2) subnormal values
    from a 16-entry table indexed by the low bits (vpermd); then sign, Inf and NaN. */
-FA__T512 static FA__AI __m512 fa__dec_fp8_512(__m128i bytes, int e4m3)
+FA__T512 static FA__FP8_AI __m512 fa__dec_fp8_512(__m128i bytes, int e4m3)
 {
     const __m512i sub_tab = e4m3 ? _mm512_setr_epi32(0, 0x3b000000, 0x3b800000, 0x3bc00000,
                                                       0x3c000000, 0x3c200000, 0x3c400000,
@@ -1182,7 +1182,7 @@ FA__T512 static FA__AI __m512 fa__dec_fp8_512(__m128i bytes, int e4m3)
     return _mm512_castsi512_ps(r);
 }
 
-FA__T512 static FA__AI __m512 fa__ld512(fa_dtype t, const unsigned char *p)
+FA__T512 static FA__FP8_AI __m512 fa__ld512(fa_dtype t, const unsigned char *p)
 {
     switch (t) {
     case FA_F32: return _mm512_loadu_ps((const float *)(const void *)p);
@@ -1195,7 +1195,7 @@ FA__T512 static FA__AI __m512 fa__ld512(fa_dtype t, const unsigned char *p)
     }
 }
 
-FA__T512 static FA__AI void fa__st512(fa_dtype t, unsigned char *p, __m512 x, __m512i ovf4,
+FA__T512 static FA__FP8_AI void fa__st512(fa_dtype t, unsigned char *p, __m512 x, __m512i ovf4,
                                       __m512i ovf5)
 {
     switch (t) {
@@ -1225,7 +1225,7 @@ FA__T512 static FA__AI void fa__st512(fa_dtype t, unsigned char *p, __m512 x, __
     }
 }
 
-FA__T512 static FA__AI void fa__cvt_body_512(unsigned char *d, fa_dtype dt, const unsigned char *s,
+FA__T512 static FA__FP8_AI void fa__cvt_body_512(unsigned char *d, fa_dtype dt, const unsigned char *s,
                                              fa_dtype st, size_t n, float scale, int use_scale,
                                              int sat)
 {
@@ -1296,7 +1296,7 @@ FA__T512 static float fa__amax_avx512(const void *src, fa_dtype t, size_t n)
 }
 
 /* ---- AVX2 ---- */
-FA__T256 static FA__AI __m256i fa__enc_fp8_256(__m256 x, int e4m3, __m256i ovf_code)
+FA__T256 static FA__FP8_AI __m256i fa__enc_fp8_256(__m256 x, int e4m3, __m256i ovf_code)
 {
     const __m256i one = _mm256_set1_epi32(1);
     const int drop = e4m3 ? 20 : 21;
@@ -1329,7 +1329,7 @@ FA__T256 static FA__AI __m256i fa__enc_fp8_256(__m256 x, int e4m3, __m256i ovf_c
                               _mm256_cmpgt_epi32(a, _mm256_set1_epi32((int)FA__F32_INF)));
 }
 
-FA__T256 static FA__AI __m256 fa__dec_fp8_256(__m128i bytes, int e4m3)
+FA__T256 static FA__FP8_AI __m256 fa__dec_fp8_256(__m128i bytes, int e4m3)
 {
     const __m256i sub_tab = e4m3 ? _mm256_setr_epi32(0, 0x3b000000, 0x3b800000, 0x3bc00000,
                                                       0x3c000000, 0x3c200000, 0x3c400000,
@@ -1359,7 +1359,7 @@ FA__T256 static FA__AI __m256 fa__dec_fp8_256(__m128i bytes, int e4m3)
     return _mm256_castsi256_ps(r);
 }
 
-FA__T256 static FA__AI __m256 fa__ld256(fa_dtype t, const unsigned char *p)
+FA__T256 static FA__FP8_AI __m256 fa__ld256(fa_dtype t, const unsigned char *p)
 {
     switch (t) {
     case FA_F32: return _mm256_loadu_ps((const float *)(const void *)p);
@@ -1373,7 +1373,7 @@ FA__T256 static FA__AI __m256 fa__ld256(fa_dtype t, const unsigned char *p)
 }
 
 /* Low byte of each 32-bit lane -> 8 consecutive bytes. */
-FA__T256 static FA__AI void fa__st256_bytes(unsigned char *p, __m256i r)
+FA__T256 static FA__FP8_AI void fa__st256_bytes(unsigned char *p, __m256i r)
 {
     const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                           -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1,
@@ -1383,7 +1383,7 @@ FA__T256 static FA__AI void fa__st256_bytes(unsigned char *p, __m256i r)
     _mm_storel_epi64((__m128i *)(void *)p, _mm256_castsi256_si128(b));
 }
 
-FA__T256 static FA__AI void fa__st256(fa_dtype t, unsigned char *p, __m256 x, __m256i ovf4,
+FA__T256 static FA__FP8_AI void fa__st256(fa_dtype t, unsigned char *p, __m256 x, __m256i ovf4,
                                       __m256i ovf5)
 {
     switch (t) {
@@ -1410,7 +1410,7 @@ FA__T256 static FA__AI void fa__st256(fa_dtype t, unsigned char *p, __m256 x, __
     }
 }
 
-FA__T256 static FA__AI void fa__cvt_body_256(unsigned char *d, fa_dtype dt, const unsigned char *s,
+FA__T256 static FA__FP8_AI void fa__cvt_body_256(unsigned char *d, fa_dtype dt, const unsigned char *s,
                                              fa_dtype st, size_t n, float scale, int use_scale,
                                              int sat)
 {
@@ -1486,7 +1486,7 @@ FA__T256 static float fa__amax_avx2(const void *src, fa_dtype t, size_t n)
    by -32 or less gives 0, like the x86 variable shifts. f16 goes through FCVT, which rounds
    to nearest even and quiets NaNs keeping the top payload bits, as F16C does. */
 #if defined(FA__NEON) && defined(__aarch64__)
-static FA__AI uint32x4_t fa__enc_fp8_neon(float32x4_t x, int e4m3, uint32x4_t ovf_code)
+static FA__FP8_AI uint32x4_t fa__enc_fp8_neon(float32x4_t x, int e4m3, uint32x4_t ovf_code)
 {
     const uint32x4_t one = vdupq_n_u32(1);
     const int drop = e4m3 ? 20 : 21;
@@ -1518,7 +1518,7 @@ static FA__AI uint32x4_t fa__enc_fp8_neon(float32x4_t x, int e4m3, uint32x4_t ov
     return vbslq_u32(vcgtq_u32(a, vdupq_n_u32(FA__F32_INF)), vdupq_n_u32(FA__E4M3_NAN), r);
 }
 
-static FA__AI float32x4_t fa__dec_fp8_neon(uint32x4_t b, int e4m3)
+static FA__FP8_AI float32x4_t fa__dec_fp8_neon(uint32x4_t b, int e4m3)
 {
     uint32x4_t sign = vshlq_n_u32(vandq_u32(b, vdupq_n_u32(0x80)), 24);
     uint32x4_t mag = vandq_u32(b, vdupq_n_u32(0x7f));
@@ -1538,7 +1538,7 @@ static FA__AI float32x4_t fa__dec_fp8_neon(uint32x4_t b, int e4m3)
     return vreinterpretq_f32_u32(r);
 }
 
-static FA__AI float32x4_t fa__ld_neon(fa_dtype t, const unsigned char *p)
+static FA__FP8_AI float32x4_t fa__ld_neon(fa_dtype t, const unsigned char *p)
 {
     switch (t) {
     case FA_F32: { float32x4_t x; memcpy(&x, p, 16); return x; }
@@ -1558,7 +1558,7 @@ static FA__AI float32x4_t fa__ld_neon(fa_dtype t, const unsigned char *p)
     }
 }
 
-static FA__AI void fa__st_neon(fa_dtype t, unsigned char *p, float32x4_t x, uint32x4_t ovf4,
+static FA__FP8_AI void fa__st_neon(fa_dtype t, unsigned char *p, float32x4_t x, uint32x4_t ovf4,
                                uint32x4_t ovf5)
 {
     switch (t) {
@@ -1585,7 +1585,7 @@ static FA__AI void fa__st_neon(fa_dtype t, unsigned char *p, float32x4_t x, uint
     }
 }
 
-static FA__AI void fa__cvt_body_neon(unsigned char *d, fa_dtype dt, const unsigned char *s,
+static FA__FP8_AI void fa__cvt_body_neon(unsigned char *d, fa_dtype dt, const unsigned char *s,
                                      fa_dtype st, size_t n, float scale, int use_scale, int sat)
 {
     const size_t ss = fa_dtype_size(st), ds = fa_dtype_size(dt);
@@ -1661,16 +1661,16 @@ static float fa__amax(const void *src, fa_dtype t, size_t n)
     }
 }
 
-static int fa__dtype_ok(fa_dtype t) { return (int)t >= 0 && (int)t < (int)FA_DTYPE_COUNT_; }
+static int fa__fp8_dtype_ok(fa_dtype t) { return (int)t >= 0 && (int)t < (int)FA_DTYPE_COUNT_; }
 static int fa__is_fp8(fa_dtype t) { return t == FA_E4M3 || t == FA_E5M2; }
-static int fa__finite(float x) { return (fa__f32_bits(x) & FA__F32_ABS) < FA__F32_INF; }
+static int fa__fp8_finite(float x) { return (fa__f32_bits(x) & FA__F32_ABS) < FA__F32_INF; }
 
 /* Checks one buffer of n elements of type t; `what` names it in the message. */
-static fa_status fa__check_buf(const void *p, fa_dtype t, size_t n, const char *what,
+static fa_status fa__fp8_check_buf(const void *p, fa_dtype t, size_t n, const char *what,
                                size_t *bytes)
 {
     size_t es;
-    if (!fa__dtype_ok(t)) return fa__fail(FA_ERR_DTYPE, "%s dtype %d is unknown", what, (int)t);
+    if (!fa__fp8_dtype_ok(t)) return fa__fail(FA_ERR_DTYPE, "%s dtype %d is unknown", what, (int)t);
     es = fa_dtype_size(t);
     if (n && !p) return fa__fail(FA_ERR_NULL, "%s is NULL", what);
     if (fa__mul_size(n, es, bytes))
@@ -1687,9 +1687,9 @@ static fa_status fa__check_convert(void *dst, fa_dtype dt, const void *src, fa_d
 {
     size_t db = 0, sb = 0;
     fa_status s;
-    if ((s = fa__check_buf(dst, dt, n, "dst", &db)) != FA_OK) return s;
-    if ((s = fa__check_buf(src, st, n, "src", &sb)) != FA_OK) return s;
-    if (!fa__finite(scale) || scale == 0.0f)
+    if ((s = fa__fp8_check_buf(dst, dt, n, "dst", &db)) != FA_OK) return s;
+    if ((s = fa__fp8_check_buf(src, st, n, "src", &sb)) != FA_OK) return s;
+    if (!fa__fp8_finite(scale) || scale == 0.0f)
         return fa__fail(FA_ERR_INVALID, "scale (%g) must be finite and nonzero", (double)scale);
     if (n) {
         uintptr_t d0 = (uintptr_t)dst, s0 = (uintptr_t)src;
@@ -1713,7 +1713,7 @@ FLASHATTN_DEF fa_status fa_convert(void *dst, fa_dtype dst_type, const void *src
 FLASHATTN_DEF fa_status fa_amax(const void *src, fa_dtype src_type, size_t n, float *amax)
 {
     size_t b;
-    fa_status s = fa__check_buf(src, src_type, n, "src", &b);
+    fa_status s = fa__fp8_check_buf(src, src_type, n, "src", &b);
     if (s != FA_OK) return s;
     if (!amax) return fa__fail(FA_ERR_NULL, "amax is NULL");
     *amax = n ? fa__amax(src, src_type, n) : 0.0f;
@@ -1805,7 +1805,7 @@ static fa_status fa__check_scaling(const fa_fp8_scaling *s)
         return fa__fail(FA_ERR_DTYPE, "fp8_type (%d) must be FA_E4M3 or FA_E5M2", (int)s->fp8_type);
     if (s->margin < 0 || s->margin > 64)
         return fa__fail(FA_ERR_INVALID, "margin (%d) must be in 0..64", s->margin);
-    if (!(s->epsilon >= 0.0f) || !fa__finite(s->epsilon))
+    if (!(s->epsilon >= 0.0f) || !fa__fp8_finite(s->epsilon))
         return fa__fail(FA_ERR_INVALID, "epsilon (%g) must be finite and >= 0", (double)s->epsilon);
     return FA_OK;
 }
@@ -1815,9 +1815,9 @@ static float fa__scale_from_amax(const fa_fp8_scaling *s, float amax)
 {
     float scaled_max = ldexpf(fa_fp8_max(s->fp8_type), -s->margin), scale;
     if (amax < s->epsilon) amax = s->epsilon;
-    if (!fa__finite(amax) || amax == 0.0f) return 1.0f; /* Inf, NaN or 0: scale 1 */
+    if (!fa__fp8_finite(amax) || amax == 0.0f) return 1.0f; /* Inf, NaN or 0: scale 1 */
     scale = scaled_max / amax;
-    if (!fa__finite(scale)) scale = FLT_MAX; /* amax so small the scale overflows */
+    if (!fa__fp8_finite(scale)) scale = FLT_MAX; /* amax so small the scale overflows */
     if (s->pow2_scale) scale = fa__bits_f32(fa__f32_bits(scale) & 0xff800000u);
     return scale;
 }
@@ -1857,7 +1857,7 @@ FLASHATTN_DEF fa_status fa_fp8_dequantize(void *dst, fa_dtype dst_type, const vo
 }
 
 /* Checks a row-major matrix view: extents, ld, and the byte span of both matrices. */
-static fa_status fa__check_matrix(int64_t rows, int64_t cols, int64_t ld, const void *a,
+static fa_status fa__fp8_check_matrix(int64_t rows, int64_t cols, int64_t ld, const void *a,
                                   fa_dtype at, const char *an, const void *b, fa_dtype bt,
                                   const char *bn)
 {
@@ -1874,8 +1874,8 @@ static fa_status fa__check_matrix(int64_t rows, int64_t cols, int64_t ld, const 
         (uint64_t)span > (uint64_t)SIZE_MAX)
         return fa__fail(FA_ERR_OVERFLOW, "matrix of %lld x %lld (ld %lld) is too large",
                         (long long)rows, (long long)cols, (long long)ld);
-    if ((s = fa__check_buf(a, at, (size_t)span, an, &bytes)) != FA_OK) return s;
-    if ((s = fa__check_buf(b, bt, (size_t)span, bn, &bytes)) != FA_OK) return s;
+    if ((s = fa__fp8_check_buf(a, at, (size_t)span, an, &bytes)) != FA_OK) return s;
+    if ((s = fa__fp8_check_buf(b, bt, (size_t)span, bn, &bytes)) != FA_OK) return s;
     return FA_OK;
 }
 
@@ -1917,7 +1917,7 @@ FLASHATTN_DEF fa_status fa_fp8_quantize_blocks(const fa_fp8_scaling *sc, const f
     fa_status s;
     if ((s = fa__check_scaling(sc)) != FA_OK) return s;
     if ((s = fa__blocks_geom(b, &ld, &br, &bc, &nbr, &nbc)) != FA_OK) return s;
-    if ((s = fa__check_matrix(b->rows, b->cols, ld, dst, sc->fp8_type, "dst", src, src_type,
+    if ((s = fa__fp8_check_matrix(b->rows, b->cols, ld, dst, sc->fp8_type, "dst", src, src_type,
                               "src")) != FA_OK)
         return s;
     if (!scale_inv) return fa__fail(FA_ERR_NULL, "scale_inv is NULL");
@@ -1954,13 +1954,13 @@ FLASHATTN_DEF fa_status fa_fp8_dequantize_blocks(const fa_fp8_blocks *b, void *d
     if ((s = fa__blocks_geom(b, &ld, &br, &bc, &nbr, &nbc)) != FA_OK) return s;
     if (!fa__is_fp8(fp8_type))
         return fa__fail(FA_ERR_DTYPE, "fp8_type (%d) must be FA_E4M3 or FA_E5M2", (int)fp8_type);
-    if ((s = fa__check_matrix(b->rows, b->cols, ld, dst, dst_type, "dst", src, fp8_type,
+    if ((s = fa__fp8_check_matrix(b->rows, b->cols, ld, dst, dst_type, "dst", src, fp8_type,
                               "src")) != FA_OK)
         return s;
     if (!scale_inv) return fa__fail(FA_ERR_NULL, "scale_inv is NULL");
     ds = fa_dtype_size(dst_type);
     for (i = 0; i < nbr * nbc; i++) /* all checked before anything is written */
-        if (!fa__finite(scale_inv[i]) || scale_inv[i] == 0.0f)
+        if (!fa__fp8_finite(scale_inv[i]) || scale_inv[i] == 0.0f)
             return fa__fail(FA_ERR_INVALID, "scale_inv[%lld] (%g) must be finite and nonzero",
                             (long long)i, (double)scale_inv[i]);
     for (i = 0; i < nbr; i++) {
@@ -2040,7 +2040,7 @@ FLASHATTN_DEF fa_status fa_mx_quantize(const fa_mx_blocks *b, fa_dtype fp8_type,
     if ((s = fa__mx_geom(b, &ld, &nb)) != FA_OK) return s;
     if (!fa__is_fp8(fp8_type))
         return fa__fail(FA_ERR_DTYPE, "fp8_type (%d) must be FA_E4M3 or FA_E5M2", (int)fp8_type);
-    if ((s = fa__check_matrix(b->rows, b->cols, ld, dst, fp8_type, "dst", src, src_type, "src")) !=
+    if ((s = fa__fp8_check_matrix(b->rows, b->cols, ld, dst, fp8_type, "dst", src, src_type, "src")) !=
         FA_OK)
         return s;
     if (!scales) return fa__fail(FA_ERR_NULL, "scales is NULL");
@@ -2069,7 +2069,7 @@ FLASHATTN_DEF fa_status fa_mx_dequantize(const fa_mx_blocks *b, void *dst, fa_dt
     if ((s = fa__mx_geom(b, &ld, &nb)) != FA_OK) return s;
     if (!fa__is_fp8(fp8_type))
         return fa__fail(FA_ERR_DTYPE, "fp8_type (%d) must be FA_E4M3 or FA_E5M2", (int)fp8_type);
-    if ((s = fa__check_matrix(b->rows, b->cols, ld, dst, dst_type, "dst", src, fp8_type, "src")) !=
+    if ((s = fa__fp8_check_matrix(b->rows, b->cols, ld, dst, dst_type, "dst", src, fp8_type, "src")) !=
         FA_OK)
         return s;
     if (!scales) return fa__fail(FA_ERR_NULL, "scales is NULL");
@@ -2119,7 +2119,7 @@ static fa_status fa__check_delayed(const fa_fp8_delayed *d)
 {
     if (!d) return fa__fail(FA_ERR_NULL, "delayed-scaling state is NULL");
     if (!fa__is_fp8(d->fp8_type) || d->history_len < 1 || d->history_len > FA_FP8_HISTORY_MAX ||
-        !fa__finite(d->scale) || d->scale == 0.0f)
+        !fa__fp8_finite(d->scale) || d->scale == 0.0f)
         return fa__fail(FA_ERR_INVALID, "delayed-scaling state is not initialised "
                                         "(call fa_fp8_delayed_init)");
     return FA_OK;
@@ -2155,9 +2155,9 @@ FLASHATTN_DEF fa_status fa_fp8_delayed_update(fa_fp8_delayed *d)
         for (i = 0; i < len; i++) /* fmaxf semantics: a NaN entry is skipped */
             if (d->amax_history[i] > amax) amax = d->amax_history[i];
     }
-    if (fa__finite(amax) && amax > 0.0f) {
+    if (fa__fp8_finite(amax) && amax > 0.0f) {
         d->scale = ldexpf(fa_fp8_max(d->fp8_type), -d->margin) / amax;
-        if (!fa__finite(d->scale)) d->scale = FLT_MAX; /* TE would store Inf here */
+        if (!fa__fp8_finite(d->scale)) d->scale = FLT_MAX; /* TE would store Inf here */
         d->scale_inv = 1.0f / d->scale;
     }
     /* roll: entry i+1 -> i, the newest (entry 0) -> len-1, then entry 0 starts the next step */

@@ -58,7 +58,7 @@ BENCH_DEFS += -DFA_HAVE_CK=1
 BENCH_LIBS += -lck
 endif
 
-.PHONY: all test test-build test-run test-neon compile-check demo examples bench cuda test-cuda install clean
+.PHONY: all test test-build test-run compile-check demo examples bench cuda test-cuda install clean
 
 all: test-build examples
 
@@ -122,6 +122,7 @@ test: compile-check
 	@$(MAKE) test-run
 
 # NEON paths of the fp8 section, cross-compiled and run under qemu-user (optional, not in CI).
+.PHONY: test-neon
 test-neon: | $(BUILD)
 	@if [ -z "$(AARCH64_CC)" ] || [ -z "$(QEMU_AARCH64)" ]; then \
 	  echo "test-neon: needs aarch64-linux-gnu-gcc and qemu-aarch64"; exit 1; fi

@@ -1,5 +1,6 @@
-/* bench/bench_util.h - small helpers shared by the benchmarks: a monotonic clock, a median and
-   a line naming the machine. (The fp8 branch's minimal copy; main's version is a superset.) */
+/* bench/bench_util.h - shared helpers of the benchmarks: a monotonic clock, medians, a line
+   describing the machine, and a peak-tracking allocator the benchmarks install through
+   FLASHATTN_MALLOC/FREE so "extra memory" is measured, not estimated. */
 #ifndef FA_BENCH_UTIL_H
 #define FA_BENCH_UTIL_H
 
@@ -36,7 +37,16 @@ static BENCH_UNUSED double bench_median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* "machine: AMD EPYC ..., 2 logical CPUs" */
+/* Value at quantile q in [0, 1] (sorts in place). */
+static BENCH_UNUSED double bench_quantile(double *v, int n, double q)
+{
+    int i;
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
+    i = (int)(q * (n - 1) + 0.5);
+    return v[i < 0 ? 0 : (i >= n ? n - 1 : i)];
+}
+
+/* "AMD EPYC ... , 2 logical CPUs" */
 static BENCH_UNUSED void bench_print_machine(void)
 {
     char line[512], model[256] = "unknown CPU";
@@ -56,5 +66,38 @@ static BENCH_UNUSED void bench_print_machine(void)
     }
     printf("machine: %s, %ld logical CPUs\n", model, sysconf(_SC_NPROCESSORS_ONLN));
 }
+
+/* Peak-tracking allocator: every block carries its size in a 64-byte header. */
+static size_t bench_mem_cur, bench_mem_peak;
+static BENCH_UNUSED void *bench_malloc(size_t n)
+{
+    unsigned char *p = (unsigned char *)malloc(n + 64);
+    if (!p) return NULL;
+    memcpy(p, &n, sizeof n);
+    bench_mem_cur += n;
+    if (bench_mem_cur > bench_mem_peak) bench_mem_peak = bench_mem_cur;
+    return p + 64;
+}
+static BENCH_UNUSED void bench_free(void *q)
+{
+    size_t n;
+    unsigned char *p = (unsigned char *)q;
+    if (!p) return;
+    memcpy(&n, p - 64, sizeof n);
+    bench_mem_cur -= n;
+    free(p - 64);
+}
+static BENCH_UNUSED void *bench_realloc(void *q, size_t n)
+{
+    void *r = bench_malloc(n);
+    size_t old;
+    if (!r || !q) return r;
+    memcpy(&old, (unsigned char *)q - 64, sizeof old);
+    memcpy(r, q, old < n ? old : n);
+    bench_free(q);
+    return r;
+}
+/* Resets the peak to the current level; returns nothing. Read bench_mem_peak afterwards. */
+static BENCH_UNUSED void bench_mem_reset_peak(void) { bench_mem_peak = bench_mem_cur; }
 
 #endif

@@ -644,6 +644,30 @@ TEST(convert_all_pairs_all_paths_bit_identical_to_scalar)
     fa_cpu_features_override(~0u);
 }
 
+/* Outputs of FA__NT_BYTES or more take the streaming-store loop (with an unaligned head). */
+TEST(convert_large_widening_outputs_match_scalar)
+{
+    const size_t n = ((size_t)8 << 20) / 4 + 1001;
+    unsigned masks[3] = {~0u, FA_CPU_AVX2 | FA_CPU_F16C | FA_CPU_AVX | FA_CPU_FMA | FA_CPU_SSE2, 0};
+    uint8_t *src = (uint8_t *)malloc(n);
+    float *want = (float *)malloc((n + 1) * 4), *got = (float *)malloc((n + 1) * 4);
+    int p, t;
+    if (!src || !want || !got) { CHECK(0); free(src); free(want); free(got); return; }
+    fill_random_bits(src, n);
+    for (t = FA_E4M3; t <= FA_E5M2; t++) {
+        fa_cpu_features_override(0);
+        CHECK(fa_convert(want + 1, FA_F32, src, (fa_dtype)t, n, 0.5f, 0) == FA_OK);
+        for (p = 0; p < 2; p++) {
+            fa_cpu_features_override(masks[p]);
+            CHECK(fa_convert(got + 1, FA_F32, src, (fa_dtype)t, n, 0.5f, 0) == FA_OK);
+            CHECKF(memcmp(got + 1, want + 1, n * 4) == 0, "%s path %s",
+                   fa_dtype_name((fa_dtype)t), fa_convert_path());
+        }
+    }
+    fa_cpu_features_override(~0u);
+    free(src); free(want); free(got);
+}
+
 TEST(convert_in_place_narrowing_and_same_size)
 {
     float buf[100], ref[100];
@@ -1055,6 +1079,7 @@ int main(void)
     RUN(every_path_matches_reference_on_strided_and_edge_inputs);
     RUN(exhaustive_all_2p32_inputs_on_best_path);
     RUN(convert_all_pairs_all_paths_bit_identical_to_scalar);
+    RUN(convert_large_widening_outputs_match_scalar);
     RUN(convert_in_place_narrowing_and_same_size);
     RUN(convert_f32_copy_keeps_nan_payloads_and_scale_multiplies_in_f32);
     RUN(bad_input_is_rejected_and_nothing_is_written);

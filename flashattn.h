@@ -254,7 +254,8 @@ FLASHATTN_DEF float   fa_e8m0_to_f32(uint8_t e);  /* exact 2^(e-127); 0xFF -> Na
    FA_ERR_INVALID scale zero or not finite, or buffers that overlap (except dst == src with
    dst elements no larger than src elements: in-place conversion works); FA_ERR_ALIGN a buffer
    not aligned to its element size; FA_ERR_OVERFLOW n * element size overflows size_t.
-   n == 0 is FA_OK and touches nothing (pointers may then be NULL). */
+   n == 0 is FA_OK and touches nothing (pointers may then be NULL). f32 outputs of 8 MiB or
+   more are written with streaming (cache-bypassing) stores on x86. */
 FLASHATTN_DEF fa_status fa_convert(void *dst, fa_dtype dst_type, const void *src,
                                    fa_dtype src_type, size_t n, float scale, int saturate);
 
@@ -273,7 +274,8 @@ FLASHATTN_DEF fa_status fa_convert_sr(void *dst, fa_dtype dst_type, const void *
    FA_ERR_DTYPE, FA_ERR_ALIGN, FA_ERR_OVERFLOW. */
 FLASHATTN_DEF fa_status fa_amax(const void *src, fa_dtype src_type, size_t n, float *amax);
 
-/* Name of the path fa_convert/fa_amax use now: "avx512", "avx2", "neon" or "scalar". */
+/* Name of the path fa_convert uses now: "avx512", "avx2", "neon" or "scalar" (fa_amax is
+   vectorized on the x86 paths, scalar on NEON). */
 FLASHATTN_DEF const char *fa_convert_path(void);
 
 /* ---- scaling recipes ---------------------------------------------------------------------

@@ -274,8 +274,7 @@ FLASHATTN_DEF fa_status fa_convert_sr(void *dst, fa_dtype dst_type, const void *
    FA_ERR_DTYPE, FA_ERR_ALIGN, FA_ERR_OVERFLOW. */
 FLASHATTN_DEF fa_status fa_amax(const void *src, fa_dtype src_type, size_t n, float *amax);
 
-/* Name of the path fa_convert uses now: "avx512", "avx2", "neon" or "scalar" (fa_amax is
-   vectorized on the x86 paths, scalar on NEON). */
+/* Name of the path fa_convert and fa_amax use now: "avx512", "avx2", "neon" or "scalar". */
 FLASHATTN_DEF const char *fa_convert_path(void);
 
 /* ---- scaling recipes ---------------------------------------------------------------------
@@ -1634,6 +1633,44 @@ static void fa__direct_neon(unsigned char *d, fa_dtype dt, const unsigned char *
     FA__DIRECT_SWITCH(FA__DIRECT_NEON_BODY)
 #undef FA__DIRECT_NEON_BODY
 }
+
+static float fa__amax_neon(const void *src, fa_dtype t, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)src;
+    size_t i = 0, per = 16 / fa_dtype_size(t);
+    float head, tail;
+    uint8x16_t acc = vdupq_n_u8(0);
+    for (; i + per <= n; i += per) {
+        uint8x16_t v = vld1q_u8(p + i * fa_dtype_size(t));
+        switch (t) {
+        case FA_F32: {
+            uint32x4_t a = vandq_u32(vreinterpretq_u32_u8(v), vdupq_n_u32(FA__F32_ABS));
+            a = vandq_u32(a, vcleq_u32(a, vdupq_n_u32(FA__F32_INF))); /* NaN -> 0 */
+            acc = vreinterpretq_u8_u32(vmaxq_u32(vreinterpretq_u32_u8(acc), a));
+            break;
+        }
+        case FA_F16: case FA_BF16: {
+            uint16x8_t a = vandq_u16(vreinterpretq_u16_u8(v), vdupq_n_u16(0x7fff));
+            a = vandq_u16(a, vcleq_u16(a, vdupq_n_u16(t == FA_F16 ? 0x7c00 : 0x7f80)));
+            acc = vreinterpretq_u8_u16(vmaxq_u16(vreinterpretq_u16_u8(acc), a));
+            break;
+        }
+        default: {
+            uint8x16_t a = vandq_u8(v, vdupq_n_u8(0x7f));
+            a = vandq_u8(a, vcleq_u8(a, vdupq_n_u8(t == FA_E4M3 ? 0x7e : 0x7c)));
+            acc = vmaxq_u8(acc, a);
+            break;
+        }
+        }
+    }
+    {
+        unsigned char lanes[16];
+        vst1q_u8(lanes, acc);
+        head = fa__amax_scalar(lanes, t, per); /* the accumulator holds valid magnitudes */
+    }
+    tail = fa__amax_scalar(p + i * fa_dtype_size(t), t, n - i);
+    return tail > head ? tail : head;
+}
 #endif /* FA__NEON && __aarch64__ */
 
 /* ---- dispatch ---- */
@@ -1682,6 +1719,9 @@ static float fa__amax(const void *src, fa_dtype t, size_t n)
 #if defined(FA__X86)
     case 3: return fa__amax_avx512(src, t, n);
     case 2: return fa__amax_avx2(src, t, n);
+#endif
+#if defined(FA__NEON) && defined(__aarch64__)
+    case 1: return fa__amax_neon(src, t, n);
 #endif
     default: return fa__amax_scalar(src, t, n);
     }

@@ -24,6 +24,10 @@ HAVE_CLANG := $(shell command -v clang >/dev/null 2>&1 && echo 1)
 HAVE_GXX   := $(shell command -v g++ >/dev/null 2>&1 && echo 1)
 HAVE_CLANGXX := $(shell command -v clang++ >/dev/null 2>&1 && echo 1)
 NVCC       ?= $(shell command -v nvcc 2>/dev/null)
+# Optional AArch64 cross compiler (apt-get install gcc-aarch64-linux-gnu): compile-checks the
+# NEON paths; with qemu-user, `make test-neon` also runs the fp8 tests on them.
+AARCH64_CC ?= $(shell command -v aarch64-linux-gnu-gcc 2>/dev/null)
+QEMU_AARCH64 ?= $(shell command -v qemu-aarch64 2>/dev/null)
 
 WARN     := -Wall -Wextra -pedantic -Werror
 CSTD     := -std=c11
@@ -120,6 +124,10 @@ compile-check: | $(BUILD)
 	done; \
 	$(CC) $(CSTD) $(WARN) -I. tests/compile/tu_a.c tests/compile/tu_b.c -o $(BUILD)/two_tu $(LDLIBS); \
 	$(BUILD)/two_tu; echo "compile-check ok: two translation units"; \
+	if [ -n "$(AARCH64_CC)" ]; then \
+	  $(AARCH64_CC) -std=c11 $(WARN) -I. -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_arm64.o && \
+	  echo "compile-check ok: $(AARCH64_CC) (NEON paths)"; \
+	fi; \
 	if [ -n "$(NVCC)" ]; then \
 	  $(NVCC) -std=c++17 -I. -x cu -c tests/compile/cuda_check.cu -o $(BUILD)/cuda_check.o && \
 	  $(NVCC) -std=c++17 -Xcompiler -Wall,-Wextra,-Werror -I. -Itests -c tests/test_cuda.cu -o $(BUILD)/test_cuda_check.o && \
@@ -148,6 +156,15 @@ test-run: test-build
 
 test: compile-check
 	@$(MAKE) test-run
+
+# NEON paths of the fp8 section, cross-compiled and run under qemu-user (optional, not in CI).
+.PHONY: test-neon
+test-neon: | $(BUILD)
+	@if [ -z "$(AARCH64_CC)" ] || [ -z "$(QEMU_AARCH64)" ]; then \
+	  echo "test-neon: needs aarch64-linux-gnu-gcc and qemu-aarch64"; exit 1; fi
+	$(AARCH64_CC) -std=c11 $(WARN) -O2 -static -DFA_TEST_SANITIZED=1 -I. tests/test_fp8.c \
+	  -o $(BUILD)/test_fp8.arm64 $(LDLIBS)
+	$(QEMU_AARCH64) $(BUILD)/test_fp8.arm64
 
 # ---- examples ----
 $(BUILD)/ex_%: examples/%.c flashattn.h | $(BUILD)

@@ -3045,8 +3045,8 @@ static void fa__load_row(float *dst, const void *src, fa_dtype t, int64_t n, flo
         for (i = 0; i < n; i++) dst[i] = fa_bf16_to_f32(s[i]) * mul;
         break;
     }
-    default:
-        for (i = 0; i < n; i++) dst[i] = fa__elem_f32(src, t, i) * mul;
+    default: /* FP8: the fp8 section's vectorised decode, scaled in f32 */
+        fa__convert(dst, FA_F32, src, t, (size_t)n, mul, 0);
         break;
     }
 }

@@ -364,10 +364,11 @@ static void section_d(int reps, int threads)
     free(src); free(dst);
     printf("\n== d: decode, 1 query, %lld q-heads / %lld kv-heads, d=%lld, %d threads; copy bandwidth (read+write) %.1f GB/s\n",
            (long long)hq, (long long)hkv, (long long)d, threads, copy_gbs);
-    printf("%-14s | %10s %10s %9s\n", "KV length", "K/V type", "time", "GB/s (% copy)");
+    printf("%-14s | %10s %10s %9s %12s\n", "KV length", "K/V type", "time", "GB/s (% copy)", "K/V memory");
     for (sk = 4096; sk <= 32768; sk *= 2)
-        for (ti = 0; ti < 3; ti++) {
-            fa_dtype kt = ti == 0 ? FA_BF16 : (ti == 1 ? FA_F16 : FA_F32);
+        for (ti = 0; ti < 4; ti++) {
+            static const fa_dtype kts[4] = {FA_F32, FA_BF16, FA_F16, FA_E4M3};
+            fa_dtype kt = kts[ti];
             size_t es = fa_dtype_size(kt), kvbytes = (size_t)(2 * sk * hkv * d) * es;
             unsigned char *k = (unsigned char *)malloc(kvbytes / 2), *v = (unsigned char *)malloc(kvbytes / 2);
             float *q = (float *)malloc((size_t)(hq * d) * 4), *o = (float *)malloc((size_t)(hq * d) * 4);
@@ -378,6 +379,7 @@ static void section_d(int reps, int threads)
             for (i = 0; i < kvbytes / 2 / es; i++) {
                 float a = (float)rand() / RAND_MAX - 0.5f, b = (float)rand() / RAND_MAX - 0.5f;
                 if (kt == FA_F32) { ((float *)k)[i] = a; ((float *)v)[i] = b; }
+                else if (kt == FA_E4M3) { k[i] = fa_f32_to_e4m3(a * 8, 1); v[i] = fa_f32_to_e4m3(b * 8, 1); }
                 else if (kt == FA_F16) { ((uint16_t *)k)[i] = fa_f32_to_f16(a); ((uint16_t *)v)[i] = fa_f32_to_f16(b); }
                 else { ((uint16_t *)k)[i] = fa_f32_to_bf16(a); ((uint16_t *)v)[i] = fa_f32_to_bf16(b); }
             }
@@ -385,10 +387,12 @@ static void section_d(int reps, int threads)
             memset(&desc, 0, sizeof desc);
             desc.batch = 1; desc.seqlen_q = 1; desc.seqlen_k = sk; desc.heads_q = hq; desc.heads_kv = hkv; desc.head_dim = d;
             desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.k_type = desc.v_type = kt; desc.causal = 1;
+            if (kt == FA_E4M3) desc.k_scale = desc.v_scale = 0.125f; /* an FP8 KV cache with its dequant scale */
             desc.pool = pool;
             tt = time_forward(&desc, reps);
             gbs = (double)kvbytes / tt * 1e-9;
-            printf("%-14lld | %10s %9.3fms %6.1f (%3.0f%%)\n", (long long)sk, fa_dtype_name(kt), tt * 1e3, gbs, 100 * gbs / copy_gbs);
+            printf("%-14lld | %10s %9.3fms %6.1f (%3.0f%%) %9.1f MiB\n", (long long)sk, fa_dtype_name(kt), tt * 1e3, gbs,
+                   100 * gbs / copy_gbs, (double)kvbytes / (1 << 20));
             fflush(stdout);
             free(k); free(v); free(q); free(o);
         }

@@ -2,10 +2,11 @@
 
    Exact FlashAttention-style attention on the CPU (online softmax, O(N) extra memory) with the
    features inference engines expect (GQA/MQA, causal, sliding window, softcap, ALiBi, varlen,
-   KV cache, paged KV, LSE output, split-KV merge), plus the building blocks it is made of:
-   bit-exact FP8/f16/bf16 conversion, sparse masks, lock-free ring queues, a task pool and
-   cache-line-aligned hash tables. No dependencies beyond the C standard library (and pthreads
-   where threads are used). An optional CUDA companion lives in flashattn_cuda.cuh.
+   KV cache, paged KV, FP8 K/V, LSE output, split-KV decode, sparse masks), vectorised (AVX-512,
+   AVX2, NEON) and multi-threaded, plus the building blocks it is made of: bit-exact FP8/f16/bf16
+   conversion, lock-free ring queues, a task pool and cache-line-aligned hash tables. No
+   dependencies beyond the C standard library (and pthreads where threads are used). The same
+   descriptor runs on NVIDIA GPUs (sm_80+) through the optional flashattn_cuda.cuh.
 
    QUICK START
    -----------
@@ -34,17 +35,29 @@
    FLASHATTN_FREE(p)          (default free)
    FLASHATTN_ASSERT(x)        internal invariant checks (default assert); never used for input checks
    FLASHATTN_NO_SIMD          use only the portable scalar paths
-   FLASHATTN_NO_THREADS       build without threads (queues/pool unavailable, attention runs serially)
+   FLASHATTN_NO_THREADS       no task pool (fa_pool_create returns FA_ERR_UNSUPPORTED, parallel_for
+                              runs serially on the caller); queues stay, a wait that would sleep
+                              returns FA_ERR_UNSUPPORTED
+   FLASHATTN_NO_FUTEX         Linux: blocking queue waits sleep on pthread condvars, not futexes
 
    SECTIONS (declarations first, implementation after FLASHATTN_IMPLEMENTATION, same order)
    --------
    core   status codes, last-error detail, allocator hooks, aligned allocation, dtypes, CPU features
-   fp8    f16/bf16/FP8 (OCP E4M3FN, E5M2) conversion, bulk conversion, scaling recipes
-   attn   fa_attn_desc, fa_attn_forward, fa_attn_reference, fa_attn_merge, memory estimates
-   mask   block-sparse masks (filled in by the mask work)
-   queue  lock-free SPSC/MPMC ring queues (filled in by the queue work)
-   pool   task pool on the MPMC queue (filled in by the pool work)
-   hash   aligned open-addressing map, LRU, concurrent map (filled in by the hash work)
+   fp8    f16/bf16/FP8 (OCP E4M3FN, E5M2) and E8M0 conversion, bit-exact with cuda_fp8.h;
+          fa_convert (AVX-512/AVX2/NEON/scalar); amax; scaling recipes (per tensor, 1xN/NxN
+          blocks, MXFP8, delayed scaling); stochastic rounding
+   attn   fa_attn_desc, fa_attn_forward (tiled, SIMD micro-kernels, threads, split-KV),
+          fa_attn_reference, fa_attn_merge, workspace and memory estimates
+   mask   block-sparse masks: tile layouts (FlexAttention BlockMask), builders (causal, window,
+          Longformer, BigBird, strided/fixed, document, prefix-LM, callback), and/or, density,
+          dynamic top-k selection
+   queue  lock-free SPSC (cached indices) and Vyukov MPMC ring queues: any item size,
+          try/bulk/blocking operations, close
+   pool   workers on MPMC queues: parallel_for, prioritised tasks with retry/backoff, metrics,
+          finish/cancel shutdown
+   hash   fa_map (Swiss-style aligned open addressing, SSE2/NEON/SWAR probing), fa_lru
+          (fixed-capacity LRU), fa_cmap (sharded seqlock concurrent map), fa_clru (sharded
+          concurrent LRU), fa_hash_bytes
 
    DESIGN NOTES (where this header departs from or sharpens the DESIGN.md sketch)
    ------------
@@ -60,10 +73,31 @@
      (FlashAttention 2 writes +inf there; we prefer the mathematically consistent value.)
    - Non-finite inputs never crash and never touch rows that do not see them: a NaN logit makes
      its row's output and LSE NaN; an infinite logit gives NaN or Inf in its row (inf - inf).
+   - Accuracy: attention accumulates in f32; against the double-precision reference the output
+     error stays within 1e-5 of sum_j p_j |v_j| plus the rounding of f32 logits (tests/test_attn.c
+     states the bound). The vector exp is a polynomial with <= 1 ulp measured error that flushes
+     results below FLT_MIN to 0 on every path.
+   - Sparse masks are intersected with the descriptor's causal, window and length limits; a
+     keep callback is evaluated only on partial tiles, a score callback on every visible logit
+     (after scale, softcap and ALiBi). BigBird and top-k are decided per tile; and/or store the
+     bits of partial tiles.
+   - FP8: f16 -> f32 quiets signalling NaNs (as F16C does), FP8 NaN decodes to the canonical
+     0x7FFFFFFF (as cuda_fp8.h); fa_convert multiplies by its scale in f32 (Transformer Engine's
+     cast), skipped when the scale is 1; amax ignores NaN; f32 outputs of 8 MiB or more use
+     streaming stores.
+   - Queues: SPSC capacity is exact, MPMC capacity is rounded up to a power of two (>= 2). The
+     queues and the pool need GCC or Clang builtins (MinGW included); threads need pthreads. A
+     task that submits into its own pool's full queue runs the new task inline rather than
+     deadlock.
+   - Hash: erase leaves a tombstone only where a group is full; a table that runs out of room
+     with at most 25/32 live slots is rehashed in place (no allocation), otherwise it doubles.
+     fa_cmap keeps replaced tables until fa_cmap_reclaim or destroy.
 
    VERSION HISTORY
    ---------------
-   0.1.0  core, f16/bf16 conversion, exact tiled attention (forward), reference, merge
+   0.1.0  core; fp8 (exact FP8/E8M0 conversion, bulk conversion, scaling recipes); exact tiled
+          attention (forward, SIMD, threads, split-KV, FP8 K/V, sparse masks), reference, merge;
+          masks; queues and pool; hash tables; CUDA forward/merge (mma.sync)
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */

@@ -3592,6 +3592,8 @@ typedef struct fa__attn_kernels {
     void (*load)(float *dst, const void *src, fa_dtype t, int64_t n, float mul);
     /* sum_i a[i] * b[i] */
     float (*dot)(const float *a, const float *b, int64_t n);
+    /* kt[e][c] = kr[c][e] for c < nk, 0 for nk <= c < FA__BK (kt has FA__BK columns) */
+    void (*ktrans)(float *kt, const float *kr, int64_t nk, int64_t dk);
 } fa__attn_kernels;
 
 /* ---- scalar ---- */
@@ -3670,9 +3672,19 @@ static void fa__pv_scalar(float *o, const float *s, const float *v, int64_t dvp,
     }
 }
 
+static void fa__ktrans_scalar(float *kt, const float *kr, int64_t nk, int64_t dk)
+{
+    int64_t c, e;
+    for (e = 0; e < dk; e++) {
+        float *dst = kt + e * FA__BK;
+        for (c = 0; c < nk; c++) dst[c] = kr[c * dk + e];
+        for (; c < FA__BK; c++) dst[c] = 0.0f;
+    }
+}
+
 static const fa__attn_kernels fa__kernels_scalar = {
     "scalar", fa__qk_scalar, fa__scale_max_scalar, fa__exp_sum_scalar, fa__scale_scalar, fa__pv_scalar,
-    fa__load_row, fa__dot_f32};
+    fa__load_row, fa__dot_f32, fa__ktrans_scalar};
 
 /* The rows of a block share the keys in the intersection of their intervals; the keys
    outside it are done row by row. Returns the intersection [*a, *b) (empty: *a >= *b). */
@@ -3898,7 +3910,7 @@ static FA__AVX2 float fa__dot_avx2(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
-    fa__load_avx2, fa__dot_avx2};
+    fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar};
 
 /* ---- AVX-512 ---- */
 #define FA__AVX512 __attribute__((target("avx512f")))
@@ -4089,9 +4101,55 @@ static FA__AVX512 float fa__dot_avx512(const float *a, const float *b, int64_t n
     return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
+/* 16x16 transpose in registers: unpack pairs of rows, shuffle quads, then exchange 128-bit
+   lanes twice; out[c] holds column c of the 16 input rows. */
+static FA__AVX512 void fa__tr16_avx512(const float *src, int64_t lds, float *dst, int64_t ldd)
+{
+    __m512 r[16], t[16];
+    int i, j;
+    for (i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
+    for (i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (j = 0; j < 4; j++) {
+        t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
+        t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
+        t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
+        t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
+    }
+    for (j = 0; j < 4; j++) {
+        r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
+        r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
+        r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
+        r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
+    }
+    for (i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * ldd, r[i]);
+}
+
+static FA__AVX512 void fa__ktrans_avx512(float *kt, const float *kr, int64_t nk, int64_t dk)
+{
+    int64_t c0, e0, c, e, nk16 = nk & ~(int64_t)15, dk16 = dk & ~(int64_t)15;
+    for (c0 = 0; c0 < nk16; c0 += 16)
+        for (e0 = 0; e0 < dk16; e0 += 16) fa__tr16_avx512(kr + c0 * dk + e0, dk, kt + e0 * FA__BK + c0, FA__BK);
+    for (e = dk16; e < dk; e++) /* dims past the last full block */
+        for (c = 0; c < nk16; c++) kt[e * FA__BK + c] = kr[c * dk + e];
+    for (e = 0; e < dk; e++) { /* keys past the last full block, then the zero padding */
+        float *dst = kt + e * FA__BK;
+        for (c = nk16; c < nk; c++) dst[c] = kr[c * dk + e];
+        for (; c < FA__BK; c++) dst[c] = 0.0f;
+    }
+}
+
 static const fa__attn_kernels fa__kernels_avx512 = {
     "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
-    fa__load_avx512, fa__dot_avx512};
+    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512};
 #endif /* FA__X86 */
 
 #if defined(FA__NEON) && defined(__aarch64__)
@@ -4281,7 +4339,7 @@ static float fa__dot_neon(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_neon = {
     "neon", fa__qk_neon, fa__scale_max_neon, fa__exp_sum_neon, fa__scale_neon, fa__pv_neon,
-    fa__load_neon, fa__dot_neon};
+    fa__load_neon, fa__dot_neon, fa__ktrans_scalar};
 #endif /* FA__NEON && __aarch64__ */
 
 /* The best kernels the CPU (and fa_cpu_features_override) allows. */
@@ -4298,7 +4356,7 @@ static const fa__attn_kernels *fa__attn_pick_kernels(void)
 }
 
 typedef struct fa__attn_ws {
-    float *q, *kt, *v, *s, *o, *m, *l, *krow;
+    float *q, *kt, *v, *s, *o, *m, *l, *krows;
     int32_t *c0, *c1;
     unsigned char *seen;
 } fa__attn_ws;
@@ -4320,7 +4378,7 @@ static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int
     FA__CARVE(o, float, (size_t)(FA__ROWS * dvp) * f);
     FA__CARVE(m, float, (size_t)FA__ROWS * f);
     FA__CARVE(l, float, (size_t)FA__ROWS * f);
-    FA__CARVE(krow, float, (size_t)dk * f);
+    FA__CARVE(krows, float, (size_t)(FA__BK * dk) * f);
     FA__CARVE(c0, int32_t, (size_t)FA__ROWS * sizeof(int32_t));
     FA__CARVE(c1, int32_t, (size_t)FA__ROWS * sizeof(int32_t));
     FA__CARVE(seen, unsigned char, (size_t)FA__ROWS);
@@ -4362,18 +4420,14 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     for (j = 0; j < nk; j++) {
         int64_t ko, vo;
         fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
-        K->load(w->krow, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, x->kmul);
-        if (x->few_rows) {
-            for (r = 0; r < x->nrows; r++) w->s[r * FA__BK + j] = K->dot(w->q + r * dk, w->krow, dk);
-        } else {
-            for (e = 0; e < dk; e++) w->kt[e * FA__BK + j] = w->krow[e];
-        }
+        K->load(w->krows + j * dk, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, x->kmul);
+        if (x->few_rows)
+            for (r = 0; r < x->nrows; r++) w->s[r * FA__BK + j] = K->dot(w->q + r * dk, w->krows + j * dk, dk);
         K->load(w->v + j * dvp, fa__elem_ptr(d->v, d->v_type, vo), d->v_type, dv, x->vmul);
         for (e = dv; e < dvp; e++) w->v[j * dvp + e] = 0.0f;
     }
     if (!x->few_rows) {
-        if (nk < FA__BK)
-            for (e = 0; e < dk; e++) memset(w->kt + e * FA__BK + nk, 0, (size_t)(FA__BK - nk) * sizeof(float));
+        K->ktrans(w->kt, w->krows, nk, dk);
         K->qk(w->q, dk, w->kt, w->s, x->rows_pad);
     }
 

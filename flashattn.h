@@ -3594,6 +3594,9 @@ typedef struct fa__attn_kernels {
     float (*dot)(const float *a, const float *b, int64_t n);
     /* kt[e][c] = kr[c][e] for c < nk, 0 for nk <= c < FA__BK (kt has FA__BK columns) */
     void (*ktrans)(float *kt, const float *kr, int64_t nk, int64_t dk);
+    /* units of at most this many rows (decode) compute S by dots as K streams in, instead of
+       transposing the tile; 0 = always transpose (where the transpose is in registers) */
+    int dot_rows;
 } fa__attn_kernels;
 
 /* ---- scalar ---- */
@@ -3684,7 +3687,7 @@ static void fa__ktrans_scalar(float *kt, const float *kr, int64_t nk, int64_t dk
 
 static const fa__attn_kernels fa__kernels_scalar = {
     "scalar", fa__qk_scalar, fa__scale_max_scalar, fa__exp_sum_scalar, fa__scale_scalar, fa__pv_scalar,
-    fa__load_row, fa__dot_f32, fa__ktrans_scalar};
+    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS};
 
 /* The rows of a block share the keys in the intersection of their intervals; the keys
    outside it are done row by row. Returns the intersection [*a, *b) (empty: *a >= *b). */
@@ -3910,7 +3913,7 @@ static FA__AVX2 float fa__dot_avx2(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
-    fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar};
+    fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar, FA__FEW_ROWS};
 
 /* ---- AVX-512 ---- */
 #define FA__AVX512 __attribute__((target("avx512f")))
@@ -4149,7 +4152,7 @@ static FA__AVX512 void fa__ktrans_avx512(float *kt, const float *kr, int64_t nk,
 
 static const fa__attn_kernels fa__kernels_avx512 = {
     "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
-    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512};
+    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0};
 #endif /* FA__X86 */
 
 #if defined(FA__NEON) && defined(__aarch64__)
@@ -4339,7 +4342,7 @@ static float fa__dot_neon(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_neon = {
     "neon", fa__qk_neon, fa__scale_max_neon, fa__exp_sum_neon, fa__scale_neon, fa__pv_neon,
-    fa__load_neon, fa__dot_neon, fa__ktrans_scalar};
+    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS};
 #endif /* FA__NEON && __aarch64__ */
 
 /* The best kernels the CPU (and fa_cpu_features_override) allows. */
@@ -4514,7 +4517,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     x.kmul = fa__kv_scale(d->k_scale, d->k_head_scale, u->hk);
     x.vmul = fa__kv_scale(d->v_scale, d->v_head_scale, u->hk);
     x.post = p->softcap > 0.0f || d->alibi_slopes != NULL || d->mask != NULL;
-    x.few_rows = x.nrows <= FA__FEW_ROWS;
+    x.few_rows = x.nrows <= K->dot_rows;
     fa__attn_seq(p, u->b, &x.s);
 
     /* rows are query-major: row r = (query u->i0 + r / nh, head u->h0 + r % nh) */

@@ -263,6 +263,9 @@ static void section_b(int64_t max_s, int reps, int threads)
 #else
     printf("\n== b: prefill, f32, d=128, batch 1, %d heads (OpenBLAS not installed: no sgemm baseline)\n", threads);
 #endif
+    FILE *csv = fopen("build/bench_attn_prefill.csv", "w");
+    if (!csv) csv = fopen("bench_attn_prefill.csv", "w");
+    if (csv) fprintf(csv, "seqlen,tiled 1 thread,tiled %d threads,sgemm-based 1 thread,naive 1 thread\n", threads);
     printf("%-18s | %10s %8s | %10s %8s %7s | %14s\n", "shape", "tiled 1T", "% sgemm", "tiled NT", "% sgemm", "NT/1T",
            "sgemm-attn 1T");
     for (causal = 0; causal < 2; causal++)
@@ -272,7 +275,7 @@ static void section_b(int64_t max_s, int reps, int threads)
             float *q = (float *)malloc((size_t)n * 4), *k = (float *)malloc((size_t)n * 4);
             float *v = (float *)malloc((size_t)n * 4), *o = (float *)malloc((size_t)n * 4);
             fa_attn_desc desc;
-            double flops1 = 4.0 * (double)s * s * d * (causal ? 0.5 : 1.0), t1, tn, g1, gn;
+            double flops1 = 4.0 * (double)s * s * d * (causal ? 0.5 : 1.0), t1, tn, g1, gn, gsa = NAN;
             char label[48];
             fill(q, n); fill(k, n); fill(v, n);
             memset(&desc, 0, sizeof desc);
@@ -293,17 +296,38 @@ static void section_b(int64_t max_s, int reps, int threads)
                 double ta = causal ? 0 : sgemm_attention_seconds(q, k, v, o, s, d, reps);
                 char sa[32];
                 if (causal) snprintf(sa, sizeof sa, "-");
-                else snprintf(sa, sizeof sa, "%.1f GF/s", flops1 / ta * 1e-9);
+                else snprintf(sa, sizeof sa, "%.1f GF/s", (gsa = flops1 / ta * 1e-9));
                 printf("%-18s | %10.1f %7.0f%% | %10.1f %7.0f%% %6.2fx | %14s\n", label, g1, 100 * g1 / sg1, gn,
                        100 * gn / sgn, gn / g1, sa);
             }
 #else
             printf("%-18s | %10.1f %8s | %10.1f %8s %6.2fx | %14s\n", label, g1, "-", gn, "-", gn / g1, "-");
 #endif
+            {
+                /* the naive method (full score matrix, plain loops): up to 4096, it is slow */
+                double tn2 = 0, tq[16];
+                int rr;
+                if (!causal && s <= 4096) {
+                    for (rr = 0; rr < reps; rr++) {
+                        double t0 = bench_now();
+                        naive_attention(q, k, v, o, s, s, d, 0);
+                        tq[rr] = bench_now() - t0;
+                    }
+                    tn2 = bench_median(tq, reps);
+                    printf("%-18s   naive 1T: %.1f GF/s\n", "", flops1 / tn2 * 1e-9);
+                }
+                if (csv && !causal) /* NaN: not measured (gnuplot skips it) */
+                    fprintf(csv, "%lld,%.2f,%.2f,%.2f,%.2f\n", (long long)s, g1, gn, gsa, tn2 > 0 ? flops1 / tn2 * 1e-9 : NAN);
+            }
             fflush(stdout);
             free(q); free(k); free(v); free(o);
         }
     fa_pool_destroy(pool, FA_POOL_FINISH);
+    if (csv) {
+        fclose(csv);
+        bench_plot("build/bench_attn_prefill.csv", "build/bench_attn_prefill.png",
+                   "attention prefill, f32, d=128: GFLOP/s vs sequence length", "sequence length", "GFLOP/s", 1);
+    }
 }
 
 static void section_c(int reps, int threads)

@@ -44,6 +44,8 @@ int main(int argc, char **argv)
     memset(&pd, 0, sizeof pd);
     pd.threads = threads - 1;
     if (threads > 1 && fa_pool_create(&pool, &pd) != FA_OK) pool = NULL;
+    double speedup[2][5] = {{0}};
+    int si = 0;
     bench_print_machine();
     printf("sparse attention, f32, d=%lld, %d heads on %d threads, median of %d runs\n\n", (long long)d, threads,
            threads, reps);
@@ -76,6 +78,7 @@ int main(int argc, char **argv)
             desc.mask = m;
             t = time_forward(&desc, reps);
             if (di == 0) t_dense = t;
+            if (si < 2) speedup[si][di] = t_dense / t;
             if (m) fa_mask_density(m, &info);
             printf("%9.0f%% %11.1f%% %9.3fs %11.2fx %13.2fx\n", dens[di] * 100, m ? 100 * info.tiles : 100.0, t,
                    t / t_dense, t_dense / t);
@@ -122,7 +125,21 @@ int main(int argc, char **argv)
         }
         printf("\n");
         free(q); free(k); free(v); free(o);
+        si++;
     }
     fa_pool_destroy(pool, FA_POOL_FINISH);
+    {
+        FILE *csv = fopen("build/bench_mask.csv", "w");
+        int di;
+        if (csv) {
+            fprintf(csv, "tiles kept (%%),speed-up s=8192,speed-up s=16384,ideal (1/density)\n");
+            for (di = 0; di < 5; di++)
+                fprintf(csv, "%.0f,%.3f,%.3f,%.3f\n", dens[di] * 100, speedup[0][di], si > 1 ? speedup[1][di] : NAN,
+                        1.0 / dens[di]);
+            fclose(csv);
+            bench_plot("build/bench_mask.csv", "build/bench_mask.png", "sparse attention: speed-up over dense vs tile density",
+                       "tiles kept (%)", "speed-up over dense", 0);
+        }
+    }
     return 0;
 }

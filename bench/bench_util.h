@@ -97,6 +97,26 @@ static BENCH_UNUSED void *bench_realloc(void *q, size_t n)
     bench_free(q);
     return r;
 }
+/* Writes a PNG line plot of a CSV file (first column x, one series per further column, header
+   row with the names) when gnuplot is installed; says so either way. */
+static BENCH_UNUSED void bench_plot(const char *csv, const char *png, const char *title, const char *xlabel,
+                                    const char *ylabel, int logx)
+{
+    FILE *g;
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        printf("(gnuplot not installed: no plot; data in %s)\n", csv);
+        return;
+    }
+    g = popen("gnuplot 2>/dev/null", "w");
+    if (!g) return;
+    fprintf(g, "set terminal pngcairo size 900,560 noenhanced\nset output '%s'\nset datafile separator ','\n", png);
+    fprintf(g, "set key autotitle columnhead left top\nset grid\nset title '%s'\nset xlabel '%s'\nset ylabel '%s'\n",
+            title, xlabel, ylabel);
+    if (logx) fprintf(g, "set logscale x 2\n");
+    fprintf(g, "stats '%s' skip 1 nooutput\nplot for [i=2:STATS_columns] '%s' using 1:i with linespoints lw 2\n", csv, csv);
+    if (pclose(g) == 0) printf("plot written to %s (data in %s)\n", png, csv);
+}
+
 /* Resets the peak to the current level; returns nothing. Read bench_mem_peak afterwards. */
 static BENCH_UNUSED void bench_mem_reset_peak(void) { bench_mem_peak = bench_mem_cur; }
 

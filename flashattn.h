@@ -4018,44 +4018,65 @@ static FA__AVX512 void fa__pv_row_avx512(float *o, const float *sr, const float 
     }
 }
 
+/* 4 rows x 64 columns of O += P V over keys [a, b): 16 accumulators in registers, named so no
+   compiler keeps them in memory; per key 4 loads of V, 4 broadcasts of P, 16 FMAs. */
+static FA__AVX512 void fa__pv4x64_avx512(float *o, int64_t dvp, const float *s, const float *v, int64_t a, int64_t b)
+{
+    float *o0 = o, *o1 = o + dvp, *o2 = o + 2 * dvp, *o3 = o + 3 * dvp;
+    __m512 c00 = _mm512_loadu_ps(o0), c01 = _mm512_loadu_ps(o0 + 16), c02 = _mm512_loadu_ps(o0 + 32), c03 = _mm512_loadu_ps(o0 + 48);
+    __m512 c10 = _mm512_loadu_ps(o1), c11 = _mm512_loadu_ps(o1 + 16), c12 = _mm512_loadu_ps(o1 + 32), c13 = _mm512_loadu_ps(o1 + 48);
+    __m512 c20 = _mm512_loadu_ps(o2), c21 = _mm512_loadu_ps(o2 + 16), c22 = _mm512_loadu_ps(o2 + 32), c23 = _mm512_loadu_ps(o2 + 48);
+    __m512 c30 = _mm512_loadu_ps(o3), c31 = _mm512_loadu_ps(o3 + 16), c32 = _mm512_loadu_ps(o3 + 32), c33 = _mm512_loadu_ps(o3 + 48);
+    int64_t c;
+    for (c = a; c < b; c++) {
+        const float *vr = v + c * dvp;
+        __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16), v2 = _mm512_loadu_ps(vr + 32), v3 = _mm512_loadu_ps(vr + 48);
+        __m512 p0 = _mm512_set1_ps(s[c]), p1 = _mm512_set1_ps(s[FA__BK + c]);
+        __m512 p2 = _mm512_set1_ps(s[2 * FA__BK + c]), p3 = _mm512_set1_ps(s[3 * FA__BK + c]);
+        c00 = _mm512_fmadd_ps(p0, v0, c00); c01 = _mm512_fmadd_ps(p0, v1, c01);
+        c02 = _mm512_fmadd_ps(p0, v2, c02); c03 = _mm512_fmadd_ps(p0, v3, c03);
+        c10 = _mm512_fmadd_ps(p1, v0, c10); c11 = _mm512_fmadd_ps(p1, v1, c11);
+        c12 = _mm512_fmadd_ps(p1, v2, c12); c13 = _mm512_fmadd_ps(p1, v3, c13);
+        c20 = _mm512_fmadd_ps(p2, v0, c20); c21 = _mm512_fmadd_ps(p2, v1, c21);
+        c22 = _mm512_fmadd_ps(p2, v2, c22); c23 = _mm512_fmadd_ps(p2, v3, c23);
+        c30 = _mm512_fmadd_ps(p3, v0, c30); c31 = _mm512_fmadd_ps(p3, v1, c31);
+        c32 = _mm512_fmadd_ps(p3, v2, c32); c33 = _mm512_fmadd_ps(p3, v3, c33);
+    }
+    _mm512_storeu_ps(o0, c00); _mm512_storeu_ps(o0 + 16, c01); _mm512_storeu_ps(o0 + 32, c02); _mm512_storeu_ps(o0 + 48, c03);
+    _mm512_storeu_ps(o1, c10); _mm512_storeu_ps(o1 + 16, c11); _mm512_storeu_ps(o1 + 32, c12); _mm512_storeu_ps(o1 + 48, c13);
+    _mm512_storeu_ps(o2, c20); _mm512_storeu_ps(o2 + 16, c21); _mm512_storeu_ps(o2 + 32, c22); _mm512_storeu_ps(o2 + 48, c23);
+    _mm512_storeu_ps(o3, c30); _mm512_storeu_ps(o3 + 16, c31); _mm512_storeu_ps(o3 + 32, c32); _mm512_storeu_ps(o3 + 48, c33);
+}
+
+/* 4 rows x 16 columns, for the dvp % 64 columns left over */
+static FA__AVX512 void fa__pv4x16_avx512(float *o, int64_t dvp, const float *s, const float *v, int64_t a, int64_t b)
+{
+    __m512 c0 = _mm512_loadu_ps(o), c1 = _mm512_loadu_ps(o + dvp);
+    __m512 c2 = _mm512_loadu_ps(o + 2 * dvp), c3 = _mm512_loadu_ps(o + 3 * dvp);
+    int64_t c;
+    for (c = a; c < b; c++) {
+        __m512 vv = _mm512_loadu_ps(v + c * dvp);
+        c0 = _mm512_fmadd_ps(_mm512_set1_ps(s[c]), vv, c0);
+        c1 = _mm512_fmadd_ps(_mm512_set1_ps(s[FA__BK + c]), vv, c1);
+        c2 = _mm512_fmadd_ps(_mm512_set1_ps(s[2 * FA__BK + c]), vv, c2);
+        c3 = _mm512_fmadd_ps(_mm512_set1_ps(s[3 * FA__BK + c]), vv, c3);
+    }
+    _mm512_storeu_ps(o, c0);
+    _mm512_storeu_ps(o + dvp, c1);
+    _mm512_storeu_ps(o + 2 * dvp, c2);
+    _mm512_storeu_ps(o + 3 * dvp, c3);
+}
+
 static FA__AVX512 void fa__pv_avx512(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows,
                                      const int32_t *c0, const int32_t *c1)
 {
-    int64_t r, e, c, i, a, b;
+    int64_t r, e, i, a, b;
     for (r = 0; r < nrows; r += FA__MR) {
         int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
         fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
         if (nr == FA__MR && a < b) {
-            for (e = 0; e < dvp; e += 64) {
-                /* up to 4 rows x 64 columns; a narrower last chunk keeps dvp % 64 columns */
-                int nv = (int)((dvp - e) >= 64 ? 4 : (dvp - e) / 16), j;
-                __m512 acc[4][4];
-                for (i = 0; i < 4; i++)
-                    for (j = 0; j < nv; j++) acc[i][j] = _mm512_loadu_ps(o + (r + i) * dvp + e + 16 * j);
-                if (nv == 4) {
-                    for (c = a; c < b; c++) {
-                        const float *vr = v + c * dvp + e;
-                        __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16);
-                        __m512 v2 = _mm512_loadu_ps(vr + 32), v3 = _mm512_loadu_ps(vr + 48);
-                        for (i = 0; i < 4; i++) {
-                            __m512 p = _mm512_set1_ps(s[(r + i) * FA__BK + c]);
-                            acc[i][0] = _mm512_fmadd_ps(p, v0, acc[i][0]);
-                            acc[i][1] = _mm512_fmadd_ps(p, v1, acc[i][1]);
-                            acc[i][2] = _mm512_fmadd_ps(p, v2, acc[i][2]);
-                            acc[i][3] = _mm512_fmadd_ps(p, v3, acc[i][3]);
-                        }
-                    }
-                } else {
-                    for (c = a; c < b; c++)
-                        for (j = 0; j < nv; j++) {
-                            __m512 vv = _mm512_loadu_ps(v + c * dvp + e + 16 * j);
-                            for (i = 0; i < 4; i++)
-                                acc[i][j] = _mm512_fmadd_ps(_mm512_set1_ps(s[(r + i) * FA__BK + c]), vv, acc[i][j]);
-                        }
-                }
-                for (i = 0; i < 4; i++)
-                    for (j = 0; j < nv; j++) _mm512_storeu_ps(o + (r + i) * dvp + e + 16 * j, acc[i][j]);
-            }
+            for (e = 0; e + 64 <= dvp; e += 64) fa__pv4x64_avx512(o + r * dvp + e, dvp, s + r * FA__BK, v + e, a, b);
+            for (; e < dvp; e += 16) fa__pv4x16_avx512(o + r * dvp + e, dvp, s + r * FA__BK, v + e, a, b);
         } else {
             a = b = 0;
         }

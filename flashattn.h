@@ -4413,6 +4413,22 @@ static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int
 typedef struct fa__unit {
     int64_t b, hk, h0, nh, i0, nq; /* sequence, kv head, first q head and count, queries */
 } fa__unit;
+/* K/V rows this many keys ahead are prefetched: a row of one head is a few cache lines, and the
+   next is a whole token (all heads) further on, so the hardware's stream prefetcher sees only
+   short runs. */
+#define FA__PREFETCH 16
+static void fa__prefetch_row(const void *p, size_t bytes)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const char *c = (const char *)p;
+    size_t off;
+    for (off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 0);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 /* Everything one unit's tiles share. */
 typedef struct fa__unit_ctx {
     const fa__attn_plan *p;
@@ -4443,6 +4459,11 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
        (decode) each K row dotted with the queries as it streams in */
     for (j = 0; j < nk; j++) {
         int64_t ko, vo;
+        if (j0 + j + FA__PREFETCH < x->s.sk) { /* rows are strided: ask for the ones ahead */
+            fa__kv_offsets(p, &x->s, u->b, j0 + j + FA__PREFETCH, u->hk, &ko, &vo);
+            fa__prefetch_row(fa__elem_ptr(d->k, d->k_type, ko), (size_t)dk * fa_dtype_size(d->k_type));
+            fa__prefetch_row(fa__elem_ptr(d->v, d->v_type, vo), (size_t)dv * fa_dtype_size(d->v_type));
+        }
         fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
         K->load(w->krows + j * dk, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, x->kmul);
         if (x->few_rows)

@@ -4106,6 +4106,29 @@ static FA__AVX512 void fa__load_avx512(float *dst, const void *src, fa_dtype t, 
     } else if (t == FA_F32) {
         const float *s32 = (const float *)src;
         for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_loadu_ps(s32 + i), vm));
+    } else if (t == FA_E4M3) {
+        /* normal codes: f32 bits = (code & 0x7f) << 20 plus the exponent bias difference
+           (127 - 7) << 23; subnormal codes (exponent 0): mantissa * 2^-9; 0x7f: NaN */
+        const uint8_t *s8 = (const uint8_t *)src;
+        const __m512i bias = _mm512_set1_epi32(120 << 23), m7f = _mm512_set1_epi32(0x7f);
+        for (; i + 16 <= n; i += 16) {
+            __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(s8 + i)));
+            __m512i mag = _mm512_and_si512(x, m7f);
+            __m512 f = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(mag, 20), bias));
+            __mmask16 sub = _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8));
+            f = _mm512_mask_mul_ps(f, sub, _mm512_cvtepi32_ps(mag), _mm512_set1_ps(0.001953125f));
+            f = _mm512_mask_mov_ps(f, _mm512_cmpeq_epi32_mask(mag, m7f), _mm512_set1_ps(NAN));
+            f = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f),
+                                                    _mm512_slli_epi32(_mm512_andnot_si512(m7f, x), 24)));
+            _mm512_storeu_ps(dst + i, _mm512_mul_ps(f, vm));
+        }
+    } else if (t == FA_E5M2) { /* E5M2 is the top byte of an IEEE half */
+        const uint8_t *s8 = (const uint8_t *)src;
+        for (; i + 16 <= n; i += 16) {
+            __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(s8 + i)));
+            __m256i h = _mm512_cvtepi32_epi16(_mm512_slli_epi32(x, 8));
+            _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtph_ps(h), vm));
+        }
     }
     if (i < n) fa__load_row(dst + i, fa__elem_ptr(src, t, i), t, n - i, mul);
 }

@@ -1277,6 +1277,42 @@ static void check_exp_kernel(const fa__attn_kernels *K)
     printf("     %s exp: worst %.2f ulp\n", K->name, worst);
 }
 
+/* Every path's row loader equals the scalar decode for every FP8 code (NaN codes: NaN), every
+   f16/bf16 pattern sampled, with and without a scale, and odd lengths for the tails. */
+static void check_load_kernel(const fa__attn_kernels *K)
+{
+    static const fa_dtype ts[] = {FA_E4M3, FA_E5M2, FA_F16, FA_BF16, FA_F32};
+    unsigned char src[4 * 300];
+    float got[300], want[300];
+    int ti, i, n, rep;
+    for (ti = 0; ti < 5; ti++)
+        for (rep = 0; rep < 40; rep++) {
+            size_t es = fa_dtype_size(ts[ti]);
+            float mul = rep % 2 ? (float)fa_t_uniform(0.1, 3.0) : 1.0f;
+            n = rep < 2 ? 256 : 1 + (int)fa_t_randint(299);
+            for (i = 0; i < n * (int)es; i++) src[i] = (unsigned char)(rep < 2 && es == 1 ? (uint64_t)i : fa_t_rand());
+            if (ts[ti] == FA_F32) /* finite f32 patterns */
+                for (i = 0; i < n; i++) { float f = (float)fa_t_normal(); memcpy(src + 4 * i, &f, 4); }
+            K->load(got, src, ts[ti], n, mul);
+            fa__load_row(want, src, ts[ti], n, mul);
+            for (i = 0; i < n; i++)
+                CHECKF(isnan(want[i]) ? isnan(got[i]) : memcmp(&got[i], &want[i], 4) == 0, "%s load %s [%d] = %g, want %g",
+                       K->name, fa_dtype_name(ts[ti]), i, got[i], want[i]);
+        }
+}
+
+TEST(row_loads_match_the_scalar_decode_on_every_path)
+{
+    check_load_kernel(&fa__kernels_scalar);
+#if defined(FA__X86)
+    if ((fa_cpu_features() & (FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C)) == (FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C))
+        check_load_kernel(&fa__kernels_avx2);
+    if (fa_cpu_features() & FA_CPU_AVX512F) check_load_kernel(&fa__kernels_avx512);
+#elif defined(FA__NEON) && defined(__aarch64__)
+    if (fa_cpu_features() & FA_CPU_NEON) check_load_kernel(&fa__kernels_neon);
+#endif
+}
+
 TEST(vector_exp_is_accurate_on_every_path)
 {
     check_exp_kernel(&fa__kernels_scalar);
@@ -1339,6 +1375,7 @@ int main(void)
     }
     RUN(split_kv_decode_on_a_pool_matches_reference);
     RUN(vector_exp_is_accurate_on_every_path);
+    RUN(row_loads_match_the_scalar_decode_on_every_path);
     RUN(reference_matches_a_hand_computed_case);
     RUN(reference_matches_the_direct_formula);
     RUN(forward_matches_reference_on_random_configurations);

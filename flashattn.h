@@ -4008,10 +4008,29 @@ static FA__AVX512 void fa__scale_avx512(float *o, int64_t n, float c)
     for (; i < n; i++) o[i] *= c;
 }
 
+/* one row, keys [a, b): four independent accumulators per 64 columns, so consecutive keys do
+   not wait on each other's FMA latency */
 static FA__AVX512 void fa__pv_row_avx512(float *o, const float *sr, const float *v, int64_t dvp, int64_t a, int64_t b)
 {
     int64_t e, c;
-    for (e = 0; e < dvp; e += 16) {
+    if (a >= b) return;
+    for (e = 0; e + 64 <= dvp; e += 64) {
+        __m512 c0 = _mm512_loadu_ps(o + e), c1 = _mm512_loadu_ps(o + e + 16);
+        __m512 c2 = _mm512_loadu_ps(o + e + 32), c3 = _mm512_loadu_ps(o + e + 48);
+        for (c = a; c < b; c++) {
+            const float *vr = v + c * dvp + e;
+            __m512 pr = _mm512_set1_ps(sr[c]);
+            c0 = _mm512_fmadd_ps(pr, _mm512_loadu_ps(vr), c0);
+            c1 = _mm512_fmadd_ps(pr, _mm512_loadu_ps(vr + 16), c1);
+            c2 = _mm512_fmadd_ps(pr, _mm512_loadu_ps(vr + 32), c2);
+            c3 = _mm512_fmadd_ps(pr, _mm512_loadu_ps(vr + 48), c3);
+        }
+        _mm512_storeu_ps(o + e, c0);
+        _mm512_storeu_ps(o + e + 16, c1);
+        _mm512_storeu_ps(o + e + 32, c2);
+        _mm512_storeu_ps(o + e + 48, c3);
+    }
+    for (; e < dvp; e += 16) {
         __m512 acc = _mm512_loadu_ps(o + e);
         for (c = a; c < b; c++) acc = _mm512_fmadd_ps(_mm512_set1_ps(sr[c]), _mm512_loadu_ps(v + c * dvp + e), acc);
         _mm512_storeu_ps(o + e, acc);

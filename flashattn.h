@@ -3597,6 +3597,11 @@ typedef struct fa__attn_kernels {
     /* units of at most this many rows (decode) compute S by dots as K streams in, instead of
        transposing the tile; 0 = always transpose (where the transpose is in registers) */
     int dot_rows;
+    /* bf16 Q and K (AVX512_BF16): S from pairs of bf16 products summed in f32, no conversion.
+       q: [rows][np] and kt: [np][FA__BK] hold bf16 pairs (dims 2p, 2p+1) in 32-bit words;
+       ktrans32 builds kt from kr [nk][np] as ktrans does. NULL where unavailable. */
+    void (*qk_bf16)(const uint32_t *q, int64_t np, const uint32_t *kt, float *s, int64_t rows);
+    void (*ktrans32)(uint32_t *kt, const uint32_t *kr, int64_t nk, int64_t np);
 } fa__attn_kernels;
 
 /* ---- scalar ---- */
@@ -3687,7 +3692,7 @@ static void fa__ktrans_scalar(float *kt, const float *kr, int64_t nk, int64_t dk
 
 static const fa__attn_kernels fa__kernels_scalar = {
     "scalar", fa__qk_scalar, fa__scale_max_scalar, fa__exp_sum_scalar, fa__scale_scalar, fa__pv_scalar,
-    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS};
+    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL};
 
 /* The rows of a block share the keys in the intersection of their intervals; the keys
    outside it are done row by row. Returns the intersection [*a, *b) (empty: *a >= *b). */
@@ -3913,7 +3918,7 @@ static FA__AVX2 float fa__dot_avx2(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
-    fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar, FA__FEW_ROWS};
+    fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL};
 
 /* ---- AVX-512 ---- */
 #define FA__AVX512 __attribute__((target("avx512f")))
@@ -4215,7 +4220,72 @@ static FA__AVX512 void fa__ktrans_avx512(float *kt, const float *kr, int64_t nk,
 
 static const fa__attn_kernels fa__kernels_avx512 = {
     "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
-    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0};
+    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, NULL, NULL};
+
+/* ---- AVX-512 with AVX512_BF16: S = Q K^T on bf16 pairs (vdpbf16ps) ---- */
+#define FA__AVX512BF16 __attribute__((target("avx512f,avx512bf16")))
+
+static FA__AVX512 void fa__ktrans32_avx512(uint32_t *kt, const uint32_t *kr, int64_t nk, int64_t np)
+{
+    int64_t c0, e0, c, e, nk16 = nk & ~(int64_t)15, np16 = np & ~(int64_t)15;
+    for (c0 = 0; c0 < nk16; c0 += 16) /* the 16x16 transpose only moves 32-bit lanes */
+        for (e0 = 0; e0 < np16; e0 += 16)
+            fa__tr16_avx512((const float *)(const void *)(kr + c0 * np + e0), np,
+                            (float *)(void *)(kt + e0 * FA__BK + c0), FA__BK);
+    for (e = np16; e < np; e++)
+        for (c = 0; c < nk16; c++) kt[e * FA__BK + c] = kr[c * np + e];
+    for (e = 0; e < np; e++) {
+        uint32_t *dst = kt + e * FA__BK;
+        for (c = nk16; c < nk; c++) dst[c] = kr[c * np + e];
+        for (; c < FA__BK; c++) dst[c] = 0;
+    }
+}
+
+/* 4 rows x 64 keys per step, each vdpbf16ps adding two bf16 products per lane; pairs summed in
+   chunks of FA__QK_CHUNK/2 before adding into S, as in the f32 kernel */
+static FA__AVX512BF16 void fa__qk_bf16_avx512(const uint32_t *q, int64_t np, const uint32_t *kt, float *s, int64_t rows)
+{
+    int64_t r, pp, p0;
+    for (r = 0; r < rows; r += FA__MR)
+        for (p0 = 0; p0 < np; p0 += FA__QK_CHUNK / 2) {
+            int64_t p1 = p0 + FA__QK_CHUNK / 2 < np ? p0 + FA__QK_CHUNK / 2 : np;
+            __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
+            __m512 a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+            for (pp = p0; pp < p1; pp++) {
+                const uint32_t *kr = kt + pp * FA__BK;
+                __m512bh k0 = (__m512bh)_mm512_loadu_si512((const void *)kr);
+                __m512bh k1 = (__m512bh)_mm512_loadu_si512((const void *)(kr + 16));
+                __m512bh k2 = (__m512bh)_mm512_loadu_si512((const void *)(kr + 32));
+                __m512bh k3 = (__m512bh)_mm512_loadu_si512((const void *)(kr + 48));
+                __m512bh q0 = (__m512bh)_mm512_set1_epi32((int)q[r * np + pp]);
+                __m512bh q1 = (__m512bh)_mm512_set1_epi32((int)q[(r + 1) * np + pp]);
+                __m512bh q2 = (__m512bh)_mm512_set1_epi32((int)q[(r + 2) * np + pp]);
+                __m512bh q3 = (__m512bh)_mm512_set1_epi32((int)q[(r + 3) * np + pp]);
+                a00 = _mm512_dpbf16_ps(a00, q0, k0); a01 = _mm512_dpbf16_ps(a01, q0, k1);
+                a02 = _mm512_dpbf16_ps(a02, q0, k2); a03 = _mm512_dpbf16_ps(a03, q0, k3);
+                a10 = _mm512_dpbf16_ps(a10, q1, k0); a11 = _mm512_dpbf16_ps(a11, q1, k1);
+                a12 = _mm512_dpbf16_ps(a12, q1, k2); a13 = _mm512_dpbf16_ps(a13, q1, k3);
+                a20 = _mm512_dpbf16_ps(a20, q2, k0); a21 = _mm512_dpbf16_ps(a21, q2, k1);
+                a22 = _mm512_dpbf16_ps(a22, q2, k2); a23 = _mm512_dpbf16_ps(a23, q2, k3);
+                a30 = _mm512_dpbf16_ps(a30, q3, k0); a31 = _mm512_dpbf16_ps(a31, q3, k1);
+                a32 = _mm512_dpbf16_ps(a32, q3, k2); a33 = _mm512_dpbf16_ps(a33, q3, k3);
+            }
+#define FA__QKB_STORE(i, j, acc)                                                            \
+            do {                                                                            \
+                float *dst_ = s + (r + (i)) * FA__BK + 16 * (j);                            \
+                _mm512_storeu_ps(dst_, p0 ? _mm512_add_ps(_mm512_loadu_ps(dst_), acc) : acc); \
+            } while (0)
+            FA__QKB_STORE(0, 0, a00); FA__QKB_STORE(0, 1, a01); FA__QKB_STORE(0, 2, a02); FA__QKB_STORE(0, 3, a03);
+            FA__QKB_STORE(1, 0, a10); FA__QKB_STORE(1, 1, a11); FA__QKB_STORE(1, 2, a12); FA__QKB_STORE(1, 3, a13);
+            FA__QKB_STORE(2, 0, a20); FA__QKB_STORE(2, 1, a21); FA__QKB_STORE(2, 2, a22); FA__QKB_STORE(2, 3, a23);
+            FA__QKB_STORE(3, 0, a30); FA__QKB_STORE(3, 1, a31); FA__QKB_STORE(3, 2, a32); FA__QKB_STORE(3, 3, a33);
+#undef FA__QKB_STORE
+        }
+}
+
+static const fa__attn_kernels fa__kernels_avx512_bf16 = {
+    "avx512_bf16", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
+    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, fa__qk_bf16_avx512, fa__ktrans32_avx512};
 #endif /* FA__X86 */
 
 #if defined(FA__NEON) && defined(__aarch64__)
@@ -4405,7 +4475,7 @@ static float fa__dot_neon(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_neon = {
     "neon", fa__qk_neon, fa__scale_max_neon, fa__exp_sum_neon, fa__scale_neon, fa__pv_neon,
-    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS};
+    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL};
 #endif /* FA__NEON && __aarch64__ */
 
 /* The best kernels the CPU (and fa_cpu_features_override) allows. */
@@ -4413,6 +4483,7 @@ static const fa__attn_kernels *fa__attn_pick_kernels(void)
 {
 #if defined(FA__X86)
     unsigned f = fa_cpu_features();
+    if ((f & FA_CPU_AVX512F) && (f & FA_CPU_AVX512_BF16)) return &fa__kernels_avx512_bf16;
     if (f & FA_CPU_AVX512F) return &fa__kernels_avx512;
     if ((f & FA_CPU_AVX2) && (f & FA_CPU_FMA) && (f & FA_CPU_F16C)) return &fa__kernels_avx2;
 #elif defined(FA__NEON) && defined(__aarch64__)
@@ -4482,6 +4553,8 @@ typedef struct fa__unit_ctx {
     float kmul, vmul;
     int post;      /* per-element score terms: softcap, ALiBi, a score callback, a mask test */
     int few_rows;  /* decode-sized unit: S by dots while K streams in */
+    int bf16;      /* bf16 Q and K on AVX512_BF16: S from bf16 pairs (K->qk_bf16) */
+    int64_t np;    /* bf16 pairs per row: ceil(head_dim / 2) */
 } fa__unit_ctx;
 
 /* One key tile [j0, j1) of a unit. mask_pos >= 0: the tile is a PARTIAL tile of the sparse mask
@@ -4507,13 +4580,22 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
             fa__prefetch_row(fa__elem_ptr(d->v, d->v_type, vo), (size_t)dv * fa_dtype_size(d->v_type));
         }
         fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
-        K->load(w->krows + j * dk, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, x->kmul);
+        if (x->bf16) { /* raw bf16 pairs, the odd last dim paired with 0 */
+            uint16_t *kr16 = (uint16_t *)(void *)w->krows + j * 2 * x->np;
+            memcpy(kr16, fa__elem_ptr(d->k, d->k_type, ko), (size_t)dk * 2);
+            if (dk & 1) kr16[dk] = 0;
+        } else {
+            K->load(w->krows + j * dk, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, x->kmul);
+        }
         if (x->few_rows)
             for (r = 0; r < x->nrows; r++) w->s[r * FA__BK + j] = K->dot(w->q + r * dk, w->krows + j * dk, dk);
         K->load(w->v + j * dvp, fa__elem_ptr(d->v, d->v_type, vo), d->v_type, dv, x->vmul);
         for (e = dv; e < dvp; e++) w->v[j * dvp + e] = 0.0f;
     }
-    if (!x->few_rows) {
+    if (x->bf16) {
+        K->ktrans32((uint32_t *)(void *)w->kt, (const uint32_t *)(const void *)w->krows, nk, x->np);
+        K->qk_bf16((const uint32_t *)(const void *)w->q, x->np, (const uint32_t *)(const void *)w->kt, w->s, x->rows_pad);
+    } else if (!x->few_rows) {
         K->ktrans(w->kt, w->krows, nk, dk);
         K->qk(w->q, dk, w->kt, w->s, x->rows_pad);
     }
@@ -4602,6 +4684,8 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     x.vmul = fa__kv_scale(d->v_scale, d->v_head_scale, u->hk);
     x.post = p->softcap > 0.0f || d->alibi_slopes != NULL || d->mask != NULL;
     x.few_rows = x.nrows <= K->dot_rows;
+    x.bf16 = K->qk_bf16 && d->q_type == FA_BF16 && d->k_type == FA_BF16 && x.kmul == 1.0f && !x.few_rows;
+    x.np = (dk + 1) / 2;
     fa__attn_seq(p, u->b, &x.s);
 
     /* rows are query-major: row r = (query u->i0 + r / nh, head u->h0 + r % nh) */
@@ -4609,7 +4693,15 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         if (r < x.nrows) {
             int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
             const void *src = fa__elem_ptr(d->q, d->q_type, x.s.q_base + (x.s.q_tok0 + i) * p->qs.seq + h * p->qs.head);
-            K->load(w->q + r * dk, src, d->q_type, dk, 1.0f);
+            if (x.bf16) {
+                uint16_t *q16 = (uint16_t *)(void *)w->q + r * 2 * x.np;
+                memcpy(q16, src, (size_t)dk * 2);
+                if (dk & 1) q16[dk] = 0;
+            } else {
+                K->load(w->q + r * dk, src, d->q_type, dk, 1.0f);
+            }
+        } else if (x.bf16) {
+            memset((uint16_t *)(void *)w->q + r * 2 * x.np, 0, (size_t)x.np * 4);
         } else {
             memset(w->q + r * dk, 0, (size_t)dk * sizeof(float));
         }

@@ -265,9 +265,9 @@ static void section_b(int64_t max_s, int reps, int threads)
 #endif
     FILE *csv = fopen("build/bench_attn_prefill.csv", "w");
     if (!csv) csv = fopen("bench_attn_prefill.csv", "w");
-    if (csv) fprintf(csv, "seqlen,tiled 1 thread,tiled %d threads,sgemm-based 1 thread,naive 1 thread\n", threads);
-    printf("%-18s | %10s %8s | %10s %8s %7s | %14s\n", "shape", "tiled 1T", "% sgemm", "tiled NT", "% sgemm", "NT/1T",
-           "sgemm-attn 1T");
+    if (csv) fprintf(csv, "seqlen,tiled 1 thread,tiled %d threads,sgemm-based 1 thread,naive 1 thread,tiled bf16 1 thread\n", threads);
+    printf("%-18s | %10s %8s %11s | %10s %8s %7s | %14s\n", "shape", "tiled 1T", "% sgemm", "bf16 1T", "tiled NT",
+           "% sgemm", "NT/1T", "sgemm-attn 1T");
     for (causal = 0; causal < 2; causal++)
         for (s = 512; s <= max_s; s *= 2) {
             /* one head per thread keeps the N-thread run busy without more memory than needed */
@@ -275,7 +275,7 @@ static void section_b(int64_t max_s, int reps, int threads)
             float *q = (float *)malloc((size_t)n * 4), *k = (float *)malloc((size_t)n * 4);
             float *v = (float *)malloc((size_t)n * 4), *o = (float *)malloc((size_t)n * 4);
             fa_attn_desc desc;
-            double flops1 = 4.0 * (double)s * s * d * (causal ? 0.5 : 1.0), t1, tn, g1, gn, gsa = NAN;
+            double flops1 = 4.0 * (double)s * s * d * (causal ? 0.5 : 1.0), t1, tn, g1, gn, gsa = NAN, gb1 = 0;
             char label[48];
             fill(q, n); fill(k, n); fill(v, n);
             memset(&desc, 0, sizeof desc);
@@ -284,6 +284,23 @@ static void section_b(int64_t max_s, int reps, int threads)
             /* one head on one thread */
             desc.q_stride.seq = desc.k_stride.seq = desc.v_stride.seq = desc.o_stride.seq = heads * d;
             t1 = time_forward(&desc, reps);
+            { /* the same head with bf16 Q/K/V (f32 output): the AVX512_BF16 path where present */
+                int64_t i2, nh = s * d;
+                uint16_t *qb = (uint16_t *)malloc((size_t)nh * 2), *kb = (uint16_t *)malloc((size_t)nh * 2);
+                uint16_t *vb = (uint16_t *)malloc((size_t)nh * 2);
+                fa_attn_desc db = desc;
+                for (i2 = 0; i2 < nh; i2++) {
+                    qb[i2] = fa_f32_to_bf16(q[(i2 / d) * heads * d + i2 % d]);
+                    kb[i2] = fa_f32_to_bf16(k[(i2 / d) * heads * d + i2 % d]);
+                    vb[i2] = fa_f32_to_bf16(v[(i2 / d) * heads * d + i2 % d]);
+                }
+                db.q = qb; db.k = kb; db.v = vb;
+                db.q_type = db.k_type = db.v_type = FA_BF16;
+                memset(&db.q_stride, 0, sizeof db.q_stride);
+                db.k_stride = db.v_stride = db.q_stride;
+                gb1 = flops1 / time_forward(&db, reps) * 1e-9;
+                free(qb); free(kb); free(vb);
+            }
             /* all heads on the pool */
             memset(&desc.q_stride, 0, sizeof desc.q_stride); desc.k_stride = desc.v_stride = desc.o_stride = desc.q_stride;
             desc.heads_q = heads; desc.pool = pool;
@@ -297,11 +314,11 @@ static void section_b(int64_t max_s, int reps, int threads)
                 char sa[32];
                 if (causal) snprintf(sa, sizeof sa, "-");
                 else snprintf(sa, sizeof sa, "%.1f GF/s", (gsa = flops1 / ta * 1e-9));
-                printf("%-18s | %10.1f %7.0f%% | %10.1f %7.0f%% %6.2fx | %14s\n", label, g1, 100 * g1 / sg1, gn,
+                printf("%-18s | %10.1f %7.0f%% %10.1f | %10.1f %7.0f%% %6.2fx | %14s\n", label, g1, 100 * g1 / sg1, gb1, gn,
                        100 * gn / sgn, gn / g1, sa);
             }
 #else
-            printf("%-18s | %10.1f %8s | %10.1f %8s %6.2fx | %14s\n", label, g1, "-", gn, "-", gn / g1, "-");
+            printf("%-18s | %10.1f %8s %10.1f | %10.1f %8s %6.2fx | %14s\n", label, g1, "-", gb1, gn, "-", gn / g1, "-");
 #endif
             {
                 /* the naive method (full score matrix, plain loops): up to 4096, it is slow */
@@ -317,7 +334,7 @@ static void section_b(int64_t max_s, int reps, int threads)
                     printf("%-18s   naive 1T: %.1f GF/s\n", "", flops1 / tn2 * 1e-9);
                 }
                 if (csv && !causal) /* NaN: not measured (gnuplot skips it) */
-                    fprintf(csv, "%lld,%.2f,%.2f,%.2f,%.2f\n", (long long)s, g1, gn, gsa, tn2 > 0 ? flops1 / tn2 * 1e-9 : NAN);
+                    fprintf(csv, "%lld,%.2f,%.2f,%.2f,%.2f,%.2f\n", (long long)s, g1, gn, gsa, tn2 > 0 ? flops1 / tn2 * 1e-9 : NAN, gb1);
             }
             fflush(stdout);
             free(q); free(k); free(v); free(o);

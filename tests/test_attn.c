@@ -684,6 +684,7 @@ static void coverage_add(int *cov, const problem *p)
 static const struct { const char *name; unsigned mask; } paths[] = {
     {"scalar", 0u},
     {"avx2", FA_CPU_AVX | FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C | FA_CPU_SSE2},
+    {"no-bf16", ~(unsigned)FA_CPU_AVX512_BF16}, /* AVX-512 without the bf16 dot kernel */
     {"best", ~0u},
     {"pool+splits", ~0u},
 };

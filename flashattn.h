@@ -3549,15 +3549,21 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
    intervals are never loaded, and P V never multiplies a key a row cannot see: a NaN in a V row
    cannot leak into rows that do not see it.
 
-   Layouts in the workspace (f32): q [FA__ROWS][dk] (pad rows zero), kt [dk][FA__BK] (K tile
-   transposed, missing keys zero), v [FA__BK][dvp] and o [FA__ROWS][dvp] with dvp = dv rounded up
-   to 16 (pad columns zero), s [FA__ROWS][FA__BK].
+   Layouts in the workspace (f32): q [FA__ROWS][dk] (pad rows zero), krows [FA__BK][dk] (the K
+   tile as loaded), kt [dk][FA__BK] (transposed, missing keys zero), v [FA__BK][dvp] and
+   o [FA__ROWS][dvp] with dvp = dv rounded up to 16 (pad columns zero), s [FA__ROWS][FA__BK].
+   With bf16 Q and K on AVX512_BF16, q, krows and kt hold raw bf16 pairs in 32-bit words
+   instead, and S comes from vdpbf16ps (two exact products per lane, f32 sums).
 
-   The micro-kernels exist as scalar, AVX2+FMA, AVX-512 and NEON versions, chosen once per call from
-   fa_cpu_features(); the exp used by the vector versions is a Cephes-style degree-6 polynomial
-   on [-ln2/2, ln2/2] with exact 2^n scaling: relative error <= 2 ulp on [ln FLT_MIN, ln FLT_MAX]
-   (checked in tests/test_attn.c against double exp), +inf above, exactly 0 below -87.3 (where the true value is
-   below FLT_MIN and at least 2^-126 times smaller than the row's largest term), NaN for NaN. */
+   The micro-kernels exist as scalar, AVX2+FMA, AVX-512 (+ AVX512_BF16) and NEON versions, chosen
+   once per call from fa_cpu_features(). The K tile is transposed with 16x16 in-register
+   transposes on AVX-512 (element-wise elsewhere, where decode-sized units dot each K row with
+   the few queries instead). K/V rows are prefetched FA__PREFETCH keys ahead. The exp used by the
+   vector versions is a Cephes-style degree-6 polynomial on [-ln2/2, ln2/2] with exact 2^n
+   scaling: <= 1 ulp measured on [ln FLT_MIN, ln FLT_MAX] (tests/test_attn.c checks <= 2 against
+   double exp), +inf above, exactly 0 below ln FLT_MIN (where the true value is at least 2^-126
+   times smaller than the row's largest term, which is 1), NaN for NaN; the scalar path flushes
+   the same way. */
 
 #define FA__MR 4 /* rows per micro-kernel block */
 #define FA__FEW_ROWS 4 /* up to this many rows (decode), S is computed by dots as K streams in */

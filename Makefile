@@ -116,6 +116,7 @@ compile-check: | $(BUILD)
 	for cc in "gcc -std=c99" "gcc -std=c11" $(if $(HAVE_CLANG),"clang -std=c99" "clang -std=c11"); do \
 	  $$cc $(WARN) -I. -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_impl.o; \
 	  $$cc $(WARN) -I. -DFLASHATTN_STATIC -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_static.o; \
+	  $$cc $(WARN) -I. -DFLASHATTN_NO_SIMD -DFLASHATTN_NO_THREADS -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_plain.o; \
 	  echo "compile-check ok: $$cc"; \
 	done; \
 	for cxx in $(if $(HAVE_GXX),"g++ -std=c++17") $(if $(HAVE_CLANGXX),"clang++ -std=c++17"); do \

@@ -4557,7 +4557,8 @@ typedef struct fa__unit_ctx {
     fa__seq s;
     int64_t nrows, rows_pad, dvp;
     float kmul, vmul;
-    int post;      /* per-element score terms: softcap, ALiBi, a score callback, a mask test */
+    int post;      /* per-element score terms: softcap, ALiBi, a score callback (partial mask
+                      tiles add their element test) */
     int few_rows;  /* decode-sized unit: S by dots while K streams in */
     int bf16;      /* bf16 Q and K on AVX512_BF16: S from bf16 pairs (K->qk_bf16) */
     int64_t np;    /* bf16 pairs per row: ceil(head_dim / 2) */
@@ -4614,7 +4615,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         c1 = (hi < j1 ? hi : j1) - j0;
         w->c0[r] = w->c1[r] = 0;
         if (c0 >= c1) continue;
-        if (x->post) {
+        if (x->post || masked) { /* full tiles of a plain mask take the vector path below */
             float slope = d->alibi_slopes ? d->alibi_slopes[u->b * d->alibi_batch_stride + h] : 0.0f;
             int64_t kept = 0;
             mx = -INFINITY;
@@ -4688,7 +4689,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     x.rows_pad = (x.nrows + FA__MR - 1) / FA__MR * FA__MR;
     x.kmul = fa__kv_scale(d->k_scale, d->k_head_scale, u->hk);
     x.vmul = fa__kv_scale(d->v_scale, d->v_head_scale, u->hk);
-    x.post = p->softcap > 0.0f || d->alibi_slopes != NULL || d->mask != NULL;
+    x.post = p->softcap > 0.0f || d->alibi_slopes != NULL || (d->mask && fa__mask_has_score(d->mask));
     x.few_rows = x.nrows <= K->dot_rows;
     x.bf16 = K->qk_bf16 && d->q_type == FA_BF16 && d->k_type == FA_BF16 && x.kmul == 1.0f && !x.few_rows;
     x.np = (dk + 1) / 2;

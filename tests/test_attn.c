@@ -1354,6 +1354,19 @@ TEST(split_kv_decode_on_a_pool_matches_reference)
     /* the workspace covers every worker and the partials, and does not grow with seqlen_k */
     d.num_splits = 0;
     CHECK(fa_attn_workspace_size(&d, &ws4) == FA_OK);
+    { /* with a caller workspace, a call on the pool allocates nothing */
+        void *ws = fa_aligned_alloc(ws4, 64);
+        long calls0;
+        d.workspace = ws;
+        d.workspace_size = ws4;
+        calls0 = t_alloc_calls;
+        CHECK(fa_attn_forward(&d) == FA_OK);
+        CHECKF(t_alloc_calls == calls0, "%ld allocations inside fa_attn_forward", t_alloc_calls - calls0);
+        for (i = 0; i < hq * dd; i++) CHECK(fabs(o[i] - r[i]) <= 1e-5);
+        d.workspace = NULL;
+        d.workspace_size = 0;
+        fa_aligned_free(ws);
+    }
     d.seqlen_k = 300000;
     CHECK(fa_attn_workspace_size(&d, &ws1) == FA_OK && ws1 == ws4);
     d.pool = NULL;

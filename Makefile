@@ -83,6 +83,11 @@ $(BUILD)/%.asan: tests/%.c $(DEPS) | $(BUILD)
 $(BUILD)/%.tsan: tests/%.c $(DEPS) | $(BUILD)
 	$(CC) $(CSTD) $(WARN) $(TSANF) -I. $< -o $@ $(LDLIBS)
 
+# ThreadSanitizer's runtime expects a fixed address layout; on recent kernels a randomized one
+# can make it abort at start-up ("unexpected memory mapping"), so TSan binaries run with
+# address-space randomization off when setarch is available. Races are still reported.
+TSAN_RUN := $(shell setarch $$(uname -m) -R true >/dev/null 2>&1 && echo "setarch $$(uname -m) -R")
+
 TEST_BINS := $(addprefix $(BUILD)/,$(TESTS)) $(addprefix $(BUILD)/,$(addsuffix .asan,$(TESTS))) \
              $(addprefix $(BUILD)/,$(addsuffix .tsan,$(TSAN_TESTS)))
 
@@ -135,8 +140,12 @@ compile-check: | $(BUILD)
 	  echo "compile-check ok: nvcc flashattn_cuda.cuh, tests/test_cuda.cu"; \
 	else echo "compile-check: nvcc not found, CUDA header not compiled"; fi
 
-test-run: test-build
+test-run: test-build examples
 	@set -e; fail=0; \
+	for e in $(EXAMPLES); do \
+	  echo "== example $$e"; \
+	  if ! $(BUILD)/ex_$$e > $(BUILD)/ex_$$e.out 2>&1; then cat $(BUILD)/ex_$$e.out; echo "!! example $$e FAILED"; fail=1; fi; \
+	done; \
 	for t in $(TESTS); do \
 	  for v in "" .asan; do \
 	    echo "== $$t$$v"; \
@@ -145,7 +154,7 @@ test-run: test-build
 	done; \
 	for t in $(TSAN_TESTS); do \
 	  echo "== $$t.tsan"; \
-	  if ! TSAN_OPTIONS=halt_on_error=1 $(BUILD)/$$t.tsan; then echo "!! $$t.tsan FAILED"; fail=1; fi; \
+	  if ! TSAN_OPTIONS=halt_on_error=1 $(TSAN_RUN) $(BUILD)/$$t.tsan; then echo "!! $$t.tsan FAILED"; fail=1; fi; \
 	done; \
 	for f in $(if $(HAVE_LIBFUZZER),$(FUZZERS)); do \
 	  echo "== $$f (libFuzzer, $(FUZZ_TEST_RUNS) runs)"; \

@@ -3179,6 +3179,17 @@ static void fa__kv_offsets(const fa__attn_plan *p, const fa__seq *s, int64_t b, 
     }
 }
 
+/* Where row (query i, head h) of sequence s goes: its output row and its LSE slot. */
+static void *fa__out_row(const fa__attn_plan *p, const fa__seq *s, int64_t i, int64_t h)
+{
+    return (unsigned char *)p->d->o +
+           (s->o_base + (s->q_tok0 + i) * p->os.seq + h * p->os.head) * (int64_t)fa_dtype_size(p->d->o_type);
+}
+static void fa__put_lse(const fa__attn_plan *p, const fa__seq *s, int64_t i, int64_t h, float lse)
+{
+    if (p->d->lse) p->d->lse[s->l_base + h * p->ls.head + (s->q_tok0 + i) * p->ls.seq] = lse;
+}
+
 /* Visible keys of query i form one interval [lo, hi): the causal and window limits are both
    diagonals, the sequence length the right edge. Returns hi <= lo when nothing is visible. */
 static void fa__row_range(const fa__attn_plan *p, const fa__seq *s, int64_t i, int64_t *lo,
@@ -4548,6 +4559,13 @@ static void fa__prefetch_row(const void *p, size_t bytes)
 #endif
 }
 
+/* A bf16 row copied as it is into 32-bit pairs (dims 2p, 2p+1); an odd last dim pairs with 0. */
+static void fa__bf16_pairs(uint16_t *dst, const void *src, int64_t n)
+{
+    memcpy(dst, src, (size_t)n * 2);
+    if (n & 1) dst[n] = 0;
+}
+
 /* Everything one unit's tiles share. */
 typedef struct fa__unit_ctx {
     const fa__attn_plan *p;
@@ -4587,10 +4605,8 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
             fa__prefetch_row(fa__elem_ptr(d->v, d->v_type, vo), (size_t)dv * fa_dtype_size(d->v_type));
         }
         fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
-        if (x->bf16) { /* raw bf16 pairs, the odd last dim paired with 0 */
-            uint16_t *kr16 = (uint16_t *)(void *)w->krows + j * 2 * x->np;
-            memcpy(kr16, fa__elem_ptr(d->k, d->k_type, ko), (size_t)dk * 2);
-            if (dk & 1) kr16[dk] = 0;
+        if (x->bf16) {
+            fa__bf16_pairs((uint16_t *)(void *)w->krows + j * 2 * x->np, fa__elem_ptr(d->k, d->k_type, ko), dk);
         } else {
             K->load(w->krows + j * dk, fa__elem_ptr(d->k, d->k_type, ko), d->k_type, dk, x->kmul);
         }
@@ -4701,9 +4717,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
             int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
             const void *src = fa__elem_ptr(d->q, d->q_type, x.s.q_base + (x.s.q_tok0 + i) * p->qs.seq + h * p->qs.head);
             if (x.bf16) {
-                uint16_t *q16 = (uint16_t *)(void *)w->q + r * 2 * x.np;
-                memcpy(q16, src, (size_t)dk * 2);
-                if (dk & 1) q16[dk] = 0;
+                fa__bf16_pairs((uint16_t *)(void *)w->q + r * 2 * x.np, src, dk);
             } else {
                 K->load(w->q + r * dk, src, d->q_type, dk, 1.0f);
             }
@@ -4762,10 +4776,8 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
             part_lse[r] = lse;
             continue;
         }
-        fa__store_row((unsigned char *)d->o + (x.s.o_base + (x.s.q_tok0 + i) * p->os.seq + h * p->os.head) *
-                          (int64_t)fa_dtype_size(d->o_type),
-                      d->o_type, o, dv);
-        if (d->lse) d->lse[x.s.l_base + h * p->ls.head + (x.s.q_tok0 + i) * p->ls.seq] = lse;
+        fa__store_row(fa__out_row(p, &x.s, i, h), d->o_type, o, dv);
+        fa__put_lse(p, &x.s, i, h, lse);
     }
 }
 
@@ -4878,11 +4890,9 @@ static void fa__attn_merge_task(void *ctx, int64_t unit, int worker)
     fa__attn_seq(p, u.b, &s);
     for (r = 0; r < u.nh * u.nq; r++) {
         int64_t i = u.i0 + r / u.nh, h = u.h0 + r % u.nh;
-        void *out = (unsigned char *)d->o + (s.o_base + (s.q_tok0 + i) * p->os.seq + h * p->os.head) *
-                                                (int64_t)fa_dtype_size(d->o_type);
-        float lse = fa__merge_row(out, d->o_type, fa__part_o(job, unit, 0) + r * p->dv, FA_F32,
-                                  FA__ROWS * p->dv, fa__part_lse(job, unit, 0) + r, FA__ROWS, p->splits, p->dv);
-        if (d->lse) d->lse[s.l_base + h * p->ls.head + (s.q_tok0 + i) * p->ls.seq] = lse;
+        float lse = fa__merge_row(fa__out_row(p, &s, i, h), d->o_type, fa__part_o(job, unit, 0) + r * p->dv,
+                                  FA_F32, FA__ROWS * p->dv, fa__part_lse(job, unit, 0) + r, FA__ROWS, p->splits, p->dv);
+        fa__put_lse(p, &s, i, h, lse);
     }
 }
 

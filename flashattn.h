@@ -3578,6 +3578,34 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
 
 #define FA__MR 4 /* rows per micro-kernel block */
 #define FA__FEW_ROWS 4 /* up to this many rows (decode), S is computed by dots as K streams in */
+#define FA__DEC_ROWS 8 /* up to this many rows, kernels with dec_qk read K and V in place */
+/* K/V rows this many keys ahead are prefetched: a row of one head is a few cache lines, and the
+   next is a whole token (all heads) further on, so the hardware's stream prefetcher sees only
+   short runs. */
+#define FA__PREFETCH 16
+static FA__UNUSED void fa__prefetch_t0(const void *p, size_t bytes)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const char *c = (const char *)p;
+    size_t off;
+    for (off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+static void fa__prefetch_row(const void *p, size_t bytes)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const char *c = (const char *)p;
+    size_t off;
+    for (off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 0);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 #define FA__QK_CHUNK 32 /* head dims summed before adding into S: error grows with chunk + dk/chunk, not dk */
 #define FA__EXP_LO (-87.3365478515625f) /* ln(FLT_MIN): below it exp() flushes to 0 */
 #define FA__EXP_HI 88.72283935546875f     /* ln(FLT_MAX), rounded down: above it exp() is +inf */
@@ -3619,6 +3647,15 @@ typedef struct fa__attn_kernels {
        ktrans32 builds kt from kr [nk][np] as ktrans does. NULL where unavailable. */
     void (*qk_bf16)(const uint32_t *q, int64_t np, const uint32_t *kt, float *s, int64_t rows);
     void (*ktrans32)(uint32_t *kt, const uint32_t *kr, int64_t nk, int64_t np);
+    /* decode tiles (at most FA__DEC_ROWS rows, head dims multiples of 16): S and P V straight
+       from the K and V rows where they lie (krow[j], vrow[j]: key j's rows; entries up to
+       nk + FA__PREFETCH, NULL past the keys, drive the prefetch). dec_qk: s[r][j] = q[r] . k_j
+       for r < nrows (q zero-padded to a multiple of 4 rows). dec_pv: as pv, from vrow. NULL
+       where unavailable. */
+    void (*dec_qk)(const float *q, int64_t dk, const void *const *krow, const void *const *vrow, fa_dtype kt,
+                   fa_dtype vt, int64_t nk, float *s, int64_t nrows);
+    void (*dec_pv)(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt, int64_t dv,
+                   int64_t nrows, const int32_t *c0, const int32_t *c1);
 } fa__attn_kernels;
 
 /* ---- scalar ---- */
@@ -3709,7 +3746,7 @@ static void fa__ktrans_scalar(float *kt, const float *kr, int64_t nk, int64_t dk
 
 static const fa__attn_kernels fa__kernels_scalar = {
     "scalar", fa__qk_scalar, fa__scale_max_scalar, fa__exp_sum_scalar, fa__scale_scalar, fa__pv_scalar,
-    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL};
+    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL};
 
 /* The rows of a block share the keys in the intersection of their intervals; the keys
    outside it are done row by row. Returns the intersection [*a, *b) (empty: *a >= *b). */
@@ -3935,7 +3972,7 @@ static FA__AVX2 float fa__dot_avx2(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
-    fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL};
+    fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL};
 
 /* ---- AVX-512 ---- */
 #define FA__AVX512 __attribute__((target("avx512f")))
@@ -4130,47 +4167,51 @@ static FA__AVX512 void fa__pv_avx512(float *o, const float *s, const float *v, i
     }
 }
 
+/* 16 elements of type t at src (element index i) as f32. Inlined where t is a constant, so each
+   kernel below gets a loop with one conversion and no switch. */
+#define FA__AVX512_AI static inline __attribute__((always_inline, target("avx512f")))
+FA__AVX512_AI __m512 fa__e4m3x16_avx512(__m128i bytes)
+{
+    /* normal codes: f32 bits = (code & 0x7f) << 20 plus the exponent bias difference
+       (127 - 7) << 23; subnormal codes (exponent 0): mantissa * 2^-9; 0x7f: NaN */
+    const __m512i bias = _mm512_set1_epi32(120 << 23), m7f = _mm512_set1_epi32(0x7f);
+    __m512i x = _mm512_cvtepu8_epi32(bytes);
+    __m512i mag = _mm512_and_si512(x, m7f);
+    __m512 f = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(mag, 20), bias));
+    __mmask16 sub = _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8));
+    f = _mm512_mask_mul_ps(f, sub, _mm512_cvtepi32_ps(mag), _mm512_set1_ps(0.001953125f));
+    f = _mm512_mask_mov_ps(f, _mm512_cmpeq_epi32_mask(mag, m7f), _mm512_set1_ps(NAN));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f), _mm512_slli_epi32(_mm512_andnot_si512(m7f, x), 24)));
+}
+FA__AVX512_AI __m512 fa__ld16_avx512(const void *src, int64_t i, fa_dtype t)
+{
+    switch (t) {
+    case FA_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i))), 16));
+    case FA_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i)));
+    case FA_E4M3: return fa__e4m3x16_avx512(_mm_loadu_si128((const __m128i *)((const uint8_t *)src + i)));
+    case FA_E5M2: { /* E5M2 is the top byte of an IEEE half */
+        __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const uint8_t *)src + i)));
+        return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_slli_epi32(x, 8)));
+    }
+    default: return _mm512_loadu_ps((const float *)src + i);
+    }
+}
+
 static FA__AVX512 void fa__load_avx512(float *dst, const void *src, fa_dtype t, int64_t n, float mul)
 {
     __m512 vm = _mm512_set1_ps(mul);
     int64_t i = 0;
-    if (t == FA_BF16) {
-        const uint16_t *s16 = (const uint16_t *)src;
-        for (; i + 16 <= n; i += 16) {
-            __m512i x = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s16 + i)));
-            _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_castsi512_ps(_mm512_slli_epi32(x, 16)), vm));
-        }
-    } else if (t == FA_F16) {
-        const uint16_t *s16 = (const uint16_t *)src;
-        for (; i + 16 <= n; i += 16)
-            _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s16 + i))), vm));
-    } else if (t == FA_F32) {
-        const float *s32 = (const float *)src;
-        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_loadu_ps(s32 + i), vm));
-    } else if (t == FA_E4M3) {
-        /* normal codes: f32 bits = (code & 0x7f) << 20 plus the exponent bias difference
-           (127 - 7) << 23; subnormal codes (exponent 0): mantissa * 2^-9; 0x7f: NaN */
-        const uint8_t *s8 = (const uint8_t *)src;
-        const __m512i bias = _mm512_set1_epi32(120 << 23), m7f = _mm512_set1_epi32(0x7f);
-        for (; i + 16 <= n; i += 16) {
-            __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(s8 + i)));
-            __m512i mag = _mm512_and_si512(x, m7f);
-            __m512 f = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(mag, 20), bias));
-            __mmask16 sub = _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8));
-            f = _mm512_mask_mul_ps(f, sub, _mm512_cvtepi32_ps(mag), _mm512_set1_ps(0.001953125f));
-            f = _mm512_mask_mov_ps(f, _mm512_cmpeq_epi32_mask(mag, m7f), _mm512_set1_ps(NAN));
-            f = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f),
-                                                    _mm512_slli_epi32(_mm512_andnot_si512(m7f, x), 24)));
-            _mm512_storeu_ps(dst + i, _mm512_mul_ps(f, vm));
-        }
-    } else if (t == FA_E5M2) { /* E5M2 is the top byte of an IEEE half */
-        const uint8_t *s8 = (const uint8_t *)src;
-        for (; i + 16 <= n; i += 16) {
-            __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(s8 + i)));
-            __m256i h = _mm512_cvtepi32_epi16(_mm512_slli_epi32(x, 8));
-            _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtph_ps(h), vm));
-        }
+#define FA__LOAD_CASE(T)                                                                         \
+    case T:                                                                                      \
+        for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_mul_ps(fa__ld16_avx512(src, i, T), vm)); \
+        break;
+    switch (t) {
+        FA__LOAD_CASE(FA_F32) FA__LOAD_CASE(FA_F16) FA__LOAD_CASE(FA_BF16) FA__LOAD_CASE(FA_E4M3) FA__LOAD_CASE(FA_E5M2)
+    default: break;
     }
+#undef FA__LOAD_CASE
     if (i < n) fa__load_row(dst + i, fa__elem_ptr(src, t, i), t, n - i, mul);
 }
 
@@ -4187,6 +4228,234 @@ static FA__AVX512 float fa__dot_avx512(const float *a, const float *b, int64_t n
         s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i), s0);
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+/* ---- AVX-512 decode kernels: few rows (a GQA group of one query), K and V read in place ----
+   A decode tile has 1-8 rows, so transposing K or staging V in f32 (the prefill path) would
+   cost more than the products themselves. S is computed key by key from the K rows where they
+   lie, converted in registers; the 16-lane partial sums of 16 keys are reduced together by a
+   transpose-add tree (3 shuffles per key and row instead of a full horizontal sum each). P V
+   reads the V rows in place too. Rows go in groups of 4 (a group of 2-3 pads with the zero
+   rows the workspace keeps past the last row); head_dim and head_dim_v must be multiples of 16. */
+
+/* lane j of the result = sum of the 16 lanes of a[j] */
+FA__AVX512_AI __m512 fa__hsum16x16_avx512(const __m512 *a)
+{
+    __m512 b[8], c[4], d0, d1;
+    int i;
+    for (i = 0; i < 8; i++) /* per 128-bit lane: [a0 a1 a0 a1] partials */
+        b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (i = 0; i < 4; i++) /* per 128-bit lane: one partial of each of keys 4i..4i+3 */
+        c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44), _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xee));
+    d0 = _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
+    d1 = _mm512_add_ps(_mm512_shuffle_f32x4(c[2], c[3], 0x88), _mm512_shuffle_f32x4(c[2], c[3], 0xdd));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(d0, d1, 0x88), _mm512_shuffle_f32x4(d0, d1, 0xdd));
+}
+
+/* s[r][j] = q[r] . k_j for NR (1 or 4) rows and keys j < nk; krow[j] for j < nk + FA__PREFETCH
+   (NULL past the end) also drives the prefetch of the K and V rows ahead. */
+FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void *const *krow,
+                                          const void *const *vrow, int64_t nk, float *s, fa_dtype t,
+                                          int nr, size_t kbytes, size_t vbytes)
+{
+    __m512 acc[4][16];
+    int64_t j0, j, e;
+    int r;
+    for (j0 = 0; j0 < nk; j0 += 16) {
+        int64_t n = nk - j0 < 16 ? nk - j0 : 16;
+        for (j = 0; j < n; j++) {
+            const void *kr = krow[j0 + j];
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            /* K a few keys ahead; this key's V row, which P V reads once the tile's S is done */
+            if (krow[j0 + j + FA__PREFETCH]) fa__prefetch_t0(krow[j0 + j + FA__PREFETCH], kbytes);
+            fa__prefetch_t0(vrow[j0 + j], vbytes);
+            for (e = 0; e + 32 <= dk; e += 32) {
+                __m512 k0 = fa__ld16_avx512(kr, e, t), k1 = fa__ld16_avx512(kr, e + 16, t);
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), k0, a0);
+                b0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e + 16), k1, b0);
+                if (nr > 1) {
+                    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + dk + e), k0, a1);
+                    b1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + dk + e + 16), k1, b1);
+                    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 2 * dk + e), k0, a2);
+                    b2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 2 * dk + e + 16), k1, b2);
+                    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 3 * dk + e), k0, a3);
+                    b3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 3 * dk + e + 16), k1, b3);
+                }
+            }
+            if (e < dk) { /* dk = 16 mod 32 */
+                __m512 k0 = fa__ld16_avx512(kr, e, t);
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), k0, a0);
+                if (nr > 1) {
+                    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + dk + e), k0, a1);
+                    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 2 * dk + e), k0, a2);
+                    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q + 3 * dk + e), k0, a3);
+                }
+            }
+            acc[0][j] = _mm512_add_ps(a0, b0);
+            if (nr > 1) {
+                acc[1][j] = _mm512_add_ps(a1, b1);
+                acc[2][j] = _mm512_add_ps(a2, b2);
+                acc[3][j] = _mm512_add_ps(a3, b3);
+            }
+        }
+        for (; j < 16; j++)
+            for (r = 0; r < nr; r++) acc[r][j] = _mm512_setzero_ps();
+        for (r = 0; r < nr; r++)
+            _mm512_mask_storeu_ps(s + r * FA__BK + j0, (__mmask16)((1u << n) - 1), fa__hsum16x16_avx512(acc[r]));
+    }
+}
+
+/* o[r][0..dv) += sum_{a <= j < b} p[r][j] v_j for NR (1 or 4) rows; o rows dvp apart. The
+   accumulators are named variables: an array indexed in loops ends up in memory. */
+FA__AVX512_AI void fa__dec_pv_body_avx512(float *o, int64_t dvp, const float *p, const void *const *vrow,
+                                          int64_t a, int64_t b, int64_t dv, fa_dtype t, int nr)
+{
+    int64_t e0 = 0, j;
+    float *o1 = o + dvp, *o2 = o + 2 * dvp, *o3 = o + 3 * dvp;
+    const float *p1 = p + FA__BK, *p2 = p + 2 * FA__BK, *p3 = p + 3 * FA__BK;
+    if (nr == 1) {
+        for (; e0 + 128 <= dv; e0 += 128) {
+            __m512 c0 = _mm512_loadu_ps(o + e0), c1 = _mm512_loadu_ps(o + e0 + 16);
+            __m512 c2 = _mm512_loadu_ps(o + e0 + 32), c3 = _mm512_loadu_ps(o + e0 + 48);
+            __m512 c4 = _mm512_loadu_ps(o + e0 + 64), c5 = _mm512_loadu_ps(o + e0 + 80);
+            __m512 c6 = _mm512_loadu_ps(o + e0 + 96), c7 = _mm512_loadu_ps(o + e0 + 112);
+            for (j = a; j < b; j++) {
+                const void *vr = vrow[j];
+                __m512 pr = _mm512_set1_ps(p[j]);
+                c0 = _mm512_fmadd_ps(pr, fa__ld16_avx512(vr, e0, t), c0);
+                c1 = _mm512_fmadd_ps(pr, fa__ld16_avx512(vr, e0 + 16, t), c1);
+                c2 = _mm512_fmadd_ps(pr, fa__ld16_avx512(vr, e0 + 32, t), c2);
+                c3 = _mm512_fmadd_ps(pr, fa__ld16_avx512(vr, e0 + 48, t), c3);
+                c4 = _mm512_fmadd_ps(pr, fa__ld16_avx512(vr, e0 + 64, t), c4);
+                c5 = _mm512_fmadd_ps(pr, fa__ld16_avx512(vr, e0 + 80, t), c5);
+                c6 = _mm512_fmadd_ps(pr, fa__ld16_avx512(vr, e0 + 96, t), c6);
+                c7 = _mm512_fmadd_ps(pr, fa__ld16_avx512(vr, e0 + 112, t), c7);
+            }
+            _mm512_storeu_ps(o + e0, c0); _mm512_storeu_ps(o + e0 + 16, c1);
+            _mm512_storeu_ps(o + e0 + 32, c2); _mm512_storeu_ps(o + e0 + 48, c3);
+            _mm512_storeu_ps(o + e0 + 64, c4); _mm512_storeu_ps(o + e0 + 80, c5);
+            _mm512_storeu_ps(o + e0 + 96, c6); _mm512_storeu_ps(o + e0 + 112, c7);
+        }
+    } else {
+        for (; e0 + 64 <= dv; e0 += 64) {
+#define FA__PV_LD(R, OR)                                                                          \
+    __m512 R##0 = _mm512_loadu_ps(OR + e0), R##1 = _mm512_loadu_ps(OR + e0 + 16),                 \
+           R##2 = _mm512_loadu_ps(OR + e0 + 32), R##3 = _mm512_loadu_ps(OR + e0 + 48)
+#define FA__PV_FMA(R, PR)                                                                         \
+    do {                                                                                          \
+        __m512 pb = _mm512_set1_ps(PR[j]);                                                        \
+        R##0 = _mm512_fmadd_ps(pb, v0, R##0);                                                     \
+        R##1 = _mm512_fmadd_ps(pb, v1, R##1);                                                     \
+        R##2 = _mm512_fmadd_ps(pb, v2, R##2);                                                     \
+        R##3 = _mm512_fmadd_ps(pb, v3, R##3);                                                     \
+    } while (0)
+#define FA__PV_ST(R, OR)                                                                          \
+    do {                                                                                          \
+        _mm512_storeu_ps(OR + e0, R##0); _mm512_storeu_ps(OR + e0 + 16, R##1);                    \
+        _mm512_storeu_ps(OR + e0 + 32, R##2); _mm512_storeu_ps(OR + e0 + 48, R##3);               \
+    } while (0)
+            FA__PV_LD(x, o);
+            FA__PV_LD(y, o1);
+            FA__PV_LD(z, o2);
+            FA__PV_LD(w, o3);
+            for (j = a; j < b; j++) {
+                const void *vr = vrow[j];
+                __m512 v0 = fa__ld16_avx512(vr, e0, t), v1 = fa__ld16_avx512(vr, e0 + 16, t);
+                __m512 v2 = fa__ld16_avx512(vr, e0 + 32, t), v3 = fa__ld16_avx512(vr, e0 + 48, t);
+                FA__PV_FMA(x, p);
+                FA__PV_FMA(y, p1);
+                FA__PV_FMA(z, p2);
+                FA__PV_FMA(w, p3);
+            }
+            FA__PV_ST(x, o);
+            FA__PV_ST(y, o1);
+            FA__PV_ST(z, o2);
+            FA__PV_ST(w, o3);
+#undef FA__PV_LD
+#undef FA__PV_FMA
+#undef FA__PV_ST
+        }
+    }
+    for (; e0 < dv; e0 += 16) { /* the last dims: dv = 16..48 mod 64 (mod 128 for one row) */
+        __m512 x0 = _mm512_loadu_ps(o + e0), y0 = x0, z0 = x0, w0 = x0;
+        if (nr > 1) {
+            y0 = _mm512_loadu_ps(o1 + e0);
+            z0 = _mm512_loadu_ps(o2 + e0);
+            w0 = _mm512_loadu_ps(o3 + e0);
+        }
+        for (j = a; j < b; j++) {
+            __m512 v0 = fa__ld16_avx512(vrow[j], e0, t);
+            x0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), v0, x0);
+            if (nr > 1) {
+                y0 = _mm512_fmadd_ps(_mm512_set1_ps(p1[j]), v0, y0);
+                z0 = _mm512_fmadd_ps(_mm512_set1_ps(p2[j]), v0, z0);
+                w0 = _mm512_fmadd_ps(_mm512_set1_ps(p3[j]), v0, w0);
+            }
+        }
+        _mm512_storeu_ps(o + e0, x0);
+        if (nr > 1) {
+            _mm512_storeu_ps(o1 + e0, y0);
+            _mm512_storeu_ps(o2 + e0, z0);
+            _mm512_storeu_ps(o3 + e0, w0);
+        }
+    }
+}
+
+static FA__AVX512 void fa__dec_qk_avx512(const float *q, int64_t dk, const void *const *krow, const void *const *vrow,
+                                         fa_dtype kt, fa_dtype vt, int64_t nk, float *s, int64_t nrows)
+{
+    size_t kb = (size_t)dk * fa_dtype_size(kt), vb = (size_t)dk * fa_dtype_size(vt);
+    int64_t r;
+    for (r = 0; r < nrows; r += 4) {
+        const float *qr = q + r * dk;
+        float *sr = s + r * FA__BK;
+        int nr = nrows - r == 1 ? 1 : 4;
+#define FA__DEC_QK_CASE(T)                                                                          \
+    case T:                                                                                         \
+        if (nr == 1) fa__dec_qk_body_avx512(qr, dk, krow, vrow, nk, sr, T, 1, r ? 0 : kb, r ? 0 : vb); \
+        else fa__dec_qk_body_avx512(qr, dk, krow, vrow, nk, sr, T, 4, r ? 0 : kb, r ? 0 : vb);      \
+        break;
+        switch (kt) {
+            FA__DEC_QK_CASE(FA_F32) FA__DEC_QK_CASE(FA_F16) FA__DEC_QK_CASE(FA_BF16) FA__DEC_QK_CASE(FA_E4M3)
+            FA__DEC_QK_CASE(FA_E5M2)
+        default: break;
+        }
+#undef FA__DEC_QK_CASE
+    }
+}
+
+static FA__AVX512 void fa__dec_pv_avx512(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt,
+                                         int64_t dv, int64_t nrows, const int32_t *c0, const int32_t *c1)
+{
+    int64_t r, i, a, b;
+#define FA__DEC_PV(NR, A, B, ROW)                                                                   \
+    switch (vt) {                                                                                   \
+    case FA_F32: fa__dec_pv_body_avx512(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_F32, NR); break; \
+    case FA_F16: fa__dec_pv_body_avx512(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_F16, NR); break; \
+    case FA_BF16: fa__dec_pv_body_avx512(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_BF16, NR); break; \
+    case FA_E4M3: fa__dec_pv_body_avx512(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_E4M3, NR); break; \
+    case FA_E5M2: fa__dec_pv_body_avx512(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_E5M2, NR); break; \
+    default: break;                                                                                 \
+    }
+    for (r = 0; r < nrows; r += 4) {
+        int64_t nr = nrows - r < 4 ? nrows - r : 4;
+        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
+        if (nr == 4 && a < b) {
+            FA__DEC_PV(4, a, b, r)
+        } else {
+            a = b = 0;
+        }
+        for (i = r; i < r + nr; i++) { /* each row's keys outside the shared range */
+            int64_t lo = c0[i], hi = c1[i];
+            if (a >= b) {
+                if (lo < hi) FA__DEC_PV(1, lo, hi, i)
+                continue;
+            }
+            if (lo < a) FA__DEC_PV(1, lo, a, i)
+            if (b < hi) FA__DEC_PV(1, b, hi, i)
+        }
+    }
+#undef FA__DEC_PV
 }
 
 /* 16x16 transpose in registers: unpack pairs of rows, shuffle quads, then exchange 128-bit
@@ -4237,7 +4506,7 @@ static FA__AVX512 void fa__ktrans_avx512(float *kt, const float *kr, int64_t nk,
 
 static const fa__attn_kernels fa__kernels_avx512 = {
     "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
-    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, NULL, NULL};
+    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, NULL, NULL, fa__dec_qk_avx512, fa__dec_pv_avx512};
 
 /* ---- AVX-512 with AVX512_BF16: S = Q K^T on bf16 pairs (vdpbf16ps) ---- */
 #define FA__AVX512BF16 __attribute__((target("avx512f,avx512bf16")))
@@ -4302,7 +4571,8 @@ static FA__AVX512BF16 void fa__qk_bf16_avx512(const uint32_t *q, int64_t np, con
 
 static const fa__attn_kernels fa__kernels_avx512_bf16 = {
     "avx512_bf16", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
-    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, fa__qk_bf16_avx512, fa__ktrans32_avx512};
+    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, fa__qk_bf16_avx512, fa__ktrans32_avx512,
+    fa__dec_qk_avx512, fa__dec_pv_avx512};
 #endif /* FA__X86 */
 
 #if defined(FA__NEON) && defined(__aarch64__)
@@ -4492,7 +4762,7 @@ static float fa__dot_neon(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_neon = {
     "neon", fa__qk_neon, fa__scale_max_neon, fa__exp_sum_neon, fa__scale_neon, fa__pv_neon,
-    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL};
+    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL};
 #endif /* FA__NEON && __aarch64__ */
 
 /* The best kernels the CPU (and fa_cpu_features_override) allows. */
@@ -4511,6 +4781,7 @@ static const fa__attn_kernels *fa__attn_pick_kernels(void)
 
 typedef struct fa__attn_ws {
     float *q, *kt, *v, *s, *o, *m, *l, *krows;
+    const void **kp, **vp; /* decode tiles: the K and V rows of the tile's keys, then FA__PREFETCH more */
     int32_t *c0, *c1;
     unsigned char *seen;
 } fa__attn_ws;
@@ -4533,6 +4804,8 @@ static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int
     FA__CARVE(m, float, (size_t)FA__ROWS * f);
     FA__CARVE(l, float, (size_t)FA__ROWS * f);
     FA__CARVE(krows, float, (size_t)(FA__BK * dk) * f);
+    FA__CARVE(kp, const void *, (size_t)(FA__BK + FA__PREFETCH) * sizeof(void *));
+    FA__CARVE(vp, const void *, (size_t)(FA__BK + FA__PREFETCH) * sizeof(void *));
     FA__CARVE(c0, int32_t, (size_t)FA__ROWS * sizeof(int32_t));
     FA__CARVE(c1, int32_t, (size_t)FA__ROWS * sizeof(int32_t));
     FA__CARVE(seen, unsigned char, (size_t)FA__ROWS);
@@ -4543,22 +4816,6 @@ static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int
 typedef struct fa__unit {
     int64_t b, hk, h0, nh, i0, nq; /* sequence, kv head, first q head and count, queries */
 } fa__unit;
-/* K/V rows this many keys ahead are prefetched: a row of one head is a few cache lines, and the
-   next is a whole token (all heads) further on, so the hardware's stream prefetcher sees only
-   short runs. */
-#define FA__PREFETCH 16
-static void fa__prefetch_row(const void *p, size_t bytes)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    const char *c = (const char *)p;
-    size_t off;
-    for (off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 0);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 /* A bf16 row copied as it is into 32-bit pairs (dims 2p, 2p+1); an odd last dim pairs with 0. */
 static void fa__bf16_pairs(uint16_t *dst, const void *src, int64_t n)
 {
@@ -4578,6 +4835,7 @@ typedef struct fa__unit_ctx {
     int post;      /* per-element score terms: softcap, ALiBi, a score callback (partial mask
                       tiles add their element test) */
     int few_rows;  /* decode-sized unit: S by dots while K streams in */
+    int dec;       /* decode-sized unit with K->dec_qk: unmasked tiles read K and V in place */
     int bf16;      /* bf16 Q and K on AVX512_BF16: S from bf16 pairs (K->qk_bf16) */
     int64_t np;    /* bf16 pairs per row: ceil(head_dim / 2) */
 } fa__unit_ctx;
@@ -4593,11 +4851,27 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     const fa__attn_ws *w = x->w;
     const int64_t dk = p->dk, dv = p->dv, dvp = x->dvp, nk = j1 - j0;
     int64_t r, j, e;
-    int any = 0, masked = mask_pos >= 0;
+    int any = 0, masked = mask_pos >= 0, dec = x->dec && !masked;
+    /* the logits' scale; a decode tile's K rows are not scaled by k_scale on the way in */
+    const float sscale = dec ? p->scale * x->kmul : p->scale;
 
+    if (dec) { /* the tile's K and V rows, and the next FA__PREFETCH keys' for the prefetch */
+        int64_t nptr = x->s.sk - j0 < nk + FA__PREFETCH ? x->s.sk - j0 : nk + FA__PREFETCH;
+        for (j = 0; j < nk + FA__PREFETCH; j++) {
+            int64_t ko, vo;
+            if (j >= nptr) {
+                w->kp[j] = w->vp[j] = NULL;
+                continue;
+            }
+            fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
+            w->kp[j] = fa__elem_ptr(d->k, d->k_type, ko);
+            w->vp[j] = fa__elem_ptr(d->v, d->v_type, vo);
+        }
+        K->dec_qk(w->q, dk, w->kp, w->vp, d->k_type, d->v_type, nk, w->s, x->nrows);
+    }
     /* V tile, padded; K tile transposed for the register-blocked S = Q K^T, or with few rows
        (decode) each K row dotted with the queries as it streams in */
-    for (j = 0; j < nk; j++) {
+    for (j = 0; j < (dec ? 0 : nk); j++) {
         int64_t ko, vo;
         if (j0 + j + FA__PREFETCH < x->s.sk) { /* rows are strided: ask for the ones ahead */
             fa__kv_offsets(p, &x->s, u->b, j0 + j + FA__PREFETCH, u->hk, &ko, &vo);
@@ -4615,7 +4889,9 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         K->load(w->v + j * dvp, fa__elem_ptr(d->v, d->v_type, vo), d->v_type, dv, x->vmul);
         for (e = dv; e < dvp; e++) w->v[j * dvp + e] = 0.0f;
     }
-    if (x->bf16) {
+    if (dec) {
+        /* S is done */
+    } else if (x->bf16) {
         K->ktrans32((uint32_t *)(void *)w->kt, (const uint32_t *)(const void *)w->krows, nk, x->np);
         K->qk_bf16((const uint32_t *)(const void *)w->q, x->np, (const uint32_t *)(const void *)w->kt, w->s, x->rows_pad);
     } else if (!x->few_rows) {
@@ -4636,7 +4912,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
             int64_t kept = 0;
             mx = -INFINITY;
             for (c = c0; c < c1; c++) {
-                float sc = p->scale * sr[c];
+                float sc = sscale * sr[c];
                 if (masked && !fa__mask_keep_partial(d->mask, u->b, h, i, j0 + c, mask_pos)) {
                     sr[c] = -INFINITY; /* weight exactly 0; P V skips it */
                     continue;
@@ -4653,7 +4929,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
             }
             if (!kept) continue; /* the mask hides this whole tile from the row */
         } else {
-            mx = K->scale_max(sr + c0, c1 - c0, p->scale);
+            mx = K->scale_max(sr + c0, c1 - c0, sscale);
         }
         w->c0[r] = (int32_t)c0;
         w->c1[r] = (int32_t)c1;
@@ -4662,12 +4938,15 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         corr = expf(w->m[r] - mnew); /* 0 on a row's first visible tile (m = -inf) */
         if (w->seen[r] && corr != 1.0f) K->scale(w->o + r * dvp, dvp, corr);
         sum = K->exp_sum(sr + c0, c1 - c0, mnew);
+        if (dec && x->vmul != 1.0f) K->scale(sr + c0, c1 - c0, x->vmul); /* v_scale, as P V reads raw V */
         w->l[r] = (w->seen[r] ? w->l[r] * corr : 0.0f) + sum;
         w->m[r] = mnew;
         w->seen[r] = 1;
     }
     if (!any) return;
-    if (!masked) {
+    if (dec) {
+        K->dec_pv(w->o, dvp, w->s, w->vp, d->v_type, dv, x->nrows, w->c0, w->c1);
+    } else if (!masked) {
         K->pv(w->o, w->s, w->v, dvp, x->nrows, w->c0, w->c1);
     } else {
         /* partial tile: rows skip the keys the mask hides, so a NaN there cannot leak in */
@@ -4707,7 +4986,8 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     x.vmul = fa__kv_scale(d->v_scale, d->v_head_scale, u->hk);
     x.post = p->softcap > 0.0f || d->alibi_slopes != NULL || (d->mask && fa__mask_has_score(d->mask));
     x.few_rows = x.nrows <= K->dot_rows;
-    x.bf16 = K->qk_bf16 && d->q_type == FA_BF16 && d->k_type == FA_BF16 && x.kmul == 1.0f && !x.few_rows;
+    x.dec = K->dec_qk && x.nrows <= FA__DEC_ROWS && dk % 16 == 0 && dv % 16 == 0;
+    x.bf16 = K->qk_bf16 && d->q_type == FA_BF16 && d->k_type == FA_BF16 && x.kmul == 1.0f && !x.few_rows && !x.dec;
     x.np = (dk + 1) / 2;
     fa__attn_seq(p, u->b, &x.s);
 

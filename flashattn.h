@@ -5127,7 +5127,9 @@ static void fa__attn_unit_at(const fa__attn_job *job, int64_t idx, fa__unit *u)
     u->h0 = u->hk * p->group + hc * p->heads_per_unit;
     u->nh = p->group - hc * p->heads_per_unit < p->heads_per_unit ? p->group - hc * p->heads_per_unit
                                                                    : p->heads_per_unit;
-    u->i0 = (idx % nqt) * p->q_per_unit;
+    /* query tiles last to first: with causal masking the last tiles see the most keys, so the
+       pool's dynamic claiming starts the longest units first and ends on short ones */
+    u->i0 = (nqt - 1 - idx % nqt) * p->q_per_unit;
     u->nq = sq - u->i0 < p->q_per_unit ? sq - u->i0 : p->q_per_unit;
 }
 

@@ -3121,6 +3121,7 @@ typedef struct fa__attn_plan {
     size_t ws_worker;         /* scratch of one worker */
     int64_t workers;          /* pool workers + the calling thread (1 without a pool) */
     int64_t heads_per_unit, q_per_unit, n_hchunks; /* unit shape: see fa__attn_unit */
+    int64_t kv_per_unit;      /* kv heads per unit: 1, or all of them for decode (see schedule) */
     int64_t units;            /* work units before KV splitting */
     int64_t splits;           /* KV splits per unit (split-KV / FlashDecoding); 1 = none */
     size_t parts_off, prefix_off; /* workspace offsets of split partials and the varlen index */
@@ -3274,14 +3275,24 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
     p->heads_per_unit = p->group < FA__ROWS ? p->group : FA__ROWS;
     if (d->mask && p->group > 1 && !fa__mask_same_layout(d->mask, 0, p->group - 1))
         p->heads_per_unit = 1; /* per-query-head layouts: a unit must read one block list */
+    /* Decode (one query per sequence) with several kv heads: one unit takes every head, and
+       each key tile is done for all kv heads in turn. With the usual token-major K/V layout a
+       head's rows are a whole token apart, so a one-head unit touches a new page every token or
+       two; taking the heads together reads each token's rows as one run, and the TLB entries
+       and prefetched lines serve every head. */
+    p->kv_per_unit = 1;
+    if (p->sq_max == 1 && !d->mask && p->hkv > 1 && p->hq <= FA__ROWS) {
+        p->kv_per_unit = p->hkv;
+        p->heads_per_unit = p->hq;
+    }
     p->q_per_unit = FA__ROWS / p->heads_per_unit;
     if (d->mask) { /* a unit's queries must lie in one query block of the mask */
         int64_t a = p->q_per_unit, bq = fa__mask_block_q(d->mask);
         while (bq) { int64_t t2 = a % bq; a = bq; bq = t2; } /* gcd */
         p->q_per_unit = a;
     }
-    p->n_hchunks = (p->group + p->heads_per_unit - 1) / p->heads_per_unit;
-    per_b_fixed = p->hkv * p->n_hchunks;
+    p->n_hchunks = (p->group * p->kv_per_unit + p->heads_per_unit - 1) / p->heads_per_unit;
+    per_b_fixed = p->hkv / p->kv_per_unit * p->n_hchunks;
     if (!d->cu_seqlens_q) {
         if (fa__mul_i64(per_b_fixed, (p->sq_max + p->q_per_unit - 1) / p->q_per_unit, &t) ||
             fa__mul_i64(t, p->batch, &units))
@@ -3594,6 +3605,17 @@ static FA__UNUSED void fa__prefetch_t0(const void *p, size_t bytes)
     (void)bytes;
 #endif
 }
+static FA__UNUSED void fa__prefetch_l2(const void *p, size_t bytes)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const char *c = (const char *)p;
+    size_t off;
+    for (off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
 static void fa__prefetch_row(const void *p, size_t bytes)
 {
 #if defined(__GNUC__) || defined(__clang__)
@@ -3649,11 +3671,11 @@ typedef struct fa__attn_kernels {
     void (*ktrans32)(uint32_t *kt, const uint32_t *kr, int64_t nk, int64_t np);
     /* decode tiles (at most FA__DEC_ROWS rows, head dims multiples of 16): S and P V straight
        from the K and V rows where they lie (krow[j], vrow[j]: key j's rows; entries up to
-       nk + FA__PREFETCH, NULL past the keys, drive the prefetch). dec_qk: s[r][j] = q[r] . k_j
-       for r < nrows (q zero-padded to a multiple of 4 rows). dec_pv: as pv, from vrow. NULL
-       where unavailable. */
+       nk + FA__PREFETCH, NULL past the keys, drive the prefetch: kpf bytes from krow[j] ahead
+       and vpf bytes from vrow[j] into L1, kspan / vspan bytes into L2 (a whole token's heads)). dec_qk: s[r][j] = q[r] . k_j for r < nrows (q padded to
+       a multiple of 4 rows). dec_pv: as pv, from vrow. NULL where unavailable. */
     void (*dec_qk)(const float *q, int64_t dk, const void *const *krow, const void *const *vrow, fa_dtype kt,
-                   fa_dtype vt, int64_t nk, float *s, int64_t nrows);
+                   int64_t nk, float *s, int64_t nrows, size_t kpf, size_t vpf, size_t kspan, size_t vspan);
     void (*dec_pv)(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt, int64_t dv,
                    int64_t nrows, const int32_t *c0, const int32_t *c1);
 } fa__attn_kernels;
@@ -4256,7 +4278,7 @@ FA__AVX512_AI __m512 fa__hsum16x16_avx512(const __m512 *a)
    (NULL past the end) also drives the prefetch of the K and V rows ahead. */
 FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void *const *krow,
                                           const void *const *vrow, int64_t nk, float *s, fa_dtype t,
-                                          int nr, size_t kbytes, size_t vbytes)
+                                          int nr, size_t kbytes, size_t vbytes, size_t kspan, size_t vspan)
 {
     __m512 acc[4][16];
     int64_t j0, j, e;
@@ -4267,8 +4289,12 @@ FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void
             const void *kr = krow[j0 + j];
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
             /* K a few keys ahead; this key's V row, which P V reads once the tile's S is done */
-            if (krow[j0 + j + FA__PREFETCH]) fa__prefetch_t0(krow[j0 + j + FA__PREFETCH], kbytes);
+            if (krow[j0 + j + FA__PREFETCH]) {
+                fa__prefetch_t0(krow[j0 + j + FA__PREFETCH], kbytes);
+                fa__prefetch_l2(krow[j0 + j + FA__PREFETCH], kspan);
+            }
             fa__prefetch_t0(vrow[j0 + j], vbytes);
+            fa__prefetch_l2(vrow[j0 + j], vspan);
             for (e = 0; e + 32 <= dk; e += 32) {
                 __m512 k0 = fa__ld16_avx512(kr, e, t), k1 = fa__ld16_avx512(kr, e + 16, t);
                 a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), k0, a0);
@@ -4402,9 +4428,9 @@ FA__AVX512_AI void fa__dec_pv_body_avx512(float *o, int64_t dvp, const float *p,
 }
 
 static FA__AVX512 void fa__dec_qk_avx512(const float *q, int64_t dk, const void *const *krow, const void *const *vrow,
-                                         fa_dtype kt, fa_dtype vt, int64_t nk, float *s, int64_t nrows)
+                                         fa_dtype kt, int64_t nk, float *s, int64_t nrows, size_t kb, size_t vb,
+                                         size_t kspan, size_t vspan)
 {
-    size_t kb = (size_t)dk * fa_dtype_size(kt), vb = (size_t)dk * fa_dtype_size(vt);
     int64_t r;
     for (r = 0; r < nrows; r += 4) {
         const float *qr = q + r * dk;
@@ -4412,8 +4438,10 @@ static FA__AVX512 void fa__dec_qk_avx512(const float *q, int64_t dk, const void 
         int nr = nrows - r == 1 ? 1 : 4;
 #define FA__DEC_QK_CASE(T)                                                                          \
     case T:                                                                                         \
-        if (nr == 1) fa__dec_qk_body_avx512(qr, dk, krow, vrow, nk, sr, T, 1, r ? 0 : kb, r ? 0 : vb); \
-        else fa__dec_qk_body_avx512(qr, dk, krow, vrow, nk, sr, T, 4, r ? 0 : kb, r ? 0 : vb);      \
+        if (nr == 1) fa__dec_qk_body_avx512(qr, dk, krow, vrow, nk, sr, T, 1, r ? 0 : kb, r ? 0 : vb, \
+                                            r ? 0 : kspan, r ? 0 : vspan);                      \
+        else fa__dec_qk_body_avx512(qr, dk, krow, vrow, nk, sr, T, 4, r ? 0 : kb, r ? 0 : vb,      \
+                                    r ? 0 : kspan, r ? 0 : vspan);                              \
         break;
         switch (kt) {
             FA__DEC_QK_CASE(FA_F32) FA__DEC_QK_CASE(FA_F16) FA__DEC_QK_CASE(FA_BF16) FA__DEC_QK_CASE(FA_E4M3)
@@ -4814,7 +4842,9 @@ static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int
 }
 
 typedef struct fa__unit {
-    int64_t b, hk, h0, nh, i0, nq; /* sequence, kv head, first q head and count, queries */
+    int64_t b, hk, h0, nh, i0, nq; /* sequence, first kv head, first q head and count, queries */
+    int64_t nhk;                   /* kv heads: 1, or (decode) several, whose groups of q heads
+                                      are the unit's rows in order */
 } fa__unit;
 /* A bf16 row copied as it is into 32-bit pairs (dims 2p, 2p+1); an odd last dim pairs with 0. */
 static void fa__bf16_pairs(uint16_t *dst, const void *src, int64_t n)
@@ -4831,6 +4861,8 @@ typedef struct fa__unit_ctx {
     const fa__attn_ws *w;
     fa__seq s;
     int64_t nrows, rows_pad, dvp;
+    size_t kpf, vpf;     /* decode tiles: bytes of each K / V row to prefetch into L1 */
+    size_t kspan, vspan; /* and into L2 (0: none): a token's rows of every kv head */
     float kmul, vmul;
     int post;      /* per-element score terms: softcap, ALiBi, a score callback (partial mask
                       tiles add their element test) */
@@ -4867,7 +4899,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
             w->kp[j] = fa__elem_ptr(d->k, d->k_type, ko);
             w->vp[j] = fa__elem_ptr(d->v, d->v_type, vo);
         }
-        K->dec_qk(w->q, dk, w->kp, w->vp, d->k_type, d->v_type, nk, w->s, x->nrows);
+        K->dec_qk(w->q, dk, w->kp, w->vp, d->k_type, nk, w->s, x->nrows, x->kpf, x->vpf, x->kspan, x->vspan);
     }
     /* V tile, padded; K tile transposed for the register-blocked S = Q K^T, or with few rows
        (decode) each K row dotted with the queries as it streams in */
@@ -4964,6 +4996,40 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     }
 }
 
+/* The part of a several-kv-head unit that reads kv head u->hk + g: its group of rows (one
+   query), the workspace rows of that group, the head's K/V scales. When the heads of a token
+   lie next to each other, the first head's tiles also prefetch the whole token's K/V rows into
+   L2 (a tile of every head is a few hundred KiB: more than L1 holds, well within L2). */
+static void fa__sub_unit(const fa__unit_ctx *x, int64_t g, fa__unit_ctx *xs, fa__unit *us, fa__attn_ws *ws)
+{
+    const fa__attn_plan *p = x->p;
+    const fa_attn_desc *d = p->d;
+    int64_t r0 = g * p->group, hk = x->u->hk + g;
+    *xs = *x;
+    *us = *x->u;
+    *ws = *x->w;
+    us->hk = hk;
+    us->h0 = x->u->h0 + r0;
+    us->nh = p->group;
+    us->nhk = 1;
+    ws->q += r0 * (x->bf16 ? x->np : p->dk); /* bf16 rows hold np 32-bit pairs */
+    ws->s += r0 * FA__BK;
+    ws->o += r0 * x->dvp;
+    ws->m += r0;
+    ws->l += r0;
+    ws->c0 += r0;
+    ws->c1 += r0;
+    ws->seen += r0;
+    xs->u = us;
+    xs->w = ws;
+    xs->nrows = p->group;
+    xs->rows_pad = (p->group + FA__MR - 1) / FA__MR * FA__MR;
+    xs->kmul = fa__kv_scale(d->k_scale, d->k_head_scale, hk);
+    xs->vmul = fa__kv_scale(d->v_scale, d->v_head_scale, hk);
+    if (!g && p->ks.head == p->dk) xs->kspan = x->kpf * (size_t)x->u->nhk;
+    if (!g && p->vs.head == p->dv) xs->vspan = x->vpf * (size_t)x->u->nhk;
+}
+
 /* Runs unit u; with splits > 1 only the key tiles of share `split` of its visible union. With
    part_o set, the rows' normalised outputs and LSEs go to part_o[r*dv] / part_lse[r] (split-KV
    partials) instead of the output view. With a sparse mask only the mask's non-empty key blocks
@@ -4974,7 +5040,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     const fa_attn_desc *d = p->d;
     fa__unit_ctx x;
     const int64_t dk = p->dk, dv = p->dv;
-    int64_t r, j0, kmin, kmax, tmp;
+    int64_t r, j0, kmin, kmax, tmp, tile_rows, g;
     x.p = p;
     x.K = K;
     x.u = u;
@@ -4985,9 +5051,15 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     x.kmul = fa__kv_scale(d->k_scale, d->k_head_scale, u->hk);
     x.vmul = fa__kv_scale(d->v_scale, d->v_head_scale, u->hk);
     x.post = p->softcap > 0.0f || d->alibi_slopes != NULL || (d->mask && fa__mask_has_score(d->mask));
-    x.few_rows = x.nrows <= K->dot_rows;
-    x.dec = K->dec_qk && x.nrows <= FA__DEC_ROWS && dk % 16 == 0 && dv % 16 == 0;
-    x.bf16 = K->qk_bf16 && d->q_type == FA_BF16 && d->k_type == FA_BF16 && x.kmul == 1.0f && !x.few_rows && !x.dec;
+    /* a tile's rows: the unit's, or one kv head's group when the unit spans several */
+    tile_rows = u->nhk > 1 ? p->group : x.nrows;
+    x.few_rows = tile_rows <= K->dot_rows;
+    x.dec = K->dec_qk && tile_rows <= FA__DEC_ROWS && dk % 16 == 0 && dv % 16 == 0;
+    x.kpf = (size_t)dk * fa_dtype_size(d->k_type);
+    x.vpf = (size_t)dv * fa_dtype_size(d->v_type);
+    x.kspan = x.vspan = 0;
+    x.bf16 = K->qk_bf16 && d->q_type == FA_BF16 && d->k_type == FA_BF16 && x.kmul == 1.0f && !x.few_rows && !x.dec &&
+             (u->nhk == 1 || !d->k_head_scale); /* bf16 pairs take no scale: every head's must be 1 */
     x.np = (dk + 1) / 2;
     fa__attn_seq(p, u->b, &x.s);
 
@@ -5024,7 +5096,16 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         kmin = a;
     }
 
-    if (!d->mask) {
+    if (!d->mask && u->nhk > 1) { /* each key tile for every kv head in turn (no mask here) */
+        for (j0 = kmin; j0 < kmax; j0 += FA__BK)
+            for (g = 0; g < u->nhk; g++) {
+                fa__unit_ctx xs;
+                fa__unit us;
+                fa__attn_ws ws;
+                fa__sub_unit(&x, g, &xs, &us, &ws);
+                fa__attn_tile(&xs, j0, j0 + FA__BK < kmax ? j0 + FA__BK : kmax, -1);
+            }
+    } else if (!d->mask) {
         for (j0 = kmin; j0 < kmax; j0 += FA__BK) fa__attn_tile(&x, j0, j0 + FA__BK < kmax ? j0 + FA__BK : kmax, -1);
     } else {
         /* the two ascending lists of the unit's query block, merged; each block in tiles of
@@ -5123,10 +5204,12 @@ static void fa__attn_unit_at(const fa__attn_job *job, int64_t idx, fa__unit *u)
     rest = idx / nqt;
     hc = rest % p->n_hchunks;
     u->b = b;
-    u->hk = rest / p->n_hchunks;
+    u->nhk = p->kv_per_unit;
+    u->hk = rest / p->n_hchunks * p->kv_per_unit;
     u->h0 = u->hk * p->group + hc * p->heads_per_unit;
-    u->nh = p->group - hc * p->heads_per_unit < p->heads_per_unit ? p->group - hc * p->heads_per_unit
-                                                                   : p->heads_per_unit;
+    u->nh = p->group * u->nhk - hc * p->heads_per_unit < p->heads_per_unit
+                ? p->group * u->nhk - hc * p->heads_per_unit
+                : p->heads_per_unit;
     /* query tiles last to first: with causal masking the last tiles see the most keys, so the
        pool's dynamic claiming starts the longest units first and ends on short ones */
     u->i0 = (nqt - 1 - idx % nqt) * p->q_per_unit;
@@ -5202,7 +5285,7 @@ FLASHATTN_DEF fa_status fa_attn_forward(const fa_attn_desc *d)
         prefix[0] = 0;
         for (b = 0; b < p.batch; b++) {
             int64_t sq = (int64_t)d->cu_seqlens_q[b + 1] - d->cu_seqlens_q[b];
-            prefix[b + 1] = prefix[b] + p.hkv * p.n_hchunks * ((sq + p.q_per_unit - 1) / p.q_per_unit);
+            prefix[b + 1] = prefix[b] + p.hkv / p.kv_per_unit * p.n_hchunks * ((sq + p.q_per_unit - 1) / p.q_per_unit);
         }
         job.prefix = prefix;
     }

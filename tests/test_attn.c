@@ -654,10 +654,10 @@ static long count_stray_writes(const problem *p)
 
 /* How often each feature occurred: the test insists every one was exercised. */
 enum { C_VARQ, C_VARK, C_PAGED, C_USED, C_QKV, C_CAUSAL, C_WINDOW, C_SOFTCAP, C_ALIBI, C_LSE, C_FP8,
-       C_F16, C_BF16, C_GQA, C_DV, C_DECODE, C_STRIDED, C_SCALE, C_MASK, C_DEC_TILE, C_COUNT };
+       C_F16, C_BF16, C_GQA, C_DV, C_DECODE, C_STRIDED, C_SCALE, C_MASK, C_DEC_TILE, C_KV_UNIT, C_COUNT };
 static const char *const cov_names[C_COUNT] = {"varlen_q", "varlen_k", "paged", "seqused_k", "packed_qkv",
     "causal", "window", "softcap", "alibi", "lse", "fp8", "f16", "bf16", "gqa", "dv!=dk", "decode", "strided",
-    "kv_scale", "mask", "dec_tile"};
+    "kv_scale", "mask", "dec_tile", "kv_heads_unit"};
 
 static void coverage_add(int *cov, const problem *p)
 {
@@ -684,6 +684,8 @@ static void coverage_add(int *cov, const problem *p)
     { /* a unit of at most 8 rows with head dims in 16s: the AVX-512 in-place decode tiles */
         int64_t g = p->hq / p->hkv, hpu = g < 64 ? g : 64, qpu = 64 / hpu;
         int64_t last = p->sq > 0 ? (p->sq - 1) % qpu + 1 : 0;
+        /* one query: a unit takes every kv head (fa__attn_schedule) */
+        cov[C_KV_UNIT] += p->sq == 1 && !d->mask && p->hkv > 1 && p->hq <= 64;
         cov[C_DEC_TILE] += p->dk % 16 == 0 && p->dv % 16 == 0 && last > 0 && last * hpu <= 8 && !d->cu_seqlens_q;
     }
 }

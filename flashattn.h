@@ -3281,9 +3281,11 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
        two; taking the heads together reads each token's rows as one run, and the TLB entries
        and prefetched lines serve every head. */
     p->kv_per_unit = 1;
-    if (p->sq_max == 1 && !d->mask && p->hkv > 1 && p->hq <= FA__ROWS) {
-        p->kv_per_unit = p->hkv;
-        p->heads_per_unit = p->hq;
+    if (p->sq_max == 1 && !d->mask && p->hkv > 1 && 2 * p->group <= FA__ROWS) {
+        int64_t k; /* as many kv heads as fit in FA__ROWS rows, dividing heads_kv evenly */
+        for (k = FA__ROWS / p->group; k > 1 && p->hkv % k; k--) {}
+        p->kv_per_unit = k;
+        p->heads_per_unit = p->group * k;
     }
     p->q_per_unit = FA__ROWS / p->heads_per_unit;
     if (d->mask) { /* a unit's queries must lie in one query block of the mask */

@@ -685,7 +685,7 @@ static void coverage_add(int *cov, const problem *p)
         int64_t g = p->hq / p->hkv, hpu = g < 64 ? g : 64, qpu = 64 / hpu;
         int64_t last = p->sq > 0 ? (p->sq - 1) % qpu + 1 : 0;
         /* one query: a unit takes every kv head (fa__attn_schedule) */
-        cov[C_KV_UNIT] += p->sq == 1 && !d->mask && p->hkv > 1 && p->hq <= 64;
+        cov[C_KV_UNIT] += p->sq == 1 && !d->mask && p->hkv > 1 && 2 * (p->hq / p->hkv) <= 64;
         cov[C_DEC_TILE] += p->dk % 16 == 0 && p->dv % 16 == 0 && last > 0 && last * hpu <= 8 && !d->cu_seqlens_q;
     }
 }
@@ -1337,6 +1337,48 @@ TEST(vector_exp_is_accurate_on_every_path)
 
 /* Decode with few units on a pool: the KV range is split and merged (FlashDecoding), and the
    result equals the reference whatever the number of splits. */
+/* Decode units take several kv heads (all that fit in 64 rows, dividing heads_kv): shapes past
+   64 query heads, head counts with awkward divisors, MHA, bf16 token-major K/V, two sequences
+   of different cached lengths, with and without the pool. */
+TEST(decode_units_of_several_kv_heads_match_reference)
+{
+    static const int64_t shapes[][2] = {{128, 8}, {80, 5}, {96, 3}, {128, 128}, {48, 6}, {64, 2}};
+    int si, use_pool;
+    for (si = 0; si < 6; si++) {
+        int64_t hq = shapes[si][0], hkv = shapes[si][1], dd = 128, sk = 200 + fa_t_randint(300), i, n;
+        int32_t used[2];
+        float *q = (float *)malloc((size_t)(2 * hq * dd) * 4), *o = (float *)malloc((size_t)(2 * hq * dd) * 4);
+        float *r = (float *)malloc((size_t)(2 * hq * dd) * 4);
+        uint16_t *k = (uint16_t *)malloc((size_t)(2 * sk * hkv * dd) * 2), *v = (uint16_t *)malloc((size_t)(2 * sk * hkv * dd) * 2);
+        fa_attn_desc d;
+        for (i = 0; i < 2 * hq * dd; i++) q[i] = (float)fa_t_normal();
+        for (i = 0; i < 2 * sk * hkv * dd; i++) {
+            k[i] = fa_f32_to_bf16((float)fa_t_normal());
+            v[i] = fa_f32_to_bf16((float)fa_t_normal());
+        }
+        used[0] = (int32_t)sk;
+        used[1] = (int32_t)(1 + fa_t_randint((int)sk));
+        memset(&d, 0, sizeof d);
+        d.batch = 2; d.seqlen_q = 1; d.seqlen_k = sk; d.heads_q = hq; d.heads_kv = hkv; d.head_dim = dd;
+        d.q = q; d.k = k; d.v = v; d.k_type = d.v_type = FA_BF16; d.o = r; d.causal = 1; d.seqused_k = used;
+        CHECK(fa_attn_reference(&d) == FA_OK);
+        d.o = o;
+        for (use_pool = 0; use_pool < 2; use_pool++) {
+            double worst = 0;
+            d.pool = use_pool ? test_pool : NULL;
+            for (i = 0; i < 2 * hq * dd; i++) o[i] = NAN;
+            CHECK(fa_attn_forward(&d) == FA_OK);
+            for (n = 0; n < 2 * hq * dd; n++) {
+                double err = fabs(o[n] - r[n]);
+                if (!(err <= 1e30)) err = INFINITY; /* NaN: unwritten or wrong */
+                if (err > worst) worst = err;
+            }
+            CHECKF(worst <= 1e-5, "hq %lld hkv %lld pool %d: max error %g", (long long)hq, (long long)hkv, use_pool, worst);
+        }
+        free(q); free(o); free(r); free(k); free(v);
+    }
+}
+
 TEST(split_kv_decode_on_a_pool_matches_reference)
 {
     int64_t hq = 8, hkv = 2, dd = 64, sk = 3000, i, e, ns;
@@ -1398,6 +1440,7 @@ int main(void)
         }
     }
     RUN(split_kv_decode_on_a_pool_matches_reference);
+    RUN(decode_units_of_several_kv_heads_match_reference);
     RUN(vector_exp_is_accurate_on_every_path);
     RUN(row_loads_match_the_scalar_decode_on_every_path);
     RUN(reference_matches_a_hand_computed_case);

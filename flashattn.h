@@ -5150,26 +5150,36 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
 static float fa__merge_row(void *out, fa_dtype ot, const void *parts, fa_dtype pt, int64_t pstride,
                            const float *lse, int64_t lstride, int64_t n, int64_t dv)
 {
-    float mx = -INFINITY, wsum = 0.0f, val;
-    int64_t k, e, oes = (int64_t)fa_dtype_size(ot);
+    /* each part's weight is computed once per block of 64 parts (not once per element), and
+       the row goes out in blocks of 256 elements; the sums run in the same order as one
+       element at a time would */
+    float mx = -INFINITY, wsum = 0.0f, w[64], acc[256];
+    int64_t k, k0, e, e0, oes = (int64_t)fa_dtype_size(ot);
     for (k = 0; k < n; k++) mx = fa__nanmax(mx, lse[k * lstride]);
-    if (mx == -INFINITY) { /* every part empty */
-        val = 0.0f;
-        for (e = 0; e < dv; e++) fa__store_row((unsigned char *)out + e * oes, ot, &val, 1);
-        return -INFINITY;
-    }
-    for (k = 0; k < n; k++) wsum += expf(lse[k * lstride] - mx);
-    for (e = 0; e < dv; e++) {
-        float acc = 0.0f;
-        for (k = 0; k < n; k++) {
-            float w = expf(lse[k * lstride] - mx);
-            if (w == 0.0f) continue; /* an empty part's o may be anything */
-            acc += w * fa__elem_f32(parts, pt, k * pstride + e);
+    if (mx != -INFINITY)
+        for (k = 0; k < n; k++) wsum += expf(lse[k * lstride] - mx);
+    for (e0 = 0; e0 < dv; e0 += 256) {
+        int64_t ne = dv - e0 < 256 ? dv - e0 : 256;
+        for (e = 0; e < ne; e++) acc[e] = 0.0f;
+        for (k0 = 0; k0 < n && mx != -INFINITY; k0 += 64) { /* every part empty: zeros */
+            int64_t nk = n - k0 < 64 ? n - k0 : 64;
+            for (k = 0; k < nk; k++) w[k] = expf(lse[(k0 + k) * lstride] - mx);
+            for (k = 0; k < nk; k++) {
+                int64_t base = (k0 + k) * pstride + e0;
+                if (w[k] == 0.0f) continue; /* an empty part's o may be anything */
+                if (pt == FA_F32) {
+                    const float *pr = (const float *)parts + base;
+                    for (e = 0; e < ne; e++) acc[e] += w[k] * pr[e];
+                } else {
+                    for (e = 0; e < ne; e++) acc[e] += w[k] * fa__elem_f32(parts, pt, base + e);
+                }
+            }
         }
-        val = acc / wsum;
-        fa__store_row((unsigned char *)out + e * oes, ot, &val, 1);
+        if (mx != -INFINITY)
+            for (e = 0; e < ne; e++) acc[e] /= wsum;
+        fa__store_row((unsigned char *)out + e0 * oes, ot, acc, ne);
     }
-    return mx + logf(wsum);
+    return mx == -INFINITY ? -INFINITY : mx + logf(wsum);
 }
 
 /* ---- scheduling over the pool ---- */
@@ -5243,23 +5253,28 @@ static void fa__attn_task(void *ctx, int64_t i, int worker)
         fa__attn_unit(p, job->K, &u, &w, 0, NULL, NULL);
 }
 
-/* Second phase of split-KV: merge each unit's partial rows into the output view. */
-static void fa__attn_merge_task(void *ctx, int64_t unit, int worker)
+/* Second phase of split-KV: merge each unit's partial rows into the output view. Task i is
+   rows [8 (i % FA__MERGE_TASKS), +8) of unit i / FA__MERGE_TASKS, so that a decode step's
+   single unit still merges on every thread. */
+#define FA__MERGE_TASKS (FA__ROWS / 8)
+static void fa__attn_merge_task(void *ctx, int64_t i, int worker)
 {
     const fa__attn_job *job = (const fa__attn_job *)ctx;
     const fa__attn_plan *p = job->p;
     const fa_attn_desc *d = p->d;
+    int64_t unit = i / FA__MERGE_TASKS, r, r1;
     fa__unit u;
     fa__seq s;
-    int64_t r;
     (void)worker;
     fa__attn_unit_at(job, unit, &u);
     fa__attn_seq(p, u.b, &s);
-    for (r = 0; r < u.nh * u.nq; r++) {
-        int64_t i = u.i0 + r / u.nh, h = u.h0 + r % u.nh;
-        float lse = fa__merge_row(fa__out_row(p, &s, i, h), d->o_type, fa__part_o(job, unit, 0) + r * p->dv,
+    r = 8 * (i % FA__MERGE_TASKS);
+    r1 = r + 8 < u.nh * u.nq ? r + 8 : u.nh * u.nq;
+    for (; r < r1; r++) {
+        int64_t qi = u.i0 + r / u.nh, h = u.h0 + r % u.nh;
+        float lse = fa__merge_row(fa__out_row(p, &s, qi, h), d->o_type, fa__part_o(job, unit, 0) + r * p->dv,
                                   FA_F32, FA__ROWS * p->dv, fa__part_lse(job, unit, 0) + r, FA__ROWS, p->splits, p->dv);
-        fa__put_lse(p, &s, i, h, lse);
+        fa__put_lse(p, &s, qi, h, lse);
     }
 }
 
@@ -5294,7 +5309,7 @@ FLASHATTN_DEF fa_status fa_attn_forward(const fa_attn_desc *d)
     /* the pool runs units on its workers and the calling thread; without one, all run here */
     pool = p.workers > 1 ? d->pool : NULL;
     st = fa_pool_parallel_for(pool, p.units * p.splits, fa__attn_task, &job);
-    if (st == FA_OK && p.splits > 1) st = fa_pool_parallel_for(pool, p.units, fa__attn_merge_task, &job);
+    if (st == FA_OK && p.splits > 1) st = fa_pool_parallel_for(pool, p.units * FA__MERGE_TASKS, fa__attn_merge_task, &job);
     if (!d->workspace) fa_aligned_free(ws);
     return st;
 }

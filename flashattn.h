@@ -3680,6 +3680,7 @@ typedef struct fa__attn_kernels {
                    int64_t nk, float *s, int64_t nrows, size_t kpf, size_t vpf, size_t kspan, size_t vspan);
     void (*dec_pv)(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt, int64_t dv,
                    int64_t nrows, const int32_t *c0, const int32_t *c1);
+    int dec_fp8; /* dec_qk / dec_pv also read FP8 K/V */
 } fa__attn_kernels;
 
 /* ---- scalar ---- */
@@ -3770,7 +3771,7 @@ static void fa__ktrans_scalar(float *kt, const float *kr, int64_t nk, int64_t dk
 
 static const fa__attn_kernels fa__kernels_scalar = {
     "scalar", fa__qk_scalar, fa__scale_max_scalar, fa__exp_sum_scalar, fa__scale_scalar, fa__pv_scalar,
-    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL};
+    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL, 0};
 
 /* The rows of a block share the keys in the intersection of their intervals; the keys
    outside it are done row by row. Returns the intersection [*a, *b) (empty: *a >= *b). */
@@ -3994,9 +3995,203 @@ static FA__AVX2 float fa__dot_avx2(const float *a, const float *b, int64_t n)
     return i < n ? r + fa__dot_f32(a + i, b + i, n - i) : r;
 }
 
+/* ---- AVX2 decode kernels: the AVX-512 design (see there) in 8 lanes, for f32/f16/bf16 K/V
+   (FP8 K/V take the staged path on AVX2) ---- */
+#define FA__AVX2_AI static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+FA__AVX2_AI __m256 fa__ld8_avx2(const void *src, int64_t i, fa_dtype t)
+{
+    switch (t) {
+    case FA_BF16:
+        return _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)src + i))), 16));
+    case FA_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)src + i)));
+    default: return _mm256_loadu_ps((const float *)src + i);
+    }
+}
+
+/* lane j of the result = sum of the 8 lanes of a[j] */
+FA__AVX2_AI __m256 fa__hsum8x8_avx2(const __m256 *a)
+{
+    __m256 b[4], c0, c1;
+    int i;
+    for (i = 0; i < 4; i++)
+        b[i] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm256_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    c0 = _mm256_add_ps(_mm256_shuffle_ps(b[0], b[1], 0x44), _mm256_shuffle_ps(b[0], b[1], 0xee));
+    c1 = _mm256_add_ps(_mm256_shuffle_ps(b[2], b[3], 0x44), _mm256_shuffle_ps(b[2], b[3], 0xee));
+    return _mm256_add_ps(_mm256_permute2f128_ps(c0, c1, 0x20), _mm256_permute2f128_ps(c0, c1, 0x31));
+}
+
+FA__AVX2_AI void fa__dec_qk_body_avx2(const float *q, int64_t dk, const void *const *krow, const void *const *vrow,
+                                      int64_t nk, float *s, fa_dtype t, int nr, size_t kbytes, size_t vbytes,
+                                      size_t kspan, size_t vspan)
+{
+    __m256 acc[4][8];
+    float tmp[8];
+    int64_t j0, j, e;
+    int r;
+    for (j0 = 0; j0 < nk; j0 += 8) {
+        int64_t n = nk - j0 < 8 ? nk - j0 : 8;
+        for (j = 0; j < n; j++) {
+            const void *kr = krow[j0 + j];
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+            if (krow[j0 + j + FA__PREFETCH]) {
+                fa__prefetch_t0(krow[j0 + j + FA__PREFETCH], kbytes);
+                fa__prefetch_l2(krow[j0 + j + FA__PREFETCH], kspan);
+            }
+            fa__prefetch_t0(vrow[j0 + j], vbytes);
+            fa__prefetch_l2(vrow[j0 + j], vspan);
+            for (e = 0; e < dk; e += 16) { /* dk is a multiple of 16 */
+                __m256 k0 = fa__ld8_avx2(kr, e, t), k1 = fa__ld8_avx2(kr, e + 8, t);
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), k0, a0);
+                b0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e + 8), k1, b0);
+                if (nr > 1) {
+                    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + dk + e), k0, a1);
+                    b1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + dk + e + 8), k1, b1);
+                    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 2 * dk + e), k0, a2);
+                    b2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 2 * dk + e + 8), k1, b2);
+                    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 3 * dk + e), k0, a3);
+                    b3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + 3 * dk + e + 8), k1, b3);
+                }
+            }
+            acc[0][j] = _mm256_add_ps(a0, b0);
+            if (nr > 1) {
+                acc[1][j] = _mm256_add_ps(a1, b1);
+                acc[2][j] = _mm256_add_ps(a2, b2);
+                acc[3][j] = _mm256_add_ps(a3, b3);
+            }
+        }
+        for (; j < 8; j++)
+            for (r = 0; r < nr; r++) acc[r][j] = _mm256_setzero_ps();
+        for (r = 0; r < nr; r++) {
+            if (n == 8) {
+                _mm256_storeu_ps(s + r * FA__BK + j0, fa__hsum8x8_avx2(acc[r]));
+            } else {
+                _mm256_storeu_ps(tmp, fa__hsum8x8_avx2(acc[r]));
+                memcpy(s + r * FA__BK + j0, tmp, (size_t)n * sizeof(float));
+            }
+        }
+    }
+}
+
+FA__AVX2_AI void fa__dec_pv_body_avx2(float *o, int64_t dvp, const float *p, const void *const *vrow, int64_t a,
+                                      int64_t b, int64_t dv, fa_dtype t, int nr)
+{
+    int64_t e0 = 0, j;
+    float *o1 = o + dvp, *o2 = o + 2 * dvp, *o3 = o + 3 * dvp;
+    const float *p1 = p + FA__BK, *p2 = p + 2 * FA__BK, *p3 = p + 3 * FA__BK;
+    if (nr == 1) {
+        for (; e0 + 64 <= dv; e0 += 64) {
+            __m256 c0 = _mm256_loadu_ps(o + e0), c1 = _mm256_loadu_ps(o + e0 + 8);
+            __m256 c2 = _mm256_loadu_ps(o + e0 + 16), c3 = _mm256_loadu_ps(o + e0 + 24);
+            __m256 c4 = _mm256_loadu_ps(o + e0 + 32), c5 = _mm256_loadu_ps(o + e0 + 40);
+            __m256 c6 = _mm256_loadu_ps(o + e0 + 48), c7 = _mm256_loadu_ps(o + e0 + 56);
+            for (j = a; j < b; j++) {
+                const void *vr = vrow[j];
+                __m256 pr = _mm256_set1_ps(p[j]);
+                c0 = _mm256_fmadd_ps(pr, fa__ld8_avx2(vr, e0, t), c0);
+                c1 = _mm256_fmadd_ps(pr, fa__ld8_avx2(vr, e0 + 8, t), c1);
+                c2 = _mm256_fmadd_ps(pr, fa__ld8_avx2(vr, e0 + 16, t), c2);
+                c3 = _mm256_fmadd_ps(pr, fa__ld8_avx2(vr, e0 + 24, t), c3);
+                c4 = _mm256_fmadd_ps(pr, fa__ld8_avx2(vr, e0 + 32, t), c4);
+                c5 = _mm256_fmadd_ps(pr, fa__ld8_avx2(vr, e0 + 40, t), c5);
+                c6 = _mm256_fmadd_ps(pr, fa__ld8_avx2(vr, e0 + 48, t), c6);
+                c7 = _mm256_fmadd_ps(pr, fa__ld8_avx2(vr, e0 + 56, t), c7);
+            }
+            _mm256_storeu_ps(o + e0, c0); _mm256_storeu_ps(o + e0 + 8, c1);
+            _mm256_storeu_ps(o + e0 + 16, c2); _mm256_storeu_ps(o + e0 + 24, c3);
+            _mm256_storeu_ps(o + e0 + 32, c4); _mm256_storeu_ps(o + e0 + 40, c5);
+            _mm256_storeu_ps(o + e0 + 48, c6); _mm256_storeu_ps(o + e0 + 56, c7);
+        }
+    }
+    for (; e0 < dv; e0 += 16) { /* 4 rows (or one row's last dims), 16 dims at a time */
+        __m256 x0 = _mm256_loadu_ps(o + e0), x1 = _mm256_loadu_ps(o + e0 + 8);
+        __m256 y0 = x0, y1 = x1, z0 = x0, z1 = x1, w0 = x0, w1 = x1;
+        if (nr > 1) {
+            y0 = _mm256_loadu_ps(o1 + e0); y1 = _mm256_loadu_ps(o1 + e0 + 8);
+            z0 = _mm256_loadu_ps(o2 + e0); z1 = _mm256_loadu_ps(o2 + e0 + 8);
+            w0 = _mm256_loadu_ps(o3 + e0); w1 = _mm256_loadu_ps(o3 + e0 + 8);
+        }
+        for (j = a; j < b; j++) {
+            __m256 v0 = fa__ld8_avx2(vrow[j], e0, t), v1 = fa__ld8_avx2(vrow[j], e0 + 8, t), pb;
+            pb = _mm256_set1_ps(p[j]);
+            x0 = _mm256_fmadd_ps(pb, v0, x0); x1 = _mm256_fmadd_ps(pb, v1, x1);
+            if (nr > 1) {
+                pb = _mm256_set1_ps(p1[j]);
+                y0 = _mm256_fmadd_ps(pb, v0, y0); y1 = _mm256_fmadd_ps(pb, v1, y1);
+                pb = _mm256_set1_ps(p2[j]);
+                z0 = _mm256_fmadd_ps(pb, v0, z0); z1 = _mm256_fmadd_ps(pb, v1, z1);
+                pb = _mm256_set1_ps(p3[j]);
+                w0 = _mm256_fmadd_ps(pb, v0, w0); w1 = _mm256_fmadd_ps(pb, v1, w1);
+            }
+        }
+        _mm256_storeu_ps(o + e0, x0); _mm256_storeu_ps(o + e0 + 8, x1);
+        if (nr > 1) {
+            _mm256_storeu_ps(o1 + e0, y0); _mm256_storeu_ps(o1 + e0 + 8, y1);
+            _mm256_storeu_ps(o2 + e0, z0); _mm256_storeu_ps(o2 + e0 + 8, z1);
+            _mm256_storeu_ps(o3 + e0, w0); _mm256_storeu_ps(o3 + e0 + 8, w1);
+        }
+    }
+}
+
+static FA__AVX2 void fa__dec_qk_avx2(const float *q, int64_t dk, const void *const *krow, const void *const *vrow,
+                                     fa_dtype kt, int64_t nk, float *s, int64_t nrows, size_t kb, size_t vb,
+                                     size_t kspan, size_t vspan)
+{
+    int64_t r;
+    for (r = 0; r < nrows; r += 4) {
+        const float *qr = q + r * dk;
+        float *sr = s + r * FA__BK;
+        int nr = nrows - r == 1 ? 1 : 4;
+        size_t k1 = r ? 0 : kb, v1 = r ? 0 : vb, ks = r ? 0 : kspan, vs = r ? 0 : vspan;
+#define FA__DEC_QK_CASE(T)                                                                            \
+    case T:                                                                                           \
+        if (nr == 1) fa__dec_qk_body_avx2(qr, dk, krow, vrow, nk, sr, T, 1, k1, v1, ks, vs);          \
+        else fa__dec_qk_body_avx2(qr, dk, krow, vrow, nk, sr, T, 4, k1, v1, ks, vs);                  \
+        break;
+        switch (kt) {
+            FA__DEC_QK_CASE(FA_F32) FA__DEC_QK_CASE(FA_F16) FA__DEC_QK_CASE(FA_BF16)
+        default: break; /* FP8: not taken (fa__attn_unit) */
+        }
+#undef FA__DEC_QK_CASE
+    }
+}
+
+static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt,
+                                     int64_t dv, int64_t nrows, const int32_t *c0, const int32_t *c1)
+{
+    int64_t r, i, a, b;
+#define FA__DEC_PV(NR, A, B, ROW)                                                                     \
+    switch (vt) {                                                                                     \
+    case FA_F32: fa__dec_pv_body_avx2(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_F32, NR); break; \
+    case FA_F16: fa__dec_pv_body_avx2(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_F16, NR); break; \
+    case FA_BF16: fa__dec_pv_body_avx2(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_BF16, NR); break; \
+    default: break;                                                                                   \
+    }
+    for (r = 0; r < nrows; r += 4) {
+        int64_t nr = nrows - r < 4 ? nrows - r : 4;
+        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
+        if (nr == 4 && a < b) {
+            FA__DEC_PV(4, a, b, r)
+        } else {
+            a = b = 0;
+        }
+        for (i = r; i < r + nr; i++) {
+            int64_t lo = c0[i], hi = c1[i];
+            if (a >= b) {
+                if (lo < hi) FA__DEC_PV(1, lo, hi, i)
+                continue;
+            }
+            if (lo < a) FA__DEC_PV(1, lo, a, i)
+            if (b < hi) FA__DEC_PV(1, b, hi, i)
+        }
+    }
+#undef FA__DEC_PV
+}
+
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
-    fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL};
+    fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, fa__dec_qk_avx2, fa__dec_pv_avx2,
+    0};
 
 /* ---- AVX-512 ---- */
 #define FA__AVX512 __attribute__((target("avx512f")))
@@ -4536,7 +4731,7 @@ static FA__AVX512 void fa__ktrans_avx512(float *kt, const float *kr, int64_t nk,
 
 static const fa__attn_kernels fa__kernels_avx512 = {
     "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
-    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, NULL, NULL, fa__dec_qk_avx512, fa__dec_pv_avx512};
+    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, NULL, NULL, fa__dec_qk_avx512, fa__dec_pv_avx512, 1};
 
 /* ---- AVX-512 with AVX512_BF16: S = Q K^T on bf16 pairs (vdpbf16ps) ---- */
 #define FA__AVX512BF16 __attribute__((target("avx512f,avx512bf16")))
@@ -4602,7 +4797,7 @@ static FA__AVX512BF16 void fa__qk_bf16_avx512(const uint32_t *q, int64_t np, con
 static const fa__attn_kernels fa__kernels_avx512_bf16 = {
     "avx512_bf16", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
     fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, fa__qk_bf16_avx512, fa__ktrans32_avx512,
-    fa__dec_qk_avx512, fa__dec_pv_avx512};
+    fa__dec_qk_avx512, fa__dec_pv_avx512, 1};
 #endif /* FA__X86 */
 
 #if defined(FA__NEON) && defined(__aarch64__)
@@ -4792,7 +4987,7 @@ static float fa__dot_neon(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_neon = {
     "neon", fa__qk_neon, fa__scale_max_neon, fa__exp_sum_neon, fa__scale_neon, fa__pv_neon,
-    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL};
+    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL, 0};
 #endif /* FA__NEON && __aarch64__ */
 
 /* The best kernels the CPU (and fa_cpu_features_override) allows. */
@@ -5056,7 +5251,8 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     /* a tile's rows: the unit's, or one kv head's group when the unit spans several */
     tile_rows = u->nhk > 1 ? p->group : x.nrows;
     x.few_rows = tile_rows <= K->dot_rows;
-    x.dec = K->dec_qk && tile_rows <= FA__DEC_ROWS && dk % 16 == 0 && dv % 16 == 0;
+    x.dec = K->dec_qk && tile_rows <= FA__DEC_ROWS && dk % 16 == 0 && dv % 16 == 0 &&
+            (K->dec_fp8 || (!fa__is_fp8(d->k_type) && !fa__is_fp8(d->v_type)));
     x.kpf = (size_t)dk * fa_dtype_size(d->k_type);
     x.vpf = (size_t)dv * fa_dtype_size(d->v_type);
     x.kspan = x.vspan = 0;

@@ -77,6 +77,11 @@
      error stays within 1e-5 of sum_j p_j |v_j| plus the rounding of f32 logits (tests/test_attn.c
      states the bound). The vector exp is a polynomial with <= 1 ulp measured error that flushes
      results below FLT_MIN to 0 on every path.
+   - Decode (one query per sequence, no sparse mask): a work unit takes as many kv heads as fit
+     in 64 rows and does each 64-key tile for those heads in turn, so token-major (BSHD or
+     vLLM-paged) K/V is read a token at a time rather than a head's 256-byte slice per token;
+     tiles of at most 8 rows read K and V where they lie (no transpose, no f32 staging), on
+     AVX-512 and AVX2. The split-KV merge runs on every thread.
    - Sparse masks are intersected with the descriptor's causal, window and length limits; a
      keep callback is evaluated only on partial tiles, a score callback on every visible logit
      (after scale, softcap and ALiBi). BigBird and top-k are decided per tile; and/or store the

@@ -3273,7 +3273,7 @@ static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int
 static fa_status fa__attn_schedule(fa__attn_plan *p)
 {
     const fa_attn_desc *d = p->d;
-    int64_t b, units = 0, per_b_fixed, ksum = 0, t;
+    int64_t b, units = 0, per_b_fixed, ksum = 0, t, ws_splits;
     size_t bytes, parts = 0, prefix = 0;
     p->workers = 1;
     if (d->pool && fa_pool_size(d->pool) > 0) p->workers = (int64_t)fa_pool_size(d->pool) + 1;
@@ -3325,12 +3325,20 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
     else p->splits = 1;
     if (p->splits > 1 && p->splits > (ksum + FA__BK - 1) / FA__BK) p->splits = (ksum + FA__BK - 1) / FA__BK;
     if (p->splits < 1) p->splits = 1;
+    /* the workspace holds this many splits' partials: the same for any longer key range, so a
+       workspace sized once serves a growing KV cache */
+    ws_splits = p->splits;
+    if (!d->num_splits && p->splits > 1 && p->splits > ksum / (4 * FA__BK)) {
+        /* at least 4 key tiles per split: each split costs a Q load, a partial row write and
+           its share of the merge (16-core Xeon, 4096-key decode: 16 splits 66 GB/s, 64: 48) */
+        p->splits = ksum / (4 * FA__BK) > 1 ? ksum / (4 * FA__BK) : 1;
+    }
     p->ws_worker = fa__attn_ws_layout(NULL, NULL, p->dk, p->dv);
     if (fa__mul_size(p->ws_worker, (size_t)p->workers, &bytes))
         return fa__fail(FA_ERR_OVERFLOW, "workspace size overflows size_t");
-    if (p->splits > 1) {
+    if (ws_splits > 1) {
         /* per (unit, split): FA__ROWS rows of head_dim_v outputs and one LSE each */
-        if (fa__mul_size((size_t)units, (size_t)p->splits, &parts) ||
+        if (fa__mul_size((size_t)units, (size_t)ws_splits, &parts) ||
             fa__mul_size(parts, (size_t)(FA__ROWS * (p->dv + 1)) * sizeof(float), &parts))
             return fa__fail(FA_ERR_OVERFLOW, "split-KV workspace size overflows size_t");
     }
@@ -5455,9 +5463,9 @@ static void fa__attn_task(void *ctx, int64_t i, int worker)
 }
 
 /* Second phase of split-KV: merge each unit's partial rows into the output view. Task i is
-   rows [8 (i % FA__MERGE_TASKS), +8) of unit i / FA__MERGE_TASKS, so that a decode step's
+   rows [4 (i % FA__MERGE_TASKS), +4) of unit i / FA__MERGE_TASKS, so that a decode step's
    single unit still merges on every thread. */
-#define FA__MERGE_TASKS (FA__ROWS / 8)
+#define FA__MERGE_TASKS (FA__ROWS / 4)
 static void fa__attn_merge_task(void *ctx, int64_t i, int worker)
 {
     const fa__attn_job *job = (const fa__attn_job *)ctx;
@@ -5469,8 +5477,8 @@ static void fa__attn_merge_task(void *ctx, int64_t i, int worker)
     (void)worker;
     fa__attn_unit_at(job, unit, &u);
     fa__attn_seq(p, u.b, &s);
-    r = 8 * (i % FA__MERGE_TASKS);
-    r1 = r + 8 < u.nh * u.nq ? r + 8 : u.nh * u.nq;
+    r = 4 * (i % FA__MERGE_TASKS);
+    r1 = r + 4 < u.nh * u.nq ? r + 4 : u.nh * u.nq;
     for (; r < r1; r++) {
         int64_t qi = u.i0 + r / u.nh, h = u.h0 + r % u.nh;
         float lse = fa__merge_row(fa__out_row(p, &s, qi, h), d->o_type, fa__part_o(job, unit, 0) + r * p->dv,

@@ -43,6 +43,16 @@
      shares a 64-key tile with keys the row does see (0 * NaN in the tensor-core product).
      Non-finite logits follow the CPU rules exactly.
 
+   Decode: when the query rows that share one KV head number at most 16 (query heads per KV
+   head x seqlen_q: decode, speculative decode, short chunks), a decode kernel runs instead of
+   the tile kernel: every warp of a block streams its own 16-key tiles through a private
+   cp.async ring and the warps' partial softmaxes are merged in shared memory; FP8 K/V tiles
+   are copied raw and converted in shared memory, so their loads stay asynchronous. It covers
+   every feature above except K and V of different storage (one FP8, one not) and pages whose
+   size is not a multiple of 16 keys; those, and FP8 strides that are not multiples of 16
+   bytes, run on the tile kernel. The split-KV merge is launched with programmatic dependent
+   launch on sm_90, so its launch overlaps the attention kernel's tail.
+
    Workspace: split-KV needs fa_cuda_attn_workspace_size() bytes of device memory. Pass it in
    d->workspace / d->workspace_size, or leave it NULL and the call allocates it stream-ordered
    (cudaMallocAsync / cudaFreeAsync). In a decode loop pass it: the default memory pool returns
@@ -694,7 +704,478 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
 #endif
 }
 
-/* ---- merge kernel: one warp per (batch, seq, head) row --------------------------------- */
+/* ---- decode kernel -----------------------------------------------------------------------
+   For at most 16 query rows per KV head (decode, speculative decode, short chunks): one block
+   per (batch, KV head, key split) holds those rows (the query heads that share the KV head,
+   "packed GQA", times the queries), and every warp computes. Warp w takes key tiles w, w + NW,
+   w + 2 NW, ... of the block's range, each 16 keys, through its own STAGES-deep cp.async ring
+   (no block barrier inside the loop, so a slow warp never stalls the others), and keeps its own
+   online softmax; at the end the warps' partial results meet in shared memory and are combined
+   with the arithmetic of fa_attn_merge. The tensor-core work per 16 keys is 2 * D / 8 mma
+   instructions, far below what the memory stream leaves room for: the kernel is there to keep
+   enough bytes in flight (NW * (STAGES - 1) tiles per block) with every warp issuing.
+   FP8 K/V: the raw bytes are copied asynchronously into the ring like any tile (half the bytes),
+   and converted to T in shared memory after the wait (e4m3 with the sm_89 cvt instruction,
+   e5m2 is the top byte of a half), so loads of later tiles overlap the conversion and compute. */
+#define FA__CU_DEC_BN 16   /* keys per warp tile */
+#define FA__CU_DEC_ROWS 16 /* query rows per block (one m16 tile) */
+
+/* Shared memory of one warp: K and V rings (raw FP8 rows are D bytes, T rows PITCH elements)
+   plus, for FP8, one converted T tile each. */
+static __host__ __device__ inline int fa__cu_dec_warp_bytes(int D, int stages, int k8, int v8)
+{
+    const int trow = (D + 8) * 2, bn = FA__CU_DEC_BN;
+    return stages * bn * ((k8 ? D : trow) + (v8 ? D : trow)) + (k8 ? bn * trow : 0) +
+           (v8 ? bn * trow : 0);
+}
+static __host__ __device__ inline int fa__cu_dec_smem(int D, int nw, int stages, int k8, int v8)
+{
+    const int tiles = FA__CU_DEC_ROWS * (D + 8) * 2 + nw * fa__cu_dec_warp_bytes(D, stages, k8, v8);
+    const int merge = nw * FA__CU_DEC_ROWS * (D + 4) * 4 + (3 * nw + 1) * FA__CU_DEC_ROWS * 4;
+    return tiles > merge ? tiles : merge;
+}
+
+/* Two FP8 values (low 16 bits of v, first value in the low byte) to a pair of T. */
+static __device__ __forceinline__ uint32_t fa__cu_fp8x2_f16x2(uint32_t v, int kind)
+{
+    if (kind == 2) return __byte_perm(v, 0u, 0x1404u); /* e5m2 byte -> top byte of a half */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    uint32_t r;
+    unsigned short s = (unsigned short)(v & 0xffffu);
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(r) : "h"(s));
+    return r;
+#else
+    __half2 h = __floats2half2_rn(fa__cu_fp8(v & 0xffu, 1), fa__cu_fp8((v >> 8) & 0xffu, 1));
+    return *reinterpret_cast<uint32_t *>(&h);
+#endif
+}
+template <typename T> struct fa__cu_fp8pair;
+template <> struct fa__cu_fp8pair<__half> {
+    static __device__ __forceinline__ uint32_t cvt(uint32_t v, int kind) { return fa__cu_fp8x2_f16x2(v, kind); }
+};
+template <> struct fa__cu_fp8pair<__nv_bfloat16> {
+    static __device__ __forceinline__ uint32_t cvt(uint32_t v, int kind)
+    {
+        /* Every e4m3 / e5m2 value is a half, and every half of that range is a bfloat16. */
+        uint32_t h = fa__cu_fp8x2_f16x2(v, kind);
+        float2 f = __half22float2(*reinterpret_cast<__half2 *>(&h));
+        return fa__cu_pair<__nv_bfloat16>::pack(f.x, f.y);
+    }
+};
+
+/* One warp's copies of key tiles of one K or V view: ES-byte elements, rows of D elements
+   (columns >= ncols and keys >= sk zero-filled), ring rows dpitch bytes. The first version
+   computed a paged/varlen 64-bit address per 16-byte chunk: ~1100 instructions per 16-key
+   tile, most of the kernel's time (ncu: 18 M instructions for 0.5 M HMMA, and a 175 KB loop
+   that missed the instruction cache). Now a tile's base address is found once (one page
+   lookup: pages hold whole tiles) and each lane adds constant offsets. */
+template <int D, int ES>
+struct fa__cu_dec_loader {
+    static constexpr int CPR = D * ES / 16;           /* 16-byte chunks per row */
+    static constexpr bool REG = 32 % CPR == 0;        /* lanes split rows evenly */
+    static constexpr int RS = REG ? 32 / CPR : 1;     /* rows between a lane's chunks */
+    static constexpr int NCH = FA__CU_DEC_BN * CPR;   /* chunks per tile */
+    const unsigned char *g;
+    int64_t sb, ssb, head; /* batch/page stride (elements), row stride (bytes), head offset (elements) */
+    int64_t l_src;         /* this lane's first chunk, bytes from the tile's first row */
+    int l_dst, l_bytes, l_row, dpitch, ncolb;
+
+    __device__ __forceinline__ void init(const unsigned char *g_, int64_t sb_, int64_t ss_, int64_t head_,
+                                         int ncols, int dpitch_, int lane)
+    {
+        g = g_; sb = sb_; ssb = ss_ * ES; head = head_; dpitch = dpitch_; ncolb = ncols * ES;
+        const int r = REG ? lane / CPR : 0, colb = REG ? (lane % CPR) * 16 : 0;
+        l_row = r;
+        l_src = (int64_t)r * ssb + colb;
+        l_dst = r * dpitch + colb;
+        const int left = ncolb - colb;
+        l_bytes = left <= 0 ? 0 : (left < 16 ? left : 16);
+    }
+    /* Byte address of key t0 (a multiple of BN) of sequence b. */
+    __device__ __forceinline__ const unsigned char *tile(const fa__cu_fwd_params &p, const int32_t *table,
+                                                         int b, int k_off, int t0) const
+    {
+        int64_t off;
+        if (table) {
+            int page = table[t0 / p.page_size];
+            page = page < 0 ? 0 : (page >= p.num_pages ? p.num_pages - 1 : page);
+            off = (int64_t)page * sb + (int64_t)(t0 % p.page_size) * (ssb / ES);
+        } else if (p.cu_k) {
+            off = (int64_t)(k_off + t0) * (ssb / ES);
+        } else {
+            off = (int64_t)b * sb + (int64_t)t0 * (ssb / ES);
+        }
+        return g + (off + head) * ES;
+    }
+    __device__ __forceinline__ void load(const unsigned char *tb, unsigned char *slot, int t0, int sk, int lane) const
+    {
+        if (REG) {
+            const unsigned char *src = tb + l_src;
+            unsigned char *dst = slot + l_dst;
+#pragma unroll
+            for (int k = 0; k < NCH / 32; ++k) {
+                const bool ok = t0 + l_row + k * RS < sk;
+                fa__cu_cp16(dst + k * RS * dpitch, ok ? src + (int64_t)k * RS * ssb : g, ok ? l_bytes : 0);
+            }
+        } else {
+#pragma unroll
+            for (int c0 = 0; c0 < NCH; c0 += 32) {
+                const int c = c0 + lane;
+                if (c < NCH) {
+                    const int r = c / CPR, colb = (c % CPR) * 16, left = ncolb - colb;
+                    const bool ok = t0 + r < sk && left > 0;
+                    fa__cu_cp16(slot + r * dpitch + colb, ok ? tb + (int64_t)r * ssb + colb : g,
+                                ok ? (left < 16 ? left : 16) : 0);
+                }
+            }
+        }
+    }
+};
+
+/* One warp converts a raw FP8 tile [BN][D] bytes into a T tile [BN][D + 8]. */
+template <typename T, int D>
+static __device__ __forceinline__ void fa__cu_dec_cvt(const unsigned char *raw, T *dst, int kind, int lane)
+{
+    constexpr int CPR = D / 16, CHUNKS = FA__CU_DEC_BN * CPR;
+#pragma unroll
+    for (int c0 = 0; c0 < CHUNKS; c0 += 32) {
+        const int c = c0 + lane;
+        if (CHUNKS % 32 == 0 || c < CHUNKS) {
+            const int r = c / CPR, cc = c % CPR;
+            const uint4 w = *reinterpret_cast<const uint4 *>(raw + r * D + cc * 16);
+            uint4 o0, o1;
+            o0.x = fa__cu_fp8pair<T>::cvt(w.x, kind); o0.y = fa__cu_fp8pair<T>::cvt(w.x >> 16, kind);
+            o0.z = fa__cu_fp8pair<T>::cvt(w.y, kind); o0.w = fa__cu_fp8pair<T>::cvt(w.y >> 16, kind);
+            o1.x = fa__cu_fp8pair<T>::cvt(w.z, kind); o1.y = fa__cu_fp8pair<T>::cvt(w.z >> 16, kind);
+            o1.z = fa__cu_fp8pair<T>::cvt(w.w, kind); o1.w = fa__cu_fp8pair<T>::cvt(w.w >> 16, kind);
+            uint4 *d = reinterpret_cast<uint4 *>(dst + r * (D + 8) + cc * 16);
+            d[0] = o0;
+            d[1] = o1;
+        }
+    }
+}
+
+template <typename T, int D, int NW, int STAGES, bool F8>
+__global__ void __launch_bounds__(NW * 32)
+fa__cu_dec_kernel(const fa__cu_fwd_params p)
+{
+#ifdef FA__CU_SM80
+    constexpr int BN = FA__CU_DEC_BN, PITCH = D + 8, NT = NW * 32, CH = D / 8;
+    constexpr bool QREG = D <= 128;
+#if __CUDA_ARCH__ >= 900
+    /* The merge kernel (launched with programmatic stream serialization) may start its
+       launch now; it waits for this grid's results with griddepcontrol.wait. */
+    asm volatile("griddepcontrol.launch_dependents;\n" ::);
+#endif
+    T *sQ = reinterpret_cast<T *>(fa__cu_smem);
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int split = blockIdx.x, hy = blockIdx.y, b = blockIdx.z;
+
+    int q_off = 0, sq = p.sq, k_off = 0, sk = p.sk;
+    if (p.cu_q) {
+        q_off = p.cu_q[b];
+        sq = min(max(p.cu_q[b + 1] - q_off, 0), p.sq);
+    }
+    if (p.cu_k) {
+        k_off = p.cu_k[b];
+        sk = max(p.cu_k[b + 1] - k_off, 0);
+    }
+    if (p.seqused_k) sk = min(sk, max(p.seqused_k[b], 0));
+    const int G = p.pack_gqa ? p.group : 1;
+    const int rows = min(sq * G, FA__CU_DEC_ROWS);
+    if (rows <= 0) return; /* whole block: no barrier reached */
+    const int hkv = p.pack_gqa ? hy : hy / p.group;
+
+    /* Key tiles of this split: the block's visible range cut into near-equal parts. */
+    const int i_last = (rows - 1) / G;
+    const int lo_min = fa__cu_lo(p, 0, sq, sk), lo_max = fa__cu_lo(p, i_last, sq, sk);
+    const int hi_min = fa__cu_hi(p, 0, sq, sk), hi_max = fa__cu_hi(p, i_last, sq, sk);
+    int n_beg = 0, n_end = 0;
+    if (hi_max >= lo_min) {
+        const int a = lo_min / BN, e = hi_max / BN + 1;
+        n_beg = a + (int)((int64_t)(e - a) * split / p.num_splits);
+        n_end = a + (int)((int64_t)(e - a) * (split + 1) / p.num_splits);
+    }
+
+    /* This thread's two rows (r and r + 8 of the 16); rows >= rows see nothing. */
+    int r_i[2], r_h[2], r_lo[2], r_hi[2], r_diag[2];
+    float r_slope[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+        const int R = (lane >> 2) + rr * 8;
+        r_i[rr] = R / G;
+        r_h[rr] = p.pack_gqa ? hy * G + R % G : hy;
+        r_lo[rr] = R < rows ? fa__cu_lo(p, r_i[rr], sq, sk) : 0;
+        r_hi[rr] = R < rows ? fa__cu_hi(p, r_i[rr], sq, sk) : -1;
+        r_diag[rr] = r_i[rr] + sk - sq;
+        r_slope[rr] = (p.alibi && R < rows) ? p.alibi[(int64_t)b * p.alibi_sb + r_h[rr]] : 0.0f;
+    }
+
+    /* Q tile (all threads; travels in the first cp.async group). */
+    const T *qg = reinterpret_cast<const T *>(p.q);
+    for (int c = tid; c < FA__CU_DEC_ROWS * CH; c += NT) {
+        const int r = c / CH, cc = c % CH;
+        const bool ok = r < rows && cc * 8 < p.dqk;
+        const T *src = qg;
+        if (ok) {
+            const int i = r / G, h = p.pack_gqa ? hy * G + r % G : hy;
+            const int64_t off = p.cu_q ? (int64_t)(q_off + i) * p.q_ss
+                                       : (int64_t)b * p.q_sb + (int64_t)i * p.q_ss;
+            src = qg + off + (int64_t)h * p.q_sh + cc * 8;
+        }
+        fa__cu_cp16(sQ + r * PITCH + cc * 8, src, ok ? 16 : 0);
+    }
+
+    /* This warp's ring (F8: K and V both FP8, raw rows of D bytes; else rows of PITCH T). */
+    constexpr int ES = F8 ? 1 : 2, RPB = F8 ? D : PITCH * 2; /* element size, bytes per ring row */
+    unsigned char *ringK = fa__cu_smem + FA__CU_DEC_ROWS * PITCH * 2 +
+                           warp * fa__cu_dec_warp_bytes(D, STAGES, F8, F8);
+    unsigned char *ringV = ringK + STAGES * BN * RPB;
+    T *cvtK = reinterpret_cast<T *>(ringV + STAGES * BN * RPB);
+    T *cvtV = cvtK + BN * PITCH;
+    const int32_t *table = p.block_table ? p.block_table + (int64_t)b * p.bt_stride : NULL;
+    fa__cu_dec_loader<D, ES> lk, lv;
+    lk.init(reinterpret_cast<const unsigned char *>(p.k), p.k_sb, p.k_ss, (int64_t)hkv * p.k_sh, p.dqk, RPB, lane);
+    lv.init(reinterpret_cast<const unsigned char *>(p.v), p.v_sb, p.v_ss, (int64_t)hkv * p.v_sh, p.dv, RPB, lane);
+    const int ntiles = n_end - n_beg;
+    const int mine = ntiles > warp ? (ntiles - warp + NW - 1) / NW : 0;
+    auto load = [&](int it, int st) {
+        const int t0 = (n_beg + warp + it * NW) * BN;
+        lk.load(lk.tile(p, table, b, k_off, t0), ringK + st * BN * RPB, t0, sk, lane);
+        lv.load(lv.tile(p, table, b, k_off, t0), ringV + st * BN * RPB, t0, sk, lane);
+    };
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {
+        if (st < mine) load(st, st);
+        fa__cu_cp_commit();
+    }
+
+    /* Dequant multipliers of this KV head (0 means 1): K's into the softmax scale, V's into
+       the output. */
+    float ks = p.k_head_scale ? p.k_head_scale[hkv] : p.k_scale;
+    float vs = p.v_head_scale ? p.v_head_scale[hkv] : p.v_scale;
+    const float blk_scale = p.scale * (ks == 0.0f ? 1.0f : ks);
+    const float blk_vscale = vs == 0.0f ? 1.0f : vs;
+    const float scale_l2 = blk_scale * FA__CU_LOG2E;
+
+    uint32_t qf[QREG ? D / 16 : 1][4];
+    float acc[D / 8][4];
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
+    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f};
+
+    fa__cu_cp_wait<STAGES - 2>();
+    __syncthreads(); /* Q is in for every warp */
+    if (QREG) {
+#pragma unroll
+        for (int kk = 0; kk < (QREG ? D / 16 : 1); ++kk)
+            fa__cu_ldsm4(qf[kk], sQ + (lane & 15) * PITCH + kk * 16 + (lane >> 4) * 8);
+    }
+
+    int st = 0, nst = STAGES - 1;
+    for (int it = 0; it < mine; ++it) {
+        fa__cu_cp_wait<STAGES - 2>(); /* this lane's part of tile it has landed */
+        __syncwarp();                 /* ... every lane's, and the ring slot nst is free */
+        if (it + STAGES - 1 < mine) load(it + STAGES - 1, nst);
+        fa__cu_cp_commit();
+        const T *sKb = reinterpret_cast<const T *>(ringK + st * BN * RPB);
+        const T *sVb = reinterpret_cast<const T *>(ringV + st * BN * RPB);
+        if (F8) {
+            fa__cu_dec_cvt<T, D>(ringK + st * BN * RPB, cvtK, p.k8, lane);
+            fa__cu_dec_cvt<T, D>(ringV + st * BN * RPB, cvtV, p.v8, lane);
+            __syncwarp();
+            sKb = cvtK;
+            sVb = cvtV;
+        }
+        st = st + 1 == STAGES ? 0 : st + 1;
+        nst = nst + 1 == STAGES ? 0 : nst + 1;
+
+        /* S = Q K^T: even and odd k-steps in separate accumulators (half the dependent
+           HMMA chain; the warp has nothing else to issue meanwhile). */
+        float s[2][4], s2[2][4];
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int c = 0; c < 4; ++c) s[nt][c] = s2[nt][c] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            uint32_t a[4], bk[4];
+            if (QREG) {
+                a[0] = qf[QREG ? kk : 0][0]; a[1] = qf[QREG ? kk : 0][1];
+                a[2] = qf[QREG ? kk : 0][2]; a[3] = qf[QREG ? kk : 0][3];
+            } else {
+                fa__cu_ldsm4(a, sQ + (lane & 15) * PITCH + kk * 16 + (lane >> 4) * 8);
+            }
+            fa__cu_ldsm4(bk, sKb + ((lane & 7) + ((lane >> 4) << 3)) * PITCH + kk * 16 +
+                                 ((lane >> 3) & 1) * 8);
+            fa__cu_mma<T>::run(kk & 1 ? s2[0] : s[0], a, bk[0], bk[1]);
+            fa__cu_mma<T>::run(kk & 1 ? s2[1] : s[1], a, bk[2], bk[3]);
+        }
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int c = 0; c < 4; ++c) s[nt][c] += s2[nt][c];
+
+        /* Logits in log2 units (scale, softcap, ALiBi), masking on tiles some row sees in part,
+           online softmax: the generic path of the tile kernel. */
+        const int j0 = (n_beg + warp + it * NW) * BN;
+        if (p.softcap > 0.0f || p.alibi) {
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) {
+                    const int rr = c >> 1, j = j0 + nt * 8 + (lane & 3) * 2 + (c & 1);
+                    float x = s[nt][c] * blk_scale;
+                    if (p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
+                    if (p.alibi) x -= r_slope[rr] * fabsf((float)(r_diag[rr] - j));
+                    s[nt][c] = x * FA__CU_LOG2E;
+                }
+        } else {
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) s[nt][c] *= scale_l2;
+        }
+        if (!(j0 >= lo_max && j0 + BN - 1 <= hi_min)) { /* rows >= rows need no mask: never written */
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) {
+                    const int rr = c >> 1, j = j0 + nt * 8 + (lane & 3) * 2 + (c & 1);
+                    if (j < r_lo[rr] || j > r_hi[rr]) s[nt][c] = -INFINITY;
+                }
+        }
+        float alpha[2];
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+            float mx = fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_new = fmaxf(m_r[rr], mx);
+            const float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no (-inf) - (-inf) */
+            alpha[rr] = fa__cu_exp2(m_r[rr] - m_use);
+            m_r[rr] = m_new;
+            float sum = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt) {
+                s[nt][2 * rr] = fa__cu_exp2(s[nt][2 * rr] - m_use);
+                s[nt][2 * rr + 1] = fa__cu_exp2(s[nt][2 * rr + 1] - m_use);
+                sum += s[nt][2 * rr] + s[nt][2 * rr + 1];
+            }
+            l_r[rr] = l_r[rr] * alpha[rr] + sum;
+        }
+        if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+            for (int dt = 0; dt < D / 8; ++dt) {
+                acc[dt][0] *= alpha[0];
+                acc[dt][1] *= alpha[0];
+                acc[dt][2] *= alpha[1];
+                acc[dt][3] *= alpha[1];
+            }
+        }
+        uint32_t pf[4];
+        pf[0] = fa__cu_pair<T>::pack(s[0][0], s[0][1]);
+        pf[1] = fa__cu_pair<T>::pack(s[0][2], s[0][3]);
+        pf[2] = fa__cu_pair<T>::pack(s[1][0], s[1][1]);
+        pf[3] = fa__cu_pair<T>::pack(s[1][2], s[1][3]);
+#pragma unroll
+        for (int dp = 0; dp < D / 16; ++dp) {
+            uint32_t bv[4];
+            fa__cu_ldsm4t(bv, sVb + (lane & 15) * PITCH + dp * 16 + (lane >> 4) * 8);
+            fa__cu_mma<T>::run(acc[2 * dp], pf, bv[0], bv[1]);
+            fa__cu_mma<T>::run(acc[2 * dp + 1], pf, bv[2], bv[3]);
+        }
+    }
+
+    /* The warps' parts meet in shared memory (over the rings): per row and warp the running
+       max m (log2 units), the sum l and the unnormalised output. */
+    fa__cu_cp_wait<0>();
+    __syncthreads();
+    constexpr int OP = D + 4; /* float pitch of a part row */
+    float *sO = reinterpret_cast<float *>(fa__cu_smem);
+    float *sM = sO + NW * FA__CU_DEC_ROWS * OP, *sL = sM + NW * FA__CU_DEC_ROWS;
+    float *sC = sL + NW * FA__CU_DEC_ROWS, *s_lse = sC + NW * FA__CU_DEC_ROWS;
+    const int col0 = (lane & 3) * 2;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+        const int R = (lane >> 2) + rr * 8;
+        float l = l_r[rr];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        if ((lane & 3) == 0) {
+            sM[warp * FA__CU_DEC_ROWS + R] = m_r[rr];
+            sL[warp * FA__CU_DEC_ROWS + R] = l;
+        }
+        float *dst = sO + (warp * FA__CU_DEC_ROWS + R) * OP + col0;
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt)
+            *reinterpret_cast<float2 *>(dst + dt * 8) = make_float2(acc[dt][2 * rr], acc[dt][2 * rr + 1]);
+    }
+    __syncthreads();
+    /* Per row: each warp's part has lse_w = m_w + log2 l_w (-inf when it saw nothing, NaN
+       when a logit was NaN); weights 2^(lse_w - max) as in fa_attn_merge, parts of weight 0
+       skipped, NaN anywhere making the row NaN. sC[w][r] = weight_w / (l_w * sum of weights). */
+    if (tid < rows) {
+        float lw[NW], M = -INFINITY;
+        int nan = 0;
+#pragma unroll
+        for (int w = 0; w < NW; ++w) {
+            const float l = sL[w * FA__CU_DEC_ROWS + tid];
+            lw[w] = l == 0.0f ? -INFINITY : sM[w * FA__CU_DEC_ROWS + tid] + __log2f(l);
+            if (lw[w] != lw[w]) nan = 1;
+            else M = fmaxf(M, lw[w]);
+        }
+        if (nan) M = NAN;
+        float wsum = 0.0f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < NW; ++w) wsum += fa__cu_exp2(lw[w] - M);
+        }
+#pragma unroll
+        for (int w = 0; w < NW; ++w) {
+            float c = M == -INFINITY ? 0.0f : fa__cu_exp2(lw[w] - M);
+            if (c != 0.0f) c = c / (sL[w * FA__CU_DEC_ROWS + tid] * wsum) * blk_vscale;
+            sC[w * FA__CU_DEC_ROWS + tid] = c;
+        }
+        s_lse[tid] = M == -INFINITY ? -INFINITY : (M + __log2f(wsum)) * FA__CU_LN2;
+    }
+    __syncthreads();
+
+    const int dv = p.dv;
+    for (int idx = tid; idx < rows * dv; idx += NT) {
+        const int r = idx / dv, d = idx - r * dv;
+        const int i = r / G, h = p.pack_gqa ? hy * G + r % G : hy;
+        float o = 0.0f;
+#pragma unroll
+        for (int w = 0; w < NW; ++w) {
+            const float c = sC[w * FA__CU_DEC_ROWS + r];
+            if (c != 0.0f) o += c * sO[(w * FA__CU_DEC_ROWS + r) * OP + d];
+        }
+        if (p.num_splits > 1) {
+            const int64_t prow = (((int64_t)split * p.batch + b) * p.sq + i) * p.hq + h;
+            p.o_part[prow * dv + d] = o;
+            if (d == 0) p.lse_part[(((int64_t)split * p.batch + b) * p.hq + h) * p.sq + i] = s_lse[r];
+            continue;
+        }
+        const int64_t orow = (p.cu_q ? (int64_t)(q_off + i) * p.o_ss
+                                     : (int64_t)b * p.o_sb + (int64_t)i * p.o_ss) +
+                             (int64_t)h * p.o_sh;
+        if (p.o_f32) reinterpret_cast<float *>(p.o)[orow + d] = o;
+        else {
+            const uint32_t pr = fa__cu_pair<T>::pack(o, 0.0f);
+            reinterpret_cast<unsigned short *>(p.o)[orow + d] = (unsigned short)(pr & 0xffffu);
+        }
+        if (d == 0 && p.lse) {
+            const int64_t lse_sh = p.lse_sh < 0 ? (int64_t)p.cu_q[p.batch] : p.lse_sh;
+            const int64_t off = p.cu_q ? (int64_t)(q_off + i) * p.lse_ss
+                                       : (int64_t)b * p.lse_sb + (int64_t)i * p.lse_ss;
+            p.lse[off + (int64_t)h * lse_sh] = s_lse[r];
+        }
+    }
+#endif
+}
+
+/* ---- merge kernel: one thread per output element ---------------------------------------- */
 static __device__ __forceinline__ float fa__cu_ld(const void *p, int type, int64_t i)
 {
     if (type == FA_F32) return reinterpret_cast<const float *>(p)[i];
@@ -708,10 +1189,19 @@ static __device__ __forceinline__ void fa__cu_st(void *p, int type, int64_t i, f
     else reinterpret_cast<__nv_bfloat16 *>(p)[i] = __float2bfloat16_rn(x);
 }
 
+/* Launched after a forward kernel with programmatic stream serialization (sm_90): its launch
+   overlaps the forward's tail, and griddepcontrol.wait holds it until the forward's writes are
+   visible. One thread per output element; the split loop has no data-dependent branch, so its
+   loads are independent and can be in flight together (the first version, a warp per row
+   skipping empty parts, waited on one L2 round trip per split). */
 __global__ void __launch_bounds__(256) fa__cu_merge_kernel(const fa__cu_merge_params p)
 {
-    const int lane = threadIdx.x & 31;
-    const int64_t row = (int64_t)blockIdx.x * 8 + (threadIdx.x >> 5);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+    const int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t row = idx / p.dv;
+    const int d = (int)(idx - row * p.dv);
     if (row >= (int64_t)p.batch * p.seqlen * p.heads) return;
     const int h = (int)(row % p.heads);
     const int s = (int)((row / p.heads) % p.seqlen);
@@ -727,43 +1217,34 @@ __global__ void __launch_bounds__(256) fa__cu_merge_kernel(const fa__cu_merge_pa
         o_off = (int64_t)b * p.o_sb + (int64_t)s * p.o_ss + (int64_t)h * p.o_sh;
         l_off = (int64_t)b * p.l_sb + (int64_t)s * p.l_ss + (int64_t)h * p.l_sh;
     }
-    const int64_t lp0 = (int64_t)b * p.lp_sb + (int64_t)s * p.lp_ss + (int64_t)h * p.lp_sh;
-    const int64_t op0 = (int64_t)b * p.op_sb + (int64_t)s * p.op_ss + (int64_t)h * p.op_sh;
+    const float *lp = p.lse_parts + (int64_t)b * p.lp_sb + (int64_t)s * p.lp_ss + (int64_t)h * p.lp_sh;
+    const int64_t op0 = (int64_t)b * p.op_sb + (int64_t)s * p.op_ss + (int64_t)h * p.op_sh + d;
 
     /* The arithmetic of fa_attn_merge: weights exp(lse_i - max), parts whose weight is 0
-       (empty, or negligible) skipped, NaN anywhere in the LSEs making the row NaN. */
+       (empty, or negligible) skipped (their o may be anything), NaN anywhere in the LSEs
+       making the row NaN. */
     float m = -INFINITY;
     int nan = 0;
-    for (int sp = lane; sp < p.num_splits; sp += 32) {
-        float x = p.lse_parts[lp0 + sp * p.lp_split];
+#pragma unroll 8
+    for (int sp = 0; sp < p.num_splits; ++sp) {
+        const float x = lp[sp * p.lp_split];
         if (x != x) nan = 1;
         else m = fmaxf(m, x);
     }
-    for (int off = 16; off; off >>= 1) {
-        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-        nan |= __shfl_xor_sync(0xffffffffu, nan, off);
-    }
     if (nan) m = NAN;
-    float wsum = 0.0f;
-    if (m != -INFINITY)
-        for (int sp = lane; sp < p.num_splits; sp += 32)
-            wsum += expf(p.lse_parts[lp0 + sp * p.lp_split] - m);
-    for (int off = 16; off; off >>= 1) wsum += __shfl_xor_sync(0xffffffffu, wsum, off);
-
-    const float lse = m == -INFINITY ? -INFINITY : m + logf(wsum);
-    for (int d = lane; d < p.dv; d += 32) {
-        float o = 0.0f;
-        if (m != -INFINITY) {
-            for (int sp = 0; sp < p.num_splits; ++sp) {
-                float w = expf(p.lse_parts[lp0 + sp * p.lp_split] - m);
-                if (w == 0.0f) continue; /* an empty part: its o may be anything */
-                o += w * fa__cu_ld(p.o_parts, p.op_type, op0 + sp * p.op_split + d);
-            }
-            o /= wsum;
+    float wsum = 0.0f, o = 0.0f;
+    if (m != -INFINITY) {
+#pragma unroll 8
+        for (int sp = 0; sp < p.num_splits; ++sp) {
+            const float w = expf(lp[sp * p.lp_split] - m);
+            const float x = fa__cu_ld(p.o_parts, p.op_type, op0 + sp * p.op_split);
+            wsum += w;
+            o += w == 0.0f ? 0.0f : w * x;
         }
-        fa__cu_st(p.o, p.o_type, o_off + d, o);
+        o /= wsum;
     }
-    if (p.lse && lane == 0) p.lse[l_off] = lse;
+    fa__cu_st(p.o, p.o_type, o_off + d, o);
+    if (p.lse && d == 0) p.lse[l_off] = m == -INFINITY ? -INFINITY : m + logf(wsum);
 }
 
 /* ---- host side ------------------------------------------------------------------------- */
@@ -787,7 +1268,83 @@ typedef struct fa__cu_plan {
     int dpad, bn, bm, mod, bf16, splits;
     dim3 grid;
     size_t ws_bytes;
+    int dec, dec_nw, dec_stages, dec_smem, cc; /* decode kernel: on, warps, stages, smem bytes */
 } fa__cu_plan;
+
+/* Decode kernel shape (warps x ring stages): 0 = the default, -1 = never take the decode path,
+   1.. = the A/B shapes below at D = 128 (for bench/bench_cuda.cu; not an API). On an H100,
+   decode shape, 16 splits: 4x4 2057 GB/s, 4x3 2028, 8x2 2006, 8x3 2021 (one run: a tie). */
+static int fa__cu_dec_variant = 0;
+static void fa__cu_dec_shape(int dpad, int *nw, int *stages)
+{
+    *nw = 4;
+    *stages = 3;
+    if (dpad != 128) return;
+    *stages = 4;
+    if (fa__cu_dec_variant == 1) *stages = 3;
+    if (fa__cu_dec_variant == 2) { *nw = 8; *stages = 2; }
+    if (fa__cu_dec_variant == 3) { *nw = 8; *stages = 3; }
+}
+static int fa__cu_dev_smem_blk[FA__CU_MAX_DEVICES];
+
+/* The decode kernel's plan, when it applies: at most 16 query rows per KV head (packed GQA),
+   K and V both FP8 with strides that keep 16-byte copies aligned or neither FP8, pages of a
+   multiple of 16 keys, and shared memory that fits. Returns 0 (the tile kernel's plan
+   continues) otherwise. Split-KV aims at one block per SM. */
+static int fa__cu_dec_plan(const fa_attn_desc *d, fa__cu_plan *pl, int64_t group, int64_t hkv,
+                           int cc_major, int num_sm, int dev)
+{
+    fa__cu_fwd_params *p = &pl->p;
+    int nw, stages, smem, smem_blk = 0;
+    int64_t hy, blocks, ktiles, splits = 1;
+    pl->dec = 0;
+    if (fa__cu_dec_variant < 0 || dev < 0 || dev >= FA__CU_MAX_DEVICES) return 0;
+    if ((group > 1 ? d->seqlen_q * group : d->seqlen_q) > FA__CU_DEC_ROWS) return 0;
+    if ((p->k8 != 0) != (p->v8 != 0)) return 0; /* K and V both FP8, or neither */
+    if (p->k8 && (p->k_sb % 16 || p->k_ss % 16 || p->k_sh % 16 || p->v_sb % 16 || p->v_ss % 16 ||
+                  p->v_sh % 16))
+        return 0;
+    if (d->block_table && d->page_size % FA__CU_DEC_BN) return 0; /* pages hold whole tiles */
+    if (fa__cu_dev_smem_blk[dev] > 0) {
+        smem_blk = fa__cu_dev_smem_blk[dev];
+    } else {
+        if (cudaDeviceGetAttribute(&smem_blk, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess)
+            return 0;
+        fa__cu_dev_smem_blk[dev] = smem_blk; /* benign race, as above */
+    }
+    fa__cu_dec_shape(pl->dpad, &nw, &stages);
+    smem = fa__cu_dec_smem(pl->dpad, nw, stages, p->k8, p->v8);
+    if (smem > smem_blk) return 0;
+    p->pack_gqa = group > 1;
+    hy = group > 1 ? hkv : d->heads_q;
+    blocks = hy * d->batch;
+    ktiles = (d->seqlen_k + FA__CU_DEC_BN - 1) / FA__CU_DEC_BN;
+    if (d->num_splits > 0) splits = d->num_splits;
+    else if (!d->cu_seqlens_k && blocks < (int64_t)num_sm) {
+        /* One block per SM, each warp keeping at least two tiles. Filling every block slot
+           instead (H100, decode shape, 4x3 kernel: 33 splits, two blocks per SM) ran 1856
+           GB/s against 2028 with 16 splits: the merge's cost grows with the split count. */
+        splits = (int64_t)num_sm / blocks;
+        if (splits > ktiles / (2 * nw)) splits = ktiles / (2 * nw);
+        if (splits > 256) splits = 256;
+    }
+    if (splits > ktiles) splits = ktiles;
+    if (splits < 1) splits = 1;
+    pl->splits = (int)splits;
+    p->num_splits = (int)splits;
+    pl->grid = dim3((unsigned)splits, (unsigned)hy, (unsigned)d->batch);
+    pl->ws_bytes = 0;
+    if (splits > 1) {
+        size_t rows_all = (size_t)splits * (size_t)d->batch * (size_t)d->seqlen_q * (size_t)d->heads_q;
+        pl->ws_bytes = rows_all * (size_t)p->dv * sizeof(float) + rows_all * sizeof(float) + 256;
+    }
+    pl->dec = 1;
+    pl->dec_nw = nw;
+    pl->dec_stages = stages;
+    pl->dec_smem = smem;
+    pl->cc = cc_major;
+    return 1;
+}
 
 static int fa__cu_dpad(int64_t d) { return d <= 64 ? 64 : d <= 96 ? 96 : d <= 128 ? 128 : 256; }
 
@@ -971,6 +1528,9 @@ static fa_status fa__cu_make_plan(const fa_attn_desc *d, fa__cu_plan *pl)
     mtiles = (rows_max + pl->bm - 1) / pl->bm;
     if (mtiles > 0x7fffffff) return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_forward: too many rows");
 
+    pl->cc = cc_major;
+    if (fa__cu_dec_plan(d, pl, group, hkv, cc_major, num_sm, dev)) return FA_OK;
+
     /* Split-KV when the grid would leave most of the GPU idle (flash decoding). Each split
        keeps at least two key tiles, so the merge stays cheap next to the attention. */
     {
@@ -1037,11 +1597,59 @@ static cudaError_t fa__cu_dispatch(const fa__cu_plan *pl, cudaStream_t st)
     }
 }
 
-static cudaError_t fa__cu_launch_merge(const fa__cu_merge_params *mp, cudaStream_t st)
+template <typename T, int D, int NW, int STAGES, bool F8>
+static cudaError_t fa__cu_launch_dec(const fa__cu_plan *pl, cudaStream_t st)
 {
-    int64_t rows = (int64_t)mp->batch * mp->seqlen * mp->heads;
-    int64_t blocks = (rows + 7) / 8;
+    void (*kern)(const fa__cu_fwd_params) = fa__cu_dec_kernel<T, D, NW, STAGES, F8>;
+    static unsigned char attr_set[FA__CU_MAX_DEVICES]; /* per instantiation and device */
+    int dev = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e != cudaSuccess) return e;
+    if (dev < 0 || dev >= FA__CU_MAX_DEVICES || !attr_set[dev]) {
+        int smem = fa__cu_dec_smem(D, NW, STAGES, F8, F8);
+        e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return e;
+        if (dev >= 0 && dev < FA__CU_MAX_DEVICES) attr_set[dev] = 1; /* benign race */
+    }
+    kern<<<pl->grid, NW * 32, (size_t)pl->dec_smem, st>>>(pl->p);
+    return cudaGetLastError();
+}
+
+template <typename T, bool F8>
+static cudaError_t fa__cu_dec_dispatch(const fa__cu_plan *pl, cudaStream_t st)
+{
+    switch (pl->dpad) {
+    case 64: return fa__cu_launch_dec<T, 64, 4, 3, F8>(pl, st);
+    case 96: return fa__cu_launch_dec<T, 96, 4, 3, F8>(pl, st);
+    case 128:
+        if (pl->dec_nw == 8)
+            return pl->dec_stages == 3 ? fa__cu_launch_dec<T, 128, 8, 3, F8>(pl, st)
+                                       : fa__cu_launch_dec<T, 128, 8, 2, F8>(pl, st);
+        if (pl->dec_stages == 4) return fa__cu_launch_dec<T, 128, 4, 4, F8>(pl, st);
+        return fa__cu_launch_dec<T, 128, 4, 3, F8>(pl, st);
+    default: return fa__cu_launch_dec<T, 256, 4, 3, F8>(pl, st);
+    }
+}
+
+/* pdl: launch with programmatic stream serialization (sm_90), overlapping the launch with
+   the tail of the forward kernel before it on the stream. */
+static cudaError_t fa__cu_launch_merge(const fa__cu_merge_params *mp, cudaStream_t st, int pdl)
+{
+    int64_t elems = (int64_t)mp->batch * mp->seqlen * mp->heads * mp->dv;
+    int64_t blocks = (elems + 255) / 256;
     if (blocks > 0x7fffffff) return cudaErrorInvalidConfiguration;
+    if (pdl) {
+        cudaLaunchConfig_t cfg = {};
+        cudaLaunchAttribute at[1] = {};
+        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.gridDim = dim3((unsigned)blocks);
+        cfg.blockDim = dim3(256);
+        cfg.stream = st;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+        return cudaLaunchKernelEx(&cfg, fa__cu_merge_kernel, *mp);
+    }
     fa__cu_merge_kernel<<<(unsigned)blocks, 256, 0, st>>>(*mp);
     return cudaGetLastError();
 }
@@ -1093,7 +1701,14 @@ FLASHATTN_DEF fa_status fa_cuda_attn_forward(const fa_attn_desc *d, cudaStream_t
             pl.p.lse_part = pl.p.o_part + rows_all * (size_t)pl.p.dv;
         }
     }
-    e = pl.bf16 ? fa__cu_dispatch<__nv_bfloat16>(&pl, stream) : fa__cu_dispatch<__half>(&pl, stream);
+    if (pl.dec && pl.p.k8)
+        e = pl.bf16 ? fa__cu_dec_dispatch<__nv_bfloat16, true>(&pl, stream)
+                    : fa__cu_dec_dispatch<__half, true>(&pl, stream);
+    else if (pl.dec)
+        e = pl.bf16 ? fa__cu_dec_dispatch<__nv_bfloat16, false>(&pl, stream)
+                    : fa__cu_dec_dispatch<__half, false>(&pl, stream);
+    else
+        e = pl.bf16 ? fa__cu_dispatch<__nv_bfloat16>(&pl, stream) : fa__cu_dispatch<__half>(&pl, stream);
     if (e == cudaSuccess && pl.splits > 1) {
         fa__cu_merge_params mp;
         const fa__cu_fwd_params *p = &pl.p;
@@ -1110,7 +1725,7 @@ FLASHATTN_DEF fa_status fa_cuda_attn_forward(const fa_attn_desc *d, cudaStream_t
         mp.cu_q = p->cu_q;
         mp.num_splits = pl.splits; mp.batch = p->batch; mp.seqlen = p->sq; mp.heads = p->hq;
         mp.dv = p->dv;
-        e = fa__cu_launch_merge(&mp, stream);
+        e = fa__cu_launch_merge(&mp, stream, pl.cc >= 9);
     }
     if (own_ws) {
         cudaError_t e2 = cudaFreeAsync(ws, stream);
@@ -1164,7 +1779,7 @@ FLASHATTN_DEF fa_status fa_cuda_attn_merge(const fa_merge_desc *m, cudaStream_t 
         mp.lp_sh < 0 || mp.lp_sb < 0 || mp.lp_split < 0 || mp.o_sh < 0 || mp.o_ss < 0 ||
         mp.o_sb < 0 || mp.l_ss < 0 || mp.l_sh < 0 || mp.l_sb < 0)
         return fa__fail(FA_ERR_UNSUPPORTED, "fa_cuda_attn_merge: negative strides");
-    if ((e = fa__cu_launch_merge(&mp, stream)) != cudaSuccess)
+    if ((e = fa__cu_launch_merge(&mp, stream, 0)) != cudaSuccess)
         return fa__cu_err(e, "fa_cuda_attn_merge launch");
     return FA_OK;
 }

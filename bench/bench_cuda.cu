@@ -203,12 +203,31 @@ int main(int argc, char **argv)
     bench_fwd(256, 16384, 1);
     bench_decode(0, 0, 1, "b1 q32/kv8 d128 k32768");
     bench_decode(16, 0, 1, "b1 q32/kv8 d128 k32768");
-    bench_decode(64, 0, 1, "b1 q32/kv8 d128 k32768");
+    bench_decode(66, 0, 1, "b1 q32/kv8 d128 k32768");
     bench_decode(128, 0, 1, "b1 q32/kv8 d128 k32768");
     bench_decode(0, 64, 1, "paged64 b1 q32/kv8 d128 k32768");
     bench_decode(0, 0, 0, "no-workspace b1 q32/kv8 d128 k32768");
+    /* The decode kernel's A/B shapes (warps x stages: v1 4x3, v2 8x2, v3 8x3; default 4x4)
+       and the tile kernel it replaced, on the same shape. */
+    for (int v = 1; v <= 3; v++) {
+        char label[64];
+        snprintf(label, sizeof label, "shape-v%d b1 q32/kv8 d128 k32768", v);
+        fa__cu_dec_variant = v;
+        bench_decode(0, 0, 1, label);
+    }
+    fa__cu_dec_variant = -1;
+    bench_decode(0, 0, 1, "tile-kernel b1 q32/kv8 d128 k32768");
+    fa__cu_dec_variant = 0;
+    bench_decode(0, 0, 1, "again b1 q32/kv8 d128 k32768");
     g_kv_type = FA_E4M3;
     bench_decode(0, 0, 1, "fp8-e4m3 b1 q32/kv8 d128 k32768");
+    bench_decode(0, 64, 1, "fp8-e4m3 paged64 b1 q32/kv8 d128 k32768");
+    g_kv_type = FA_E5M2;
+    bench_decode(0, 0, 1, "fp8-e5m2 b1 q32/kv8 d128 k32768");
+    fa__cu_dec_variant = -1;
+    g_kv_type = FA_E4M3;
+    bench_decode(0, 0, 1, "fp8-e4m3 tile-kernel b1 q32/kv8 d128 k32768");
+    fa__cu_dec_variant = 0;
     if (g_csv) fclose(g_csv);
     return 0;
 }

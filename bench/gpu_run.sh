@@ -2,7 +2,8 @@
 # bench/gpu_run.sh - one call on a GPU machine: build (unless prebuilt binaries came along),
 # run the CUDA tests, the CUDA benchmark and the PyTorch SDPA comparison; logs and the
 # results table go to $OUT (default /tmp/fa_gpu). The short table is printed last.
-#   usage: bench/gpu_run.sh [test|bench|all]   (default all)
+#   usage: bench/gpu_run.sh [test|bench|nopy|all]   (default all; nopy = test + bench_cuda,
+#   no PyTorch side)
 set -u
 what=${1:-all}
 OUT=${OUT:-/tmp/fa_gpu}
@@ -24,6 +25,7 @@ fi
 if [ "$what" != test ]; then
     echo "== bench_cuda"
     build/bench_cuda "$OUT/bench_cuda.csv" 2>&1 | tee "$OUT/bench.log" || rc=1
+    [ "$what" = nopy ] && exit $rc
     echo "== PyTorch SDPA"
     PYTHONUNBUFFERED=1 python3 bench/bench_sdpa.py "$OUT/bench_cuda.csv" "$OUT/results.md" \
         > "$OUT/sdpa.log" 2>&1 || { rc=1; tail -20 "$OUT/sdpa.log"; }

@@ -37,6 +37,7 @@ typedef struct cfg {
     int lse, splits, o_f32, bhsd, pad_o, nan_k, user_ws;
     int k8, v8;   /* K / V stored as FP8: 0 = no, 1 = e4m3, 2 = e5m2 */
     int kv_scale; /* 0 = none, 1 = per-tensor k_scale/v_scale, 2 = per-head arrays */
+    int check_path; /* 1: check that the decode kernel runs exactly when it should */
 } cfg;
 
 static void describe(const cfg *c, char *buf, size_t n)
@@ -93,7 +94,7 @@ static void *dev_copy(const void *h, size_t bytes)
     return p;
 }
 
-static int64_t g_cases;
+static int64_t g_cases, g_dec_cases;
 
 /* A random finite FP8 byte of magnitude <= ~7.5 (e4m3: exponent field <= 9; e5m2: <= 17). */
 static unsigned char fp8_rand(int kind)
@@ -288,6 +289,24 @@ static void run_case(const cfg *c)
         CK(cudaMalloc(&dws, ws ? ws : 16));
         CK(cudaMemset(dws, 0xff, ws ? ws : 16));
         dd.workspace = dws; dd.workspace_size = ws;
+    }
+    {
+        /* Which kernel runs: the decode kernel for at most 16 packed query rows (K and V both
+           FP8 with 16-byte stride multiples or neither, pages of a multiple of 16 keys, shared
+           memory that fits: D <= 128 here), else the tile kernel. */
+        fa__cu_plan pl;
+        st = fa__cu_make_plan(&dd, &pl);
+        CHECKF(st == FA_OK, "plan: %s [%s]", fa_last_error(), desc);
+        if (st == FA_OK && pl.dec) g_dec_cases++;
+        if (st == FA_OK && c->check_path) {
+            int g = c->hq / c->hkv, want = (g > 1 ? c->sq * g : c->sq) <= 16;
+            if ((c->k8 != 0) != (c->v8 != 0)) want = 0;
+            if (pl.p.k8 && (pl.p.k_sb % 16 || pl.p.k_ss % 16 || pl.p.k_sh % 16)) want = 0;
+            if (pl.p.v8 && (pl.p.v_sb % 16 || pl.p.v_ss % 16 || pl.p.v_sh % 16)) want = 0;
+            if (c->page_size % 16) want = 0;
+            if (pl.dpad <= 128)
+                CHECKF(pl.dec == want, "decode kernel planned %d, want %d [%s]", pl.dec, want, desc);
+        }
     }
     st = fa_cuda_attn_forward(&dd, 0);
     CHECKF(st == FA_OK, "fa_cuda_attn_forward: %s (%s) [%s]", fa_status_str(st), fa_last_error(), desc);
@@ -559,6 +578,100 @@ TEST(random_configurations)
     }
 }
 
+/* ---- the decode kernel (at most 16 packed query rows per KV head) ---- */
+
+/* A random decode-shaped configuration: group * sq <= 16, every feature drawn at random. */
+static cfg decode_cfg(int sk)
+{
+    static const int groups[] = {1, 2, 4, 8, 16, 4, 4};
+    static const int dims[] = {64, 96, 128, 256, 40, 80, 136, 200, 32, 128, 128};
+    int g = groups[fa_t_randint(7)], hkv = 1 + (int)fa_t_randint(g >= 8 ? 2 : 4);
+    int d = dims[fa_t_randint(11)];
+    int sq = fa_t_randint(3) ? 1 : 1 + (int)fa_t_randint(16 / g);
+    cfg c = base_cfg(fa_t_randint(2) ? FA_BF16 : FA_F16, 1 + (int)fa_t_randint(3), sq, sk, hkv * g, hkv, d);
+    if (fa_t_randint(6) == 0) c.dv = 8 * (1 + (int)fa_t_randint(32));
+    c.check_path = 1;
+    c.causal = (int)fa_t_randint(2);
+    c.use_window = fa_t_randint(4) == 0;
+    c.wl = (int)fa_t_randint(sk / 2 + 40) - 10;
+    c.wr = (int)fa_t_randint(30) - 10;
+    c.softcap = fa_t_randint(5) == 0 ? 3.0f + (float)fa_t_randint(40) : 0.0f;
+    c.alibi = fa_t_randint(5) == 0;
+    c.alibi_per_batch = (int)fa_t_randint(2);
+    c.scale = fa_t_randint(8) == 0 ? -0.07f : 0.0f;
+    c.varlen_q = fa_t_randint(5) == 0;
+    c.varlen_k = fa_t_randint(6) == 0;
+    if (!c.varlen_k && fa_t_randint(4) == 0) { /* page sizes the decode kernel takes, and others */
+        int r = (int)fa_t_randint(3);
+        c.page_size = r == 0 ? (int)(1 + fa_t_randint(80)) : r == 1 ? 64 : 16 * (int)(1 + fa_t_randint(4));
+    }
+    c.seqused = fa_t_randint(4) == 0;
+    c.lse = (int)fa_t_randint(3) != 0;
+    c.splits = fa_t_randint(4) == 0 ? (int)(1 + fa_t_randint(40)) : 0;
+    c.o_f32 = fa_t_randint(5) == 0;
+    c.bhsd = fa_t_randint(6) == 0;
+    c.pad_o = fa_t_randint(6) == 0;
+    c.user_ws = fa_t_randint(3) == 0;
+    c.nan_k = fa_t_randint(10) == 0;
+    if (fa_t_randint(3) == 0) { /* mostly both FP8 (the decode kernel), sometimes mixed */
+        c.k8 = 1 + (int)fa_t_randint(2);
+        c.v8 = fa_t_randint(4) ? 1 + (int)fa_t_randint(2) : 0;
+        c.kv_scale = (int)fa_t_randint(3);
+    }
+    return c;
+}
+
+TEST(decode_kernel_random_features_and_odd_key_lengths)
+{
+    static const int sks[] = {1, 7, 63, 65, 1000, 0, 16, 17, 300, 2049};
+#ifdef FA_TEST_SANITIZED
+    const int count = 20;
+#else
+    const int count = 120;
+#endif
+    for (int n = 0; n < count; n++) {
+        cfg c = decode_cfg(sks[n % 10] ? sks[n % 10] : (int)fa_t_randint(5000));
+        run_case(&c);
+    }
+}
+
+TEST(decode_kernel_long_cache_32771_keys)
+{
+    for (int n = 0; n < 6; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 1 + (n == 2), n == 3 ? 2 : 1, 32771, 8, 2, n == 4 ? 64 : 128);
+        c.check_path = 1;
+        c.causal = n & 1;
+        c.page_size = n == 1 ? 64 : (n == 5 ? 16 : 0);
+        c.k8 = n >= 4 ? 1 : 0;
+        c.v8 = n == 4 ? 2 : (n == 5 ? 1 : 0);
+        c.kv_scale = n == 5 ? 2 : 0;
+        c.use_window = n == 3;
+        c.wl = 20000; c.wr = -1;
+        c.softcap = n == 2 ? 30.0f : 0.0f;
+        c.user_ws = n & 1;
+        run_case(&c);
+    }
+}
+
+TEST(decode_kernel_shapes_and_fp8_formats)
+{
+    /* Every A/B shape of the D = 128 decode kernel, and each K/V storage pair. */
+    for (int v = 0; v <= 3; v++) {
+        fa__cu_dec_variant = v;
+        for (int n = 0; n < 9; n++) {
+            cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 2, 1 + (n % 4 == 3), 100 + (int)fa_t_randint(3000), 8, 2, 128);
+            c.check_path = 1;
+            c.k8 = n % 3;
+            c.v8 = n / 3;
+            c.kv_scale = n % 3;
+            c.causal = n & 1;
+            c.page_size = n == 4 ? 32 : 0;
+            run_case(&c);
+        }
+    }
+    fa__cu_dec_variant = 0;
+}
+
 /* ---- errors: reported before any launch, nothing written ---- */
 TEST(errors_are_reported_before_any_launch)
 {
@@ -687,9 +800,13 @@ int main(void)
     RUN(nan_in_k_reaches_exactly_the_rows_that_see_it);
     RUN(empty_key_ranges_give_zero_and_minus_inf);
     RUN(fp8_kv_and_dequant_scales);
+    RUN(decode_kernel_random_features_and_odd_key_lengths);
+    RUN(decode_kernel_long_cache_32771_keys);
+    RUN(decode_kernel_shapes_and_fp8_formats);
     RUN(random_configurations);
     RUN(errors_are_reported_before_any_launch);
     RUN(merge_matches_cpu_merge);
-    printf("%lld GPU configurations compared with fa_attn_reference\n", (long long)g_cases);
+    printf("%lld GPU configurations compared with fa_attn_reference (%lld on the decode kernel)\n",
+           (long long)g_cases, (long long)g_dec_cases);
     return fa_test_summary();
 }

@@ -793,14 +793,16 @@ FLASHATTN_DEF fa_status fa_mask_topk(fa_mask **out, const fa_mask_topk_desc *t,
 
    fa_spsc  single producer, single consumer. One thread pushes, one thread pops (each side may
             change threads only with outside synchronisation). The try and bulk operations are
-            wait-free: a bounded number of steps, no loops on contention. Each side keeps a
-            cached copy of the other side's position and reads the shared one only when the
-            cache says full (producer) or empty (consumer).
+            wait-free: a bounded number of steps, no loops on contention. Each slot carries a
+            sequence word that publishes its item, so the consumer reads the slot itself and
+            never the producer's position; the producer keeps a cached copy of the consumer's
+            position and reads the shared one only when the cache says full.
    fa_mpmc  any number of producers and consumers: Dmitry Vyukov's bounded MPMC queue (a ring of
-            slots, each with its own sequence number that says whose turn the slot is). The try
-            operations never wait and never take a lock: each is a few atomic loads and a CAS
-            that is retried only when another thread made progress (or spuriously, on LL/SC
-            machines). As in every array queue of this
+            slots, each with its own sequence number that says whose turn the slot is), with
+            consecutive positions spread over different cache lines. The try operations never
+            wait and never take a lock: each is a few atomic loads and a CAS that is retried
+            only when another thread made progress (or spuriously, on LL/SC machines), after a
+            short bounded backoff. As in every array queue of this
             family, a thread preempted between claiming a slot and publishing it holds up that
             one slot: consumers see "empty" there until it resumes (nothing is lost or reordered).
 
@@ -816,7 +818,8 @@ FLASHATTN_DEF fa_status fa_mask_topk(fa_mask **out, const fa_mask_topk_desc *t,
    implementation carries its memory order and the reason next to it.
 
    Storage: fa_queue_desc.storage gives caller memory (fa_spsc_storage_size() /
-   fa_mpmc_storage_size() bytes, 8-byte aligned), else the ring comes from
+   fa_mpmc_storage_size() bytes, 8-byte aligned; FA_CACHELINE-aligned memory keeps the MPMC
+   slots from straddling lines), else the ring comes from
    fa_queue_desc.allocator (NULL = FLASHATTN_MALLOC). The queue struct itself is a plain struct
    the caller places anywhere; its hot fields are 2*FA_CACHELINE apart (no false sharing).
 
@@ -892,21 +895,6 @@ typedef struct fa_spsc {
     FA__QPAD(pad4_, sizeof(fa__event));
 } fa_spsc;
 
-#ifndef FA__MPMC_SCQ
-#define FA__MPMC_SCQ 0 /* private design switch for bench_queue: 1 = SCQ index rings */
-#endif
-#if FA__MPMC_SCQ
-/* One SCQ index ring's counters (private; see the MPMC implementation). */
-typedef struct fa__scq_ring {
-    FA__ATOMIC(size_t) head;        /* next ticket to dequeue */
-    FA__QPAD(pad0_, sizeof(size_t));
-    FA__ATOMIC(size_t) tail;        /* next ticket to enqueue */
-    FA__QPAD(pad1_, sizeof(size_t));
-    FA__ATOMIC(ptrdiff_t) threshold; /* failed dequeues left before "empty" is certain */
-    FA__QPAD(pad2_, sizeof(ptrdiff_t));
-} fa__scq_ring;
-#endif
-
 typedef struct fa_mpmc {
     unsigned char *ring;            /* mask+1 slots: [sequence (size_t)][item], slot_size bytes */
     size_t mask;                    /* slots - 1; slots = capacity (a power of two >= 2) */
@@ -919,19 +907,11 @@ typedef struct fa_mpmc {
     fa_allocator alloc;
     int blocking;
     FA__ATOMIC(uint32_t) closed;
-#if FA__MPMC_SCQ
-    FA__ATOMIC(size_t) *aq_e;       /* 2 * capacity entries: indices of queued items */
-    FA__ATOMIC(size_t) *fq_e;       /* 2 * capacity entries: indices of free item slots */
-    unsigned char *data;            /* capacity items of slot_size bytes */
-    FA__QPAD(pad0_, 0);
-    fa__scq_ring aq, fq;
-#else
     FA__QPAD(pad0_, 0);            /* read-mostly fields above, hot counters below */
     FA__ATOMIC(size_t) prod_pos;    /* next position to push; CAS by producers */
     FA__QPAD(pad1_, sizeof(size_t));
     FA__ATOMIC(size_t) cons_pos;    /* next position to pop; CAS by consumers */
     FA__QPAD(pad2_, sizeof(size_t));
-#endif
     fa__event not_empty;
     FA__QPAD(pad3_, sizeof(fa__event));
     fa__event not_full;
@@ -6528,7 +6508,6 @@ FLASHATTN_DEF fa_status fa_mask_topk(fa_mask **out, const fa_mask_topk_desc *t, 
 #define fa__add(p, v, mo) atomic_fetch_add_explicit((p), (v), mo)
 #define fa__sub(p, v, mo) atomic_fetch_sub_explicit((p), (v), mo)
 #define fa__cas(p, e, d, ok, ko) atomic_compare_exchange_weak_explicit((p), (e), (d), ok, ko)
-#define fa__or(p, v, mo) atomic_fetch_or_explicit((p), (v), mo)
 #define fa__fence(mo) atomic_thread_fence(mo)
 #else
 #define FA__RELAXED __ATOMIC_RELAXED
@@ -6541,7 +6520,6 @@ FLASHATTN_DEF fa_status fa_mask_topk(fa_mask **out, const fa_mask_topk_desc *t, 
 #define fa__add(p, v, mo) __atomic_fetch_add((p), (v), mo)
 #define fa__sub(p, v, mo) __atomic_fetch_sub((p), (v), mo)
 #define fa__cas(p, e, d, ok, ko) __atomic_compare_exchange_n((p), (e), (d), 1, ok, ko)
-#define fa__or(p, v, mo) __atomic_fetch_or((p), (v), mo)
 #define fa__fence(mo) __atomic_thread_fence(mo)
 #endif
 
@@ -7093,23 +7071,31 @@ FLASHATTN_DEF size_t fa_spsc_capacity(const fa_spsc *q) { return q ? q->capacity
    after checking all k slots; a free slot can only be taken by claiming its position, so the
    check still holds when the CAS succeeds.
 
-   Two changes against contention (measured with bench_queue on a 16-core Xeon):
+   Two changes against contention:
    - Slot remap (as the "cache_remap" of Nikolaev's SCQ, DISC 2019): consecutive positions go
      to different cache lines. Without it, the 2-4 small slots of one line belong to neighbouring
      positions that different producers and consumers work on at the same moment, and the line
      ping-pongs between them (false sharing). With slots = lines * per_line (both powers of
      two), position pos goes to line pos mod lines, entry (pos / lines) mod per_line: a
-     bijection of pos mod slots, so the sequence rules above hold unchanged.
+     bijection of pos mod slots, so the sequence rules above hold unchanged. Slots shorter
+     than a line are padded to a power of two so whole slots tile each line.
    - Bounded exponential backoff: a thread that lost a CAS (or found its position taken) spins
      1, 2, 4 ... FA__MPMC_BACKOFF pauses before it looks again, instead of stealing the
      contended line straight back from the winner. Still lock-free: a thread only backs off
-     after another thread made progress. */
+     after another thread made progress.
+   Measured with bench_queue on the 16-core Xeon host (8-byte items, k producers + k consumers,
+   M items/s, before -> after): k=2 5.4-6.0 -> 14.6-15.1, k=4 4.6-5.0 -> 8.4-9.2, k=8 3.6-3.9
+   -> 4.8-4.9; the price is k=1, 27-29 -> 16.3-16.5, where one producer and one consumer now
+   miss once per item instead of once per line of slots. A backoff of at most 8 pauses gained
+   far less (k=2 8.6, k=4 3.7-4.5), and a fetch-and-add design (SCQ, two index rings) reached
+   only 3.2-5.3 at k=1..8. */
 
 #ifndef FA__MPMC_REMAP
-#define FA__MPMC_REMAP 1    /* nonzero: consecutive positions on different lines */
+#define FA__MPMC_REMAP 1     /* private tuning switch: nonzero = consecutive positions on different lines */
 #endif
 #ifndef FA__MPMC_BACKOFF
-#define FA__MPMC_BACKOFF 8  /* longest backoff after a lost race, in fa__cpu_relax() steps; 0 = none */
+#define FA__MPMC_BACKOFF 64  /* private tuning switch: longest backoff after a lost race, in
+                                fa__cpu_relax() steps; 0 = none */
 #endif
 
 /* Slot of position pos: see "Slot remap" above (identity when remapping is off). */
@@ -7129,7 +7115,6 @@ FA__QINLINE void fa__mpmc_backoff(unsigned *spins)
 #endif
 }
 
-#if !FA__MPMC_SCQ
 /* Bytes per slot: the sequence word and the item, 8-aligned; with the remap, a slot smaller
    than a cache line is padded to a power of two so that whole slots tile each line. */
 static size_t fa__mpmc_slot_size(size_t elem_size)
@@ -7350,369 +7335,6 @@ static fa_status fa__mpmc_pop_bulk(fa_mpmc *q, void *items, size_t n, int exact,
     return FA_OK;
 }
 
-#else /* FA__MPMC_SCQ */
-/* SCQ variant (Nikolaev, "A Scalable, Portable, and Memory-Efficient Lock-Free FIFO Queue",
-   DISC 2019): positions are taken with fetch-and-add instead of CAS, so a contended push or
-   pop costs one RMW on its counter line, never a retry storm. Items live in `data`; two rings
-   of 2*capacity index entries pass slot numbers around: fq holds the free slots (initially
-   all), aq the queued ones in FIFO order. push = take a free slot from fq, write the item,
-   append its slot to aq; pop = take from aq, copy the item out, give the slot back to fq.
-
-   An entry is one word: cycle << (b + 1) | safe << b | index, b = log2(2*capacity); index
-   all-ones = no index. Ticket t (from head or tail) uses entry remap(t mod 2c) in cycle
-   t / 2c, so entries of older cycles compare lower (signed difference: wrap-safe).
-   - enqueue(t): the entry is free for t if its cycle is older, it holds no index, and it is
-     "safe" (or no dequeuer has passed t yet). Else t is skipped and another ticket taken.
-   - dequeue(h): the entry of cycle(h) holds h's index: take it (or-in the no-index bits). An
-     older, empty entry is moved to cycle(h) so a late enqueuer of h skips it (after a short
-     wait if tail says that enqueuer exists); an older entry that still holds an item (its
-     consumer is slow) is marked unsafe instead.
-   - A dequeue that finds tail <= h + 1 says "empty" and pulls tail up to head (catchup);
-     `threshold` (3c - 1 after each enqueue, one less per failed dequeue) bounds how long
-     dequeuers can chase enqueuers, which keeps the queue lock-free.
-   With at most c indices in a ring of 2c entries an enqueue always finds a free entry soon.
-   Bulk pops claim a run of tickets with one CAS on head after checking that their entries
-   hold items (as the Vyukov version does); tickets in the run whose enqueuer skipped them
-   are first moved to their cycle with no index, exactly as a dequeuer of that ticket would.
-   Orders: head/tail/threshold operations are seq_cst (the head <= t and tail <= h + 1 tests
-   compare counters of two lines); entry CAS acq_rel, entry loads acquire: an enqueue's CAS
-   publishes the item written before it; fq's entries pass "done reading the slot" the other
-   way. */
-
-#define FA__SCQ_NONE ((size_t)-1)
-#define FA__SCQ_SPIN 64 /* re-reads of an empty entry whose enqueuer holds the ticket */
-
-/* Bytes per item in `data`: the item, 8-aligned (no sequence word in this design). */
-static size_t fa__mpmc_slot_size(size_t elem_size) { return fa__slot_size(elem_size) - sizeof(size_t); }
-
-FLASHATTN_DEF fa_status fa_mpmc_storage_size(size_t capacity, size_t elem_size, size_t *bytes)
-{
-    size_t slots, b, e;
-    if (!bytes) return fa__fail(FA_ERR_NULL, "fa_mpmc_storage_size: bytes is NULL");
-    if (capacity == 0 || elem_size == 0)
-        return fa__fail(FA_ERR_INVALID, "fa_mpmc_storage_size: capacity and elem_size must be >= 1");
-    slots = fa__pow2_ceil(capacity < 2 ? 2 : capacity);
-    if (capacity > FA__QUEUE_MAX_CAP / 4 || elem_size > SIZE_MAX / 2 ||
-        fa__mul_size(slots, fa__mpmc_slot_size(elem_size), &b) ||
-        fa__mul_size(slots, 4 * sizeof(size_t), &e) || fa__add_size(b, e, &b))
-        return fa__fail(FA_ERR_OVERFLOW, "fa_mpmc_storage_size: %zu x %zu bytes overflows",
-                        capacity, elem_size);
-    *bytes = b;
-    return FA_OK;
-}
-
-static size_t fa__scq_low(const fa_mpmc *q) { return 4 * q->capacity - 1; } /* safe + index bits */
-static size_t fa__scq_noidx(const fa_mpmc *q) { return 2 * q->capacity - 1; }
-static size_t fa__scq_safe(const fa_mpmc *q) { return 2 * q->capacity; }
-
-FLASHATTN_DEF fa_status fa_mpmc_init(fa_mpmc *q, const fa_queue_desc *d)
-{
-    size_t bytes = 0, owned = 0, i, ents;
-    unsigned char *ring;
-    fa_status s = fa__queue_check(q, d, "fa_mpmc_init");
-    if (s) return s;
-    if ((s = fa_mpmc_storage_size(d->capacity, d->elem_size, &bytes)) != FA_OK) return s;
-    if ((s = fa__queue_ring(d, bytes, &ring, &owned, "fa_mpmc_init")) != FA_OK) return s;
-    memset(q, 0, sizeof *q);
-    q->ring = ring;
-    q->capacity = fa__pow2_ceil(d->capacity < 2 ? 2 : d->capacity);
-    q->mask = q->capacity - 1;
-    q->elem_size = d->elem_size;
-    q->slot_size = fa__mpmc_slot_size(d->elem_size);
-    ents = 2 * q->capacity;
-    q->aq_e = (FA__ATOMIC(size_t) *)(void *)ring;
-    q->fq_e = q->aq_e + ents;
-    q->data = ring + 2 * ents * sizeof(size_t);
-    {
-        size_t per_line = 1; /* entries per cache line (a power of two, at most all entries) */
-        unsigned lb = 0, rb = 0;
-#if FA__MPMC_REMAP
-        while (per_line * 2 * sizeof(size_t) <= FA_CACHELINE && per_line * 2 <= ents) {
-            per_line *= 2;
-            lb++;
-        }
-#endif
-        while (((size_t)1 << rb) < ents / per_line) rb++;
-        q->lmask = per_line - 1;
-        q->lshift = lb;
-        q->rmask = ents / per_line - 1;
-        q->rshift = rb;
-    }
-    q->ring_bytes = owned;
-    if (d->allocator) q->alloc = *d->allocator;
-    q->blocking = d->blocking != 0;
-    /* relaxed: see fa_spsc_init. aq: every entry of cycle -1 (all ones), safe, no index.
-       fq: tickets 0..c-1 hold slots 0..c-1 in cycle 0; the rest as in aq. */
-    for (i = 0; i < ents; i++) {
-        fa__st(&q->aq_e[i], (size_t)-1, FA__RELAXED);
-        fa__st(&q->fq_e[fa__mpmc_index(q, i)], i < q->capacity ? fa__scq_safe(q) | i : (size_t)-1,
-               FA__RELAXED);
-    }
-    fa__st(&q->aq.head, (size_t)0, FA__RELAXED);
-    fa__st(&q->aq.tail, (size_t)0, FA__RELAXED);
-    fa__st(&q->aq.threshold, (ptrdiff_t)-1, FA__RELAXED);
-    fa__st(&q->fq.head, (size_t)0, FA__RELAXED);
-    fa__st(&q->fq.tail, q->capacity, FA__RELAXED);
-    fa__st(&q->fq.threshold, (ptrdiff_t)(3 * q->capacity - 1), FA__RELAXED);
-    fa__st(&q->closed, 0u, FA__RELAXED);
-    return FA_OK;
-}
-
-FLASHATTN_DEF fa_status fa_mpmc_destroy(fa_mpmc *q)
-{
-    if (!q) return fa__fail(FA_ERR_NULL, "fa_mpmc_destroy: queue is NULL");
-    /* acquire: pairs with a leaving waiter's release decrement, its last touch of q */
-    if (fa__ld(&q->not_empty.waiters, FA__ACQUIRE) || fa__ld(&q->not_full.waiters, FA__ACQUIRE))
-        return fa__fail(FA_ERR_BUSY, "fa_mpmc_destroy: threads are waiting; close it first");
-    if (q->ring_bytes) fa__free(q->alloc.alloc ? &q->alloc : (const fa_allocator *)0, q->ring,
-                                q->ring_bytes);
-    memset(q, 0, sizeof *q);
-    return FA_OK;
-}
-
-static void fa__scq_enqueue(const fa_mpmc *q, fa__scq_ring *r, FA__ATOMIC(size_t) *e, size_t idx)
-{
-    const size_t low = fa__scq_low(q), noidx = fa__scq_noidx(q), safe = fa__scq_safe(q);
-    const ptrdiff_t full_threshold = (ptrdiff_t)(3 * q->capacity - 1);
-    for (;;) {
-        size_t t = fa__add(&r->tail, (size_t)1, FA__SEQ_CST); /* seq_cst: see above */
-        size_t tc = (t << 1) | low; /* cycle(t) with all low bits set, compared like entry | low */
-        FA__ATOMIC(size_t) *slot = e + fa__mpmc_index(q, t);
-        size_t ent = fa__ld(slot, FA__ACQUIRE); /* acquire: see above */
-        for (;;) {
-            if ((ptrdiff_t)((ent | low) - tc) >= 0) break;  /* a dequeuer already passed t */
-            if ((ent & noidx) != noidx) break;               /* an older item is still there */
-            if (!(ent & safe) && (ptrdiff_t)(fa__ld(&r->head, FA__SEQ_CST) - t) > 0) break;
-            /* acq_rel: publishes the item written before this call; failure reloads ent */
-            if (fa__cas(slot, &ent, (tc & ~low) | safe | idx, FA__ACQ_REL, FA__ACQUIRE)) {
-                if (fa__ld(&r->threshold, FA__RELAXED) != full_threshold) /* relaxed: a hint */
-                    fa__st(&r->threshold, full_threshold, FA__SEQ_CST);
-                return;
-            }
-        }
-    }
-}
-
-/* Moves the entry of ticket h (not yet holding h's index) on so no enqueuer of h will use it:
-   the dequeuer's step for a ticket it found unfilled. ent is the entry as last read. Returns
-   the entry as it is now: the caller must still take h's item if it was filled meanwhile. */
-static size_t fa__scq_pass(const fa_mpmc *q, FA__ATOMIC(size_t) *slot, size_t ent, size_t hc)
-{
-    const size_t low = fa__scq_low(q), noidx = fa__scq_noidx(q), safe = fa__scq_safe(q);
-    for (;;) {
-        size_t nw;
-        if ((ptrdiff_t)((ent | low) - hc) >= 0) return ent; /* at h's cycle (filled?) or later */
-        if ((ent & noidx) != noidx) {
-            nw = ent & ~safe; /* an older cycle's item: only mark the entry unsafe */
-            if (nw == ent) return ent;
-        } else {
-            nw = (hc & ~safe) | (ent & safe); /* cycle(h), no index, safe bit kept */
-        }
-        /* acq_rel/acquire: as in enqueue; a failure reloads ent and decides again */
-        if (fa__cas(slot, &ent, nw, FA__ACQ_REL, FA__ACQUIRE)) return nw;
-    }
-}
-
-static void fa__scq_catchup(fa__scq_ring *r, size_t tail, size_t head)
-{
-    /* seq_cst: as every counter operation here */
-    while (!fa__cas(&r->tail, &tail, head, FA__SEQ_CST, FA__SEQ_CST)) {
-        head = fa__ld(&r->head, FA__SEQ_CST);
-        tail = fa__ld(&r->tail, FA__SEQ_CST);
-        if ((ptrdiff_t)(tail - head) >= 0) break;
-    }
-}
-
-/* The oldest index in ring r, or FA__SCQ_NONE when it is empty. */
-static size_t fa__scq_dequeue(const fa_mpmc *q, fa__scq_ring *r, FA__ATOMIC(size_t) *e)
-{
-    const size_t low = fa__scq_low(q), noidx = fa__scq_noidx(q);
-    size_t h0 = fa__ld(&r->head, FA__SEQ_CST);
-    /* No ticket beyond head: empty now, say so without spending a ticket (two loads, no
-       RMW: a consumer polling an empty queue leaves the counter lines shared). */
-    if ((ptrdiff_t)(fa__ld(&r->tail, FA__SEQ_CST) - h0) <= 0) return FA__SCQ_NONE;
-    if (fa__ld(&r->threshold, FA__SEQ_CST) < 0) return FA__SCQ_NONE;
-    for (;;) {
-        size_t h = fa__add(&r->head, (size_t)1, FA__SEQ_CST), t;
-        size_t hc = (h << 1) | low;
-        FA__ATOMIC(size_t) *slot = e + fa__mpmc_index(q, h);
-        size_t ent = fa__ld(slot, FA__ACQUIRE);
-        unsigned spins = 0;
-        while ((ent | low) != hc && (ent & noidx) == noidx && spins < FA__SCQ_SPIN &&
-               (ptrdiff_t)((ent | low) - hc) < 0 &&
-               (ptrdiff_t)(fa__ld(&r->tail, FA__SEQ_CST) - h) > 0) {
-            fa__cpu_relax(); /* h's enqueuer took its ticket: it is about to fill the entry */
-            spins++;
-            ent = fa__ld(slot, FA__ACQUIRE);
-        }
-        if ((ent | low) != hc) ent = fa__scq_pass(q, slot, ent, hc);
-        if ((ent | low) == hc && (ent & noidx) != noidx) {
-            /* acq_rel: taking the index is ordered before our use of its slot */
-            fa__or(slot, noidx, FA__ACQ_REL);
-            return ent & noidx;
-        }
-        /* else h is spent: passed (by us or a bulk pop) or already a later cycle */
-        t = fa__ld(&r->tail, FA__SEQ_CST);
-        if ((ptrdiff_t)(t - (h + 1)) <= 0) {
-            fa__scq_catchup(r, t, h + 1);
-            fa__sub(&r->threshold, (ptrdiff_t)1, FA__SEQ_CST);
-            return FA__SCQ_NONE;
-        }
-        if (fa__sub(&r->threshold, (ptrdiff_t)1, FA__SEQ_CST) <= 0) return FA__SCQ_NONE;
-    }
-}
-
-static unsigned char *fa__scq_item(const fa_mpmc *q, size_t idx) { return q->data + idx * q->slot_size; }
-
-FA__QINLINE fa_status fa__mpmc_push1(fa_mpmc *q, const void *item)
-{
-    size_t idx;
-    if (FA__UNLIKELY(fa__ld(&q->closed, FA__RELAXED))) return FA_ERR_CLOSED; /* see spsc */
-    idx = fa__scq_dequeue(q, &q->fq, q->fq_e);
-    if (idx == FA__SCQ_NONE) return FA_ERR_FULL;
-    fa__qcopy(fa__scq_item(q, idx), item, q->elem_size);
-    fa__scq_enqueue(q, &q->aq, q->aq_e, idx);
-    if (q->blocking) fa__event_notify(&q->not_empty, 1);
-    return FA_OK;
-}
-
-/* Empty: FA_ERR_CLOSED when closed and still empty after the flag was seen, else
-   FA_ERR_EMPTY; FA_ERR_AGAIN asks the caller to look again. */
-static fa_status fa__mpmc_empty_status(fa_mpmc *q, int again)
-{
-    /* acquire: every push that returned before close is visible to the re-check */
-    if (!fa__ld(&q->closed, FA__ACQUIRE)) return FA_ERR_EMPTY;
-    return again ? FA_ERR_AGAIN : FA_ERR_CLOSED;
-}
-
-FA__QINLINE fa_status fa__mpmc_pop1(fa_mpmc *q, void *item)
-{
-    size_t idx = fa__scq_dequeue(q, &q->aq, q->aq_e);
-    if (idx == FA__SCQ_NONE) {
-        fa_status s = fa__mpmc_empty_status(q, 1);
-        if (s != FA_ERR_AGAIN) return s;
-        idx = fa__scq_dequeue(q, &q->aq, q->aq_e);
-        if (idx == FA__SCQ_NONE) return FA_ERR_CLOSED;
-    }
-    fa__qcopy(item, fa__scq_item(q, idx), q->elem_size);
-    fa__scq_enqueue(q, &q->fq, q->fq_e, idx);
-    if (q->blocking) fa__event_notify(&q->not_full, 1);
-    return FA_OK;
-}
-
-/* Claims a run of tickets at r's head that holds up to n indices (exactly n when `exact`),
-   with one CAS on head. Returns the indices seen in the run; *len = tickets claimed (0 = none:
-   fewer than wanted were there). */
-static size_t fa__scq_claim(const fa_mpmc *q, fa__scq_ring *r, FA__ATOMIC(size_t) *e, size_t n,
-                            int exact, size_t *first, size_t *len)
-{
-    const size_t low = fa__scq_low(q), noidx = fa__scq_noidx(q);
-    size_t h = fa__ld(&r->head, FA__SEQ_CST), m, got;
-    unsigned spins = 1;
-    *len = 0;
-    for (;;) {
-        size_t t = fa__ld(&r->tail, FA__SEQ_CST);
-        int stale = 0;
-        for (m = 0, got = 0; got < n && (ptrdiff_t)(t - (h + m)) > 0; m++) {
-            size_t tk = h + m, tc = (tk << 1) | low;
-            FA__ATOMIC(size_t) *slot = e + fa__mpmc_index(q, tk);
-            size_t ent = fa__ld(slot, FA__ACQUIRE);
-            unsigned w = 0;
-            while ((ptrdiff_t)((ent | low) - tc) < 0 && (ent & noidx) == noidx &&
-                   w++ < FA__SCQ_SPIN) {
-                fa__cpu_relax(); /* tk's enqueuer is about to fill it */
-                ent = fa__ld(slot, FA__ACQUIRE);
-            }
-            if ((ent | low) == tc) {
-                if ((ent & noidx) != noidx) got++;
-                continue; /* an item, or a ticket already passed */
-            }
-            if ((ptrdiff_t)((ent | low) - tc) > 0) { stale = 1; break; } /* head moved past tk */
-            if ((ent & noidx) != noidx) break; /* an older item's consumer is still at work */
-            ent = fa__scq_pass(q, slot, ent, tc); /* its enqueuer skipped it or is late: pass tk */
-            if ((ent | low) != tc) break;
-            if ((ent & noidx) != noidx) got++; /* filled after all */
-        }
-        if (!stale && (got == n || (!exact && got > 0))) {
-            if (fa__cas(&r->head, &h, h + m, FA__SEQ_CST, FA__SEQ_CST)) {
-                *first = h;
-                *len = m;
-                return got;
-            }
-            fa__mpmc_backoff(&spins);
-            continue;
-        }
-        {
-            size_t now = fa__ld(&r->head, FA__SEQ_CST);
-            if (now == h) return got;
-            h = now;
-        }
-    }
-}
-
-/* The index held by claimed ticket tk (taken out of its entry), or FA__SCQ_NONE. */
-static size_t fa__scq_take(const fa_mpmc *q, FA__ATOMIC(size_t) *e, size_t tk)
-{
-    const size_t noidx = fa__scq_noidx(q);
-    FA__ATOMIC(size_t) *slot = e + fa__mpmc_index(q, tk);
-    size_t idx = fa__ld(slot, FA__ACQUIRE) & noidx; /* acquire: as in dequeue */
-    if (idx == noidx) return FA__SCQ_NONE; /* a passed ticket */
-    fa__or(slot, noidx, FA__ACQ_REL); /* acq_rel: as in dequeue */
-    return idx;
-}
-
-static fa_status fa__mpmc_push_bulk(fa_mpmc *q, const void *items, size_t n, int exact,
-                                    size_t *done)
-{
-    const unsigned char *src = (const unsigned char *)items;
-    size_t h = 0, m = 0, i, k = 0;
-    *done = 0;
-    if (fa__ld(&q->closed, FA__RELAXED)) return FA_ERR_CLOSED; /* relaxed: see spsc */
-    if (n == 0) return FA_OK;
-    if (n > q->capacity) n = q->capacity;
-    fa__scq_claim(q, &q->fq, q->fq_e, n, exact, &h, &m);
-    if (m == 0) return FA_ERR_FULL;
-    for (i = 0; i < m; i++) {
-        size_t idx = fa__scq_take(q, q->fq_e, h + i);
-        if (idx == FA__SCQ_NONE) continue;
-        fa__qcopy(fa__scq_item(q, idx), src + k * q->elem_size, q->elem_size);
-        fa__scq_enqueue(q, &q->aq, q->aq_e, idx);
-        k++;
-    }
-    if (q->blocking) fa__event_notify(&q->not_empty, (uint32_t)(k > 0x7fffffff ? 0x7fffffff : k));
-    *done = k;
-    return FA_OK;
-}
-
-static fa_status fa__mpmc_pop_bulk(fa_mpmc *q, void *items, size_t n, int exact, size_t *done)
-{
-    unsigned char *dst = (unsigned char *)items;
-    size_t h = 0, m = 0, i, k = 0, seen;
-    *done = 0;
-    if (n == 0) return FA_OK;
-    if (n > q->capacity) n = q->capacity;
-    seen = fa__scq_claim(q, &q->aq, q->aq_e, n, exact, &h, &m);
-    if (m == 0) {
-        fa_status s;
-        if (seen > 0) return FA_ERR_EMPTY; /* fewer than n */
-        s = fa__mpmc_empty_status(q, 1);
-        if (s != FA_ERR_AGAIN) return s;
-        seen = fa__scq_claim(q, &q->aq, q->aq_e, n, exact, &h, &m);
-        if (m == 0) return seen > 0 ? FA_ERR_EMPTY : FA_ERR_CLOSED;
-    }
-    for (i = 0; i < m; i++) {
-        size_t idx = fa__scq_take(q, q->aq_e, h + i);
-        if (idx == FA__SCQ_NONE) continue;
-        fa__qcopy(dst + k * q->elem_size, fa__scq_item(q, idx), q->elem_size);
-        fa__scq_enqueue(q, &q->fq, q->fq_e, idx);
-        k++;
-    }
-    if (q->blocking) fa__event_notify(&q->not_full, (uint32_t)(k > 0x7fffffff ? 0x7fffffff : k));
-    *done = k;
-    return FA_OK;
-}
-#endif /* FA__MPMC_SCQ */
-
 FLASHATTN_DEF fa_status fa_mpmc_push(fa_mpmc *q, const void *item)
 {
     FA__QNULL(q, item, "fa_mpmc_push");
@@ -7788,14 +7410,8 @@ FLASHATTN_DEF size_t fa_mpmc_size(const fa_mpmc *q)
     fa_mpmc *m = (fa_mpmc *)(uintptr_t)q; /* atomics are loaded through a non-const pointer */
     size_t c, p;
     if (!q) return 0;
-#if FA__MPMC_SCQ
-    c = fa__ld(&m->aq.head, FA__ACQUIRE); /* acquire, consumers first: see fa_spsc_size */
-    p = fa__ld(&m->aq.tail, FA__ACQUIRE);
-    if ((ptrdiff_t)(p - c) < 0) return 0; /* dequeuers ran ahead of an empty queue */
-#else
     c = fa__ld(&m->cons_pos, FA__ACQUIRE); /* acquire, consumers first: see fa_spsc_size */
     p = fa__ld(&m->prod_pos, FA__ACQUIRE);
-#endif
     p -= c;
     return p > q->capacity ? q->capacity : p;
 }

@@ -400,8 +400,8 @@ int main(int argc, char **argv)
     printf("threads: up to %d (pinned round-robin over %d CPUs; pairs on CPUs 0 and %d)%s\n",
            maxt, ncpu, other_core, maxt > ncpu ? "  [oversubscribed: more threads than CPUs]" : "");
 #if defined(FA__MPMC_REMAP) && defined(FA__MPMC_BACKOFF)
-    printf("flashattn queue design: SPSC slot sequences; MPMC %s, remap %d, backoff %d\n",
-           FA__MPMC_SCQ ? "SCQ (fetch-and-add)" : "Vyukov (CAS)", FA__MPMC_REMAP, FA__MPMC_BACKOFF);
+    printf("flashattn queue design: SPSC slot sequences; MPMC slot remap %d, CAS backoff up to %d\n",
+           FA__MPMC_REMAP, FA__MPMC_BACKOFF);
 #else
     printf("flashattn queue design: before remap/backoff (index-polling SPSC, plain Vyukov MPMC)\n");
 #endif

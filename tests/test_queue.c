@@ -165,11 +165,7 @@ TEST(bad_input_is_rejected_with_clear_status)
         CHECK(fa_mpmc_storage_size(8, 8, NULL) == FA_ERR_NULL);
         /* 8 slots of [8-byte sequence][3-byte item, padded to 8] */
         CHECK(fa_spsc_storage_size(5, 3, &b) == FA_OK && b == 8 * 16);
-#if FA__MPMC_SCQ
-        CHECK(fa_mpmc_storage_size(1, 8, &b) == FA_OK && b == 2 * 8 + 2 * 4 * 8);
-#else
         CHECK(fa_mpmc_storage_size(1, 8, &b) == FA_OK && b == 2 * 16);
-#endif
     }
 }
 
@@ -220,25 +216,9 @@ static void rebase(int ki, void *q, size_t start)
         sq->cons_cache = start;
     } else {
         fa_mpmc *mq = (fa_mpmc *)q;
-#if FA__MPMC_SCQ
-        /* entries: cycle of their next ticket minus one, safe, no index; fq's first c
-           tickets hold the free slots 0..c-1 */
-        size_t c = mq->capacity, low = fa__scq_low(mq);
-        for (i = 0; i < 2 * c; i++) {
-            size_t t = start + i, cyc = (t << 1) & ~low, prev = (cyc - (low + 1)) | low;
-            fa__st(&mq->aq_e[fa__mpmc_index(mq, t)], prev, FA__RELAXED);
-            fa__st(&mq->fq_e[fa__mpmc_index(mq, t)], i < c ? cyc | fa__scq_safe(mq) | i : prev,
-                   FA__RELAXED);
-        }
-        fa__st(&mq->aq.head, start, FA__RELAXED);
-        fa__st(&mq->aq.tail, start, FA__RELAXED);
-        fa__st(&mq->fq.head, start, FA__RELAXED);
-        fa__st(&mq->fq.tail, start + c, FA__RELAXED);
-#else
         for (i = 0; i <= mq->mask; i++) fa__st(fa__mpmc_seq(mq, start + i), start + i, FA__RELAXED);
         fa__st(&mq->prod_pos, start, FA__RELAXED);
         fa__st(&mq->cons_pos, start, FA__RELAXED);
-#endif
     }
 }
 
@@ -350,9 +330,6 @@ TEST(positions_wrap_around_size_max_with_tiny_and_small_capacities)
    padded to a power of two so they tile the lines of the line-aligned ring). */
 TEST(mpmc_slot_remap_is_a_bijection_that_spreads_neighbours_over_lines)
 {
-#if FA__MPMC_SCQ
-    return; /* the SCQ variant remaps its index entries; checked by the other tests only */
-#endif
     size_t sizes[] = {1, 8, 16, 24, 56, 64, 100};
     size_t si, cap;
     for (si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {

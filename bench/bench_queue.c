@@ -1,7 +1,9 @@
 /* bench/bench_queue.c - ring queue throughput and latency, side by side with a mutex+condvar
    queue and (when installed) Concurrency Kit's ck_ring (Debian: libck-dev).
 
-   Usage: build/bench_queue [max_threads]     (default: all logical CPUs)
+   Usage: build/bench_queue [max_threads [sections]]
+          max_threads: default all logical CPUs; sections: letters s (SPSC), m (MPMC),
+          p (ping-pong), default "smp". FA_BENCH_RUN_S=<seconds> sets the length of one run.
 
    1. SPSC throughput: 8-byte items, capacity 1024, producer and consumer pinned to different
       physical cores (never two SMT siblings); items/s, median of several runs.
@@ -312,7 +314,7 @@ static double throughput(int impl, int mpmc, int k, uint64_t total)
    they see the same background load; each run is sized by a short calibration run to last
    about RUN_SECONDS. med[i] is the median rate of impls[i]; ratio[i] the median over rounds of
    rate(impls[0]) / rate(impls[i]). */
-#define RUN_SECONDS 0.2
+static double RUN_SECONDS = 0.2;
 static void measure(const int *impls, int m, int mpmc, int k, int runs, double *med, double *ratio)
 {
     double v[8][16], rr[8][16];
@@ -387,20 +389,29 @@ int main(int argc, char **argv)
 {
     int maxt, k, i;
     double t_begin = bench_now();
+    const char *sections = argc > 2 ? argv[2] : "smp";
     ncpu = fa_cpu_count();
     find_other_core();
+    if (getenv("FA_BENCH_RUN_S")) RUN_SECONDS = atof(getenv("FA_BENCH_RUN_S"));
     maxt = argc > 1 ? atoi(argv[1]) : ncpu;
     if (maxt < 2) maxt = 2;
     if (maxt > 256) maxt = 256;
     bench_print_machine();
     printf("threads: up to %d (pinned round-robin over %d CPUs; pairs on CPUs 0 and %d)%s\n",
            maxt, ncpu, other_core, maxt > ncpu ? "  [oversubscribed: more threads than CPUs]" : "");
+#if defined(FA__MPMC_REMAP) && defined(FA__MPMC_BACKOFF)
+    printf("flashattn queue design: SPSC slot sequences; MPMC slot remap %d, CAS backoff up to %d\n",
+           FA__MPMC_REMAP, FA__MPMC_BACKOFF);
+#else
+    printf("flashattn queue design: before remap/backoff (index-polling SPSC, plain Vyukov MPMC)\n");
+#endif
 #ifdef FA_HAVE_CK
     printf("baselines: mutex+condvar queue, Concurrency Kit ck_ring\n");
 #else
     printf("baselines: mutex+condvar queue; ck_ring ABSENT (apt-get install libck-dev, then "
            "rebuild: make bench)\n");
 #endif
+    if (strchr(sections, 's')) {
     printf("\n1. SPSC throughput, 8-byte items, capacity %d, median of %d interleaved runs of ~%.2f s\n", CAP,
            RUNS, RUN_SECONDS);
     printf("   %-24s %14s %12s\n", "queue", "Mitems/s", "fa / this");
@@ -414,8 +425,11 @@ int main(int argc, char **argv)
         for (i = 0; i < m; i++)
             printf("   %-24s %14.1f %11.2fx\n", impl_name[impls[i]], med[i] / 1e6, ratio[i]);
         if (!have(IMPL_CK)) printf("   %-24s %14s\n", impl_name[IMPL_CK], "absent");
+        fflush(stdout);
+    }
     }
 
+    if (strchr(sections, 'm')) {
     printf("\n2. MPMC throughput, 8-byte items, capacity %d, k producers + k consumers, "
            "median of 3 interleaved runs of ~%.2f s\n", CAP, RUN_SECONDS);
     printf("   %-6s %14s %14s %14s %10s %10s\n", "k", "flashattn", "ck_ring", "mutex+condvar",
@@ -434,7 +448,9 @@ int main(int argc, char **argv)
         fflush(stdout);
     }
     if (maxt < 4) printf("   (pass a larger max_threads to measure k > 1 on a bigger machine)\n");
+    }
 
+    if (strchr(sections, 'p')) {
     printf("\n3. Ping-pong round trip between two pinned threads (two SPSC queues), %d rounds "
            "(%d for the sleeping queues)\n", PP_ROUNDS, PP_ROUNDS / 10);
     printf("   %-24s %12s %12s\n", "queue", "median ns", "p99 ns");
@@ -448,6 +464,7 @@ int main(int argc, char **argv)
             printf("   %-24s %12.0f %12.0f\n", impl_name[im], med, p99);
             fflush(stdout);
         }
+    }
     }
     printf("\nspin-polling queues: flashattn and ck_ring; sleeping: flashattn (futex wait) and "
            "mutex+condvar.\ntotal bench time %.1f s\n", bench_now() - t_begin);

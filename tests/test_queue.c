@@ -163,7 +163,8 @@ TEST(bad_input_is_rejected_with_clear_status)
         CHECK(fa_spsc_storage_size(0, 8, &b) == FA_ERR_INVALID);
         CHECK(fa_mpmc_storage_size(8, 0, &b) == FA_ERR_INVALID);
         CHECK(fa_mpmc_storage_size(8, 8, NULL) == FA_ERR_NULL);
-        CHECK(fa_spsc_storage_size(5, 3, &b) == FA_OK && b == 8 * 3);
+        /* 8 slots of [8-byte sequence][3-byte item, padded to 8] */
+        CHECK(fa_spsc_storage_size(5, 3, &b) == FA_OK && b == 8 * 16);
         CHECK(fa_mpmc_storage_size(1, 8, &b) == FA_OK && b == 2 * 16);
     }
 }
@@ -201,15 +202,33 @@ static void fill_item(unsigned char *p, size_t esz, uint64_t id)
     for (b = 0; b < esz; b++) p[b] = (unsigned char)((id * 0x9e3779b97f4a7c15ull) >> ((b % 8) * 8)) ^ (unsigned char)b;
 }
 
-TEST(random_operations_match_a_reference_deque_for_any_item_size)
+/* White-box: moves an empty, fresh queue's positions to `start` (as if `start` items had
+   passed through it), so a test can cross the wrap of the size_t position counters. Each slot
+   gets the sequence it would have there: free for its next position, nothing published. */
+static void rebase(int ki, void *q, size_t start)
 {
-    size_t sizes[] = {1, 3, 8, 12, 13, 64, 100};
-    size_t si;
-    int ki, iters = 4000 * SCALE / 4;
-    for (si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
-        for (ki = 0; ki < 2; ki++) {
+    size_t i;
+    if (ki == 0) {
+        fa_spsc *sq = (fa_spsc *)q;
+        for (i = 0; i <= sq->mask; i++) fa__st(fa__spsc_seq(sq, start + i), start + i, FA__RELAXED);
+        fa__st(&sq->prod_pos, start, FA__RELAXED);
+        fa__st(&sq->cons_pos, start, FA__RELAXED);
+        sq->cons_cache = start;
+    } else {
+        fa_mpmc *mq = (fa_mpmc *)q;
+        for (i = 0; i <= mq->mask; i++) fa__st(fa__mpmc_seq(mq, start + i), start + i, FA__RELAXED);
+        fa__st(&mq->prod_pos, start, FA__RELAXED);
+        fa__st(&mq->cons_pos, start, FA__RELAXED);
+    }
+}
+
+/* Random single and bulk operations on one queue (kind ki) checked against the model after
+   every step; the queue's positions start at `start`. */
+static void random_ops_vs_model(int ki, size_t cap, size_t esz, int iters, size_t start)
+{
+    {
+        {
             const qops *k = kinds[ki];
-            size_t esz = sizes[si], cap = 1 + (size_t)fa_t_randint(40);
             void *q = qalloc(k);
             fa_queue_desc d = qdesc(cap, esz, (int)fa_t_randint(2));
             model m;
@@ -217,6 +236,7 @@ TEST(random_operations_match_a_reference_deque_for_any_item_size)
             uint64_t next_id = 0;
             int it, bad = 0;
             CHECK(k->init(q, &d) == FA_OK);
+            rebase(ki, q, start);
             cap = k->capacity(q);
             m.cap = cap; m.esz = esz; m.head = 0; m.count = 0;
             m.buf = (unsigned char *)malloc(cap * esz);
@@ -272,9 +292,72 @@ TEST(random_operations_match_a_reference_deque_for_any_item_size)
                     bad = 1;
                 }
             }
+            CHECKF(!bad, "%s cap %zu esz %zu start %zu", k->name, cap, esz, start);
             k->destroy(q);
             fa_aligned_free(q);
             free(m.buf); free(tmp); free(got);
+        }
+    }
+}
+
+TEST(random_operations_match_a_reference_deque_for_any_item_size)
+{
+    size_t sizes[] = {1, 3, 8, 12, 13, 64, 100};
+    size_t si;
+    int ki;
+    for (si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (ki = 0; ki < 2; ki++)
+            random_ops_vs_model(ki, 1 + (size_t)fa_t_randint(40), sizes[si], 4000 * SCALE / 4, 0);
+}
+
+/* The position counters wrap around SIZE_MAX; tiny rings (1-5 items) wrap their slots every
+   few operations and exercise every case of the slot remap (one line, several lines). */
+TEST(positions_wrap_around_size_max_with_tiny_and_small_capacities)
+{
+    size_t caps[] = {1, 2, 3, 4, 5, 8, 33, 64};
+    size_t sizes[] = {8, 3, 24};
+    size_t ci, si;
+    int ki;
+    for (ci = 0; ci < sizeof caps / sizeof caps[0]; ci++)
+        for (si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+            for (ki = 0; ki < 2; ki++)
+                random_ops_vs_model(ki, caps[ci], sizes[si], 300 * SCALE / 4,
+                                    SIZE_MAX - 3 * caps[ci] - (size_t)fa_t_randint(8));
+}
+
+/* The MPMC slot remap is a bijection on every ring size and puts neighbouring positions on
+   different cache lines whenever the ring spans several lines (slots up to a line long are
+   padded to a power of two so they tile the lines of the line-aligned ring). */
+TEST(mpmc_slot_remap_is_a_bijection_that_spreads_neighbours_over_lines)
+{
+    size_t sizes[] = {1, 8, 16, 24, 56, 64, 100};
+    size_t si, cap;
+    for (si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        for (cap = 1; cap <= 4096; cap *= 2) {
+            fa_mpmc q;
+            fa_queue_desc d = qdesc(cap, sizes[si], 0);
+            size_t slots, i, lines, bad = 0, spread_bad = 0;
+            unsigned char *hit;
+            CHECK(fa_mpmc_init(&q, &d) == FA_OK);
+            slots = q.mask + 1;
+            lines = (slots * q.slot_size + FA_CACHELINE - 1) / FA_CACHELINE;
+            hit = (unsigned char *)calloc(slots, 1);
+            for (i = 0; i < 3 * slots; i++) { /* three laps, starting near the wrap */
+                size_t pos = SIZE_MAX - slots + i, j = fa__mpmc_index(&q, pos);
+                size_t line = j * q.slot_size / FA_CACHELINE;
+                size_t line2 = fa__mpmc_index(&q, pos + 1) * q.slot_size / FA_CACHELINE;
+                if (j >= slots) bad++;
+                else if (i < slots) hit[j]++;
+                else if (fa__mpmc_index(&q, pos - slots) != j) bad++; /* period = slots */
+                if (lines >= 2 && FA__MPMC_REMAP && q.slot_size <= FA_CACHELINE && line == line2)
+                    spread_bad++;
+            }
+            for (i = 0; i < slots; i++) bad += hit[i] != 1;
+            CHECKF(bad == 0, "esz %zu cap %zu: remap is not a bijection (%zu)", sizes[si], cap, bad);
+            CHECKF(spread_bad == 0, "esz %zu cap %zu: %zu neighbours share a line", sizes[si], cap,
+                   spread_bad);
+            free(hit);
+            fa_mpmc_destroy(&q);
         }
     }
 }
@@ -503,6 +586,8 @@ TEST(spsc_stress_moves_millions_in_order_exactly_once)
 {
     run_stress(&spsc_ops, 1, 1, 250000 * SCALE, 1024, 0);
     run_stress(&spsc_ops, 1, 1, 10000 * SCALE, 7, 1);
+    run_stress(&spsc_ops, 1, 1, 4000 * SCALE, 1, 0);
+    run_stress(&spsc_ops, 1, 1, 8000 * SCALE, 3, 0);
 }
 
 TEST(mpmc_stress_many_producers_and_consumers_exactly_once_in_order)
@@ -681,6 +766,8 @@ int main(void)
     RUN(bad_input_is_rejected_with_clear_status);
     RUN(capacity_is_exact_for_spsc_and_a_power_of_two_for_mpmc);
     RUN(random_operations_match_a_reference_deque_for_any_item_size);
+    RUN(positions_wrap_around_size_max_with_tiny_and_small_capacities);
+    RUN(mpmc_slot_remap_is_a_bijection_that_spreads_neighbours_over_lines);
     RUN(caller_storage_and_custom_allocator_are_used_and_balanced);
     RUN(close_refuses_pushes_and_drains_pops);
     RUN(spsc_stress_moves_millions_in_order_exactly_once);

@@ -1260,7 +1260,12 @@ static __device__ __forceinline__ void fa__wg_tma(uint32_t dst, const CUtensorMa
 #endif
 }
 
-template <typename T, int D, int BN, int STAGES>
+/* MODE 0: S, softmax, P V in sequence. MODE 1: the FA3 intra-warpgroup overlap: S(n) = Q K(n)^T
+   and O += P(n-1) V(n-1) are issued back to back, and the softmax of S(n) runs while the tensor
+   cores still work on P V. MODE 2: MODE 1 plus ping-pong: the two consumer warpgroups take
+   turns issuing their GEMMs (named barriers 1 and 2), so one's softmax overlaps the other's
+   GEMMs. */
+template <typename T, int D, int BN, int STAGES, int MODE>
 __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constant__ fa__wg_params P)
 {
 #ifdef FA__CU_SM90A
@@ -1270,9 +1275,10 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
     const fa__cu_fwd_params &p = P.p;
     const uint32_t sQ = (fa__cu_saddr(fa__cu_smem) + 1023u) & ~1023u;
     const uint32_t sK = sQ + QBYTES, sV = sK + STAGES * KBYTES, bars = sV + STAGES * KBYTES;
-    /* mbarriers: full K [STAGES], full V [STAGES], empty [STAGES], Q */
-    const uint32_t b_fk = bars, b_fv = bars + 8 * STAGES, b_em = bars + 16 * STAGES,
-                   b_q = bars + 24 * STAGES;
+    /* mbarriers: K full, V full, K empty, V empty [STAGES each], Q full. A K stage is given
+       back as soon as S has been computed from it, a V stage after its P V product. */
+    const uint32_t b_fk = bars, b_fv = bars + 8 * STAGES, b_ek = bars + 16 * STAGES,
+                   b_ev = bars + 24 * STAGES, b_q = bars + 32 * STAGES;
     const int tid = threadIdx.x;
     const int mt = (int)gridDim.x - 1 - (int)blockIdx.x; /* heavy (causal) tiles first */
     const int h = blockIdx.y, b = blockIdx.z;
@@ -1287,7 +1293,8 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
         for (int s = 0; s < STAGES; ++s) {
             fa__wg_bar_init(b_fk + 8 * s, 1);
             fa__wg_bar_init(b_fv + 8 * s, 1);
-            fa__wg_bar_init(b_em + 8 * s, 8); /* one arrival per consumer warp */
+            fa__wg_bar_init(b_ek + 8 * s, 8); /* one arrival per consumer warp */
+            fa__wg_bar_init(b_ev + 8 * s, 8);
         }
         fa__wg_bar_init(b_q, 1);
         asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
@@ -1302,11 +1309,13 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
             for (int j = 0; j < NBOX; ++j) fa__wg_tma(sQ + j * QBOX, &P.tq, b_q, j * 64, row0, h, b);
             for (int n = 0; n < n_end; ++n) {
                 const int s = n % STAGES;
-                if (n >= STAGES) fa__wg_bar_wait(b_em + 8 * s, ((n / STAGES) & 1) ^ 1);
+                const uint32_t par = ((n / STAGES) & 1) ^ 1;
+                if (n >= STAGES) fa__wg_bar_wait(b_ek + 8 * s, par);
                 fa__wg_bar_expect(b_fk + 8 * s, KBYTES);
 #pragma unroll
                 for (int j = 0; j < NBOX; ++j)
                     fa__wg_tma(sK + s * KBYTES + j * KBOX, &P.tk, b_fk + 8 * s, j * 64, n * BN, hkv, b);
+                if (n >= STAGES) fa__wg_bar_wait(b_ev + 8 * s, par);
                 fa__wg_bar_expect(b_fv + 8 * s, KBYTES);
 #pragma unroll
                 for (int j = 0; j < NBOX; ++j)
@@ -1322,33 +1331,39 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
     const int wrow = row0 + c * 64 + w * 16;  /* first row of this warp */
     const int r_0 = wrow + (lane >> 2);        /* this thread's rows: r_0 and r_0 + 8 */
     float o[D / 2], s[BN / 2];
+    uint32_t pf[BN / 16][4];
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
 #pragma unroll
     for (int i = 0; i < BN / 2; ++i) s[i] = 0.0f;
-    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f};
+    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f}, alpha[2];
     const float sc = p.scale_log2;
     const uint32_t q_at = sQ + c * 64 * 128;
 
-    fa__wg_bar_wait(b_q, 0);
-    for (int n = 0; n < n_end; ++n) {
-        const int st = n % STAGES;
-        const uint32_t ph = (n / STAGES) & 1;
-        const uint32_t k_at = sK + st * KBYTES, v_at = sV + st * KBYTES;
-        fa__wg_bar_wait(b_fk + 8 * st, ph);
-        fa__wg_fence();
+    auto issue_s = [&](int n) { /* S = Q K(n)^T, one commit group */
+        const uint32_t k_at = sK + (n % STAGES) * KBYTES;
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk)
             fa__wg_mma<T, BN>::ss(s, fa__wg_desc(q_at + (kk >> 2) * QBOX + (kk & 3) * 32, 16),
                                   fa__wg_desc(k_at + (kk >> 2) * KBOX + (kk & 3) * 32, 16), kk > 0);
         fa__wg_commit();
-        fa__wg_wait<0>();
-        fa__wg_keep<BN / 2>(s);
-
-        /* Mask keys past the end and, causal, past each row's diagonal (bottom-right). */
+    };
+    auto issue_pv = [&](int n) { /* O += P V(n), one commit group */
+        const uint32_t v_at = sV + (n % STAGES) * KBYTES;
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; ++kk)
+            fa__wg_mma<T, D>::rs(o, pf[kk], fa__wg_desc(v_at + kk * 16 * 128, KBOX), 1);
+        fa__wg_commit();
+    };
+    auto release = [&](uint32_t bar) {
+        __syncwarp();
+        if (lane == 0) fa__wg_bar_arrive(bar);
+    };
+    /* Mask, online softmax of S(n) in place (S becomes P, f32), alpha = the factor O needs. */
+    auto softmax = [&](int n) {
         const int j0 = n * BN;
         const bool full = j0 + BN <= sk && (!p.causal || j0 + BN - 1 <= wrow + sk - sq);
-        if (!full) {
+        if (!full) { /* keys past the end and, causal, past each row's diagonal (bottom-right) */
 #pragma unroll
             for (int i = 0; i < BN / 8; ++i)
 #pragma unroll
@@ -1359,7 +1374,6 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
                     if (j > hi) s[4 * i + e] = -INFINITY;
                 }
         }
-        float alpha[2];
 #pragma unroll
         for (int rr = 0; rr < 2; ++rr) {
             float mx = -INFINITY;
@@ -1369,7 +1383,7 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             mx *= sc;
             const float m_new = fmaxf(m_r[rr], mx);
-            const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+            const float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no (-inf) - (-inf) */
             alpha[rr] = fa__cu_exp2(m_r[rr] - m_use);
             m_r[rr] = m_new;
             float sum = 0.0f;
@@ -1379,8 +1393,11 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
                 s[4 * i + 2 * rr + 1] = fa__cu_exp2(fmaf(s[4 * i + 2 * rr + 1], sc, -m_use));
                 sum += s[4 * i + 2 * rr] + s[4 * i + 2 * rr + 1];
             }
-            l_r[rr] = l_r[rr] * alpha[rr] + sum;
+            l_r[rr] = l_r[rr] * alpha[rr] + sum; /* per-thread partial; quad-summed at the end */
         }
+    };
+    /* Once the row maxima settle alpha is 1 for the whole warp: skip the rescale (exact). */
+    auto rescale = [&]() {
         if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
             for (int i = 0; i < D / 8; ++i) {
@@ -1390,8 +1407,9 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
                 o[4 * i + 3] *= alpha[1];
             }
         }
-        /* The accumulator layout of S is the register A-operand layout of P. */
-        uint32_t pf[BN / 16][4];
+    };
+    /* The accumulator layout of S is the register A-operand layout of P. */
+    auto to_p = [&]() {
 #pragma unroll
         for (int kk = 0; kk < BN / 16; ++kk) {
             pf[kk][0] = fa__cu_pair<T>::pack(s[8 * kk], s[8 * kk + 1]);
@@ -1399,17 +1417,79 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
             pf[kk][2] = fa__cu_pair<T>::pack(s[8 * kk + 4], s[8 * kk + 5]);
             pf[kk][3] = fa__cu_pair<T>::pack(s[8 * kk + 6], s[8 * kk + 7]);
         }
-        fa__wg_bar_wait(b_fv + 8 * st, ph);
+    };
+#define FA__WG_PH(n) ((uint32_t)(((n) / STAGES) & 1))
+
+    fa__wg_bar_wait(b_q, 0);
+    /* Ping-pong turns: warpgroup c waits on barrier 1 + c and hands the turn over on the
+       other's; warpgroup 1 opens with a hand-over so warpgroup 0 goes first. */
+    auto turn_wait = [&]() {
+        if (MODE == 2) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + c) : "memory");
+    };
+    auto turn_pass = [&]() {
+        if (MODE == 2) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - c) : "memory");
+    };
+    if (MODE == 2 && c == 1) turn_pass();
+    if (MODE == 0) {
+        for (int n = 0; n < n_end; ++n) {
+            const int st = n % STAGES;
+            fa__wg_bar_wait(b_fk + 8 * st, FA__WG_PH(n));
+            fa__wg_fence();
+            issue_s(n);
+            fa__wg_wait<0>();
+            fa__wg_keep<BN / 2>(s);
+            release(b_ek + 8 * st);
+            softmax(n);
+            rescale();
+            to_p();
+            fa__wg_bar_wait(b_fv + 8 * st, FA__WG_PH(n));
+            fa__wg_fence();
+            issue_pv(n);
+            fa__wg_wait<0>();
+            fa__wg_keep<D / 2>(o);
+            release(b_ev + 8 * st);
+        }
+    } else if (n_end > 0) { /* MODE 1, 2 */
+        fa__wg_bar_wait(b_fk, 0);
         fa__wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < BN / 16; ++kk)
-            fa__wg_mma<T, D>::rs(o, pf[kk], fa__wg_desc(v_at + kk * 16 * 128, KBOX), 1);
-        fa__wg_commit();
+        turn_wait();
+        issue_s(0);
+        turn_pass();
+        fa__wg_wait<0>();
+        fa__wg_keep<BN / 2>(s);
+        release(b_ek);
+        softmax(0); /* O is still 0: no rescale */
+        to_p();
+        for (int n = 1; n < n_end; ++n) {
+            const int st = n % STAGES, pst = (n - 1) % STAGES;
+            fa__wg_bar_wait(b_fk + 8 * st, FA__WG_PH(n));
+            fa__wg_fence();
+            fa__wg_bar_wait(b_fv + 8 * pst, FA__WG_PH(n - 1));
+            turn_wait();
+            issue_s(n);
+            issue_pv(n - 1);
+            turn_pass();
+            fa__wg_wait<1>(); /* S(n) is done, P V may still run */
+            fa__wg_keep<BN / 2>(s);
+            release(b_ek + 8 * st);
+            softmax(n);
+            fa__wg_wait<0>();
+            fa__wg_keep<D / 2>(o);
+            release(b_ev + 8 * pst);
+            rescale();
+            to_p();
+        }
+        const int last = n_end - 1;
+        fa__wg_bar_wait(b_fv + 8 * (last % STAGES), FA__WG_PH(last));
+        fa__wg_fence();
+        turn_wait();
+        issue_pv(last);
+        turn_pass();
         fa__wg_wait<0>();
         fa__wg_keep<D / 2>(o);
-        __syncwarp();
-        if (lane == 0) fa__wg_bar_arrive(b_em + 8 * st);
+        release(b_ev + 8 * (last % STAGES));
     }
+#undef FA__WG_PH
 
     /* Epilogue: O = acc / l, lse = m ln2 + ln l (a row that saw nothing: 0 and -inf). */
     float inv[2], lse_v[2];
@@ -1504,26 +1584,51 @@ static int fa__wg_map(CUtensorMap *m, fa__wg_encode_fn enc, const void *base, in
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-template <typename T, int D> struct fa__wg_shape {
+/* Tile shape per head dim: keys per tile (BN) and pipeline stages that fit 227 KB of shared
+   memory (Q 128 x D, STAGES x (K + V) BN x D). */
+template <int D> struct fa__wg_shape {
     static constexpr int BN = D == 256 ? 64 : 128;
-    static constexpr int STAGES = D == 64 ? 3 : 2;
-    static constexpr size_t SMEM = 1024 + (size_t)(128 + 2 * STAGES * BN) * D * sizeof(T) + 256;
 };
-
-template <typename T, int D>
+template <typename T, int D, int STAGES, int MODE>
 static cudaError_t fa__wg_launch(fa__wg_params *wp, dim3 grid, int dev, cudaStream_t st)
 {
-    typedef fa__wg_shape<T, D> S;
-    void (*kern)(const fa__wg_params) = fa__wg_fwd_kernel<T, D, S::BN, S::STAGES>;
+    constexpr int BN = fa__wg_shape<D>::BN;
+    constexpr size_t SMEM = 1024 + (size_t)(128 + 2 * STAGES * BN) * D * sizeof(T) + 256;
+    void (*kern)(const fa__wg_params) = fa__wg_fwd_kernel<T, D, BN, STAGES, MODE>;
     static unsigned char attr_set[FA__CU_MAX_DEVICES];
     cudaError_t e;
     if (dev < 0 || dev >= FA__CU_MAX_DEVICES || !attr_set[dev]) {
-        e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)S::SMEM);
+        e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM);
         if (e != cudaSuccess) return e;
         if (dev >= 0 && dev < FA__CU_MAX_DEVICES) attr_set[dev] = 1;
     }
-    kern<<<grid, 384, S::SMEM, st>>>(*wp);
+    kern<<<grid, 384, SMEM, st>>>(*wp);
     return cudaGetLastError();
+}
+/* Kernel variant (a test/bench hook for A/B runs): 0 = no overlap, 1 = overlap, 2 = overlap
+   with the deepest ring that fits, 3 = 2 + ping-pong. */
+static int fa__wg_variant = 3;
+template <typename T>
+static cudaError_t fa__wg_dispatch(fa__wg_params *wp, int D, dim3 grid, int dev, cudaStream_t st)
+{
+    if (fa__wg_variant == 0) {
+        if (D == 64) return fa__wg_launch<T, 64, 3, 0>(wp, grid, dev, st);
+        if (D == 128) return fa__wg_launch<T, 128, 2, 0>(wp, grid, dev, st);
+        return fa__wg_launch<T, 256, 2, 0>(wp, grid, dev, st);
+    }
+    if (fa__wg_variant == 1) {
+        if (D == 64) return fa__wg_launch<T, 64, 3, 1>(wp, grid, dev, st);
+        if (D == 128) return fa__wg_launch<T, 128, 2, 1>(wp, grid, dev, st);
+        return fa__wg_launch<T, 256, 2, 1>(wp, grid, dev, st);
+    }
+    if (fa__wg_variant == 2) {
+        if (D == 64) return fa__wg_launch<T, 64, 4, 1>(wp, grid, dev, st);
+        if (D == 128) return fa__wg_launch<T, 128, 3, 1>(wp, grid, dev, st);
+        return fa__wg_launch<T, 256, 2, 1>(wp, grid, dev, st);
+    }
+    if (D == 64) return fa__wg_launch<T, 64, 4, 2>(wp, grid, dev, st);
+    if (D == 128) return fa__wg_launch<T, 128, 3, 2>(wp, grid, dev, st);
+    return fa__wg_launch<T, 256, 2, 2>(wp, grid, dev, st);
 }
 
 /* Runs the forward on the wgmma kernel when the device is sm_90 with sm_90a code built in and
@@ -1550,7 +1655,7 @@ static int fa__wg_try(const fa_attn_desc *d, const fa__cu_plan *pl, cudaStream_t
         ok = cudaDeviceGetAttribute(&ma, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
              cudaDeviceGetAttribute(&mi, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
              ma == 9 && mi == 0 &&
-             cudaFuncGetAttributes(&fa, fa__wg_fwd_kernel<__nv_bfloat16, 128, 128, 2>) == cudaSuccess &&
+             cudaFuncGetAttributes(&fa, fa__wg_fwd_kernel<__nv_bfloat16, 128, 128, 3, 2>) == cudaSuccess &&
              fa.binaryVersion == 90 && fa.ptxVersion >= 90;
         fa__wg_dev_ok[dev] = ok ? 1 : 2;
     }
@@ -1567,14 +1672,8 @@ static int fa__wg_try(const fa_attn_desc *d, const fa__cu_plan *pl, cudaStream_t
     }
     {
         dim3 grid((unsigned)((p->sq + 127) / 128), (unsigned)p->hq, (unsigned)p->batch);
-        if (pl->bf16)
-            *err = D == 64 ? fa__wg_launch<__nv_bfloat16, 64>(&wp, grid, dev, stream)
-                 : D == 128 ? fa__wg_launch<__nv_bfloat16, 128>(&wp, grid, dev, stream)
-                            : fa__wg_launch<__nv_bfloat16, 256>(&wp, grid, dev, stream);
-        else
-            *err = D == 64 ? fa__wg_launch<__half, 64>(&wp, grid, dev, stream)
-                 : D == 128 ? fa__wg_launch<__half, 128>(&wp, grid, dev, stream)
-                            : fa__wg_launch<__half, 256>(&wp, grid, dev, stream);
+        *err = pl->bf16 ? fa__wg_dispatch<__nv_bfloat16>(&wp, D, grid, dev, stream)
+                        : fa__wg_dispatch<__half>(&wp, D, grid, dev, stream);
     }
     return 1;
 }

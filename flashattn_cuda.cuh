@@ -1075,7 +1075,9 @@ typedef struct fa__wg_params {
 template <typename T, int N> struct fa__wg_mma;
 #ifdef FA__CU_SM90A
 #define FA__WG_D64(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define FA__WG_D80(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39])
 #define FA__WG_D128(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define FA__WG_D176(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
 #define FA__WG_D256(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
 
 template <> struct fa__wg_mma<__nv_bfloat16, 64> {
@@ -1094,6 +1096,22 @@ template <> struct fa__wg_mma<__nv_bfloat16, 64> {
                      : FA__WG_D64(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
     }
 };
+template <> struct fa__wg_mma<__nv_bfloat16, 80> {
+    /* D(64x80) (+)= A(64x16, shared, K-major) * B(16x80, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39}, %40, %41, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D80(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x80) += A(64x16, registers) * B(16x80, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %45, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39}, {%40,%41,%42,%43}, %44, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D80(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
 template <> struct fa__wg_mma<__nv_bfloat16, 128> {
     /* D(64x128) (+)= A(64x16, shared, K-major) * B(16x128, shared, K-major) */
     static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
@@ -1108,6 +1126,22 @@ template <> struct fa__wg_mma<__nv_bfloat16, 128> {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"
                      : FA__WG_D128(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__nv_bfloat16, 176> {
+    /* D(64x176) (+)= A(64x16, shared, K-major) * B(16x176, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n176k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87}, %88, %89, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D176(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x176) += A(64x16, registers) * B(16x176, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %93, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n176k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87}, {%88,%89,%90,%91}, %92, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D176(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
     }
 };
 template <> struct fa__wg_mma<__nv_bfloat16, 256> {
@@ -1142,6 +1176,22 @@ template <> struct fa__wg_mma<__half, 64> {
                      : FA__WG_D64(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
     }
 };
+template <> struct fa__wg_mma<__half, 80> {
+    /* D(64x80) (+)= A(64x16, shared, K-major) * B(16x80, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39}, %40, %41, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D80(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x80) += A(64x16, registers) * B(16x80, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %45, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39}, {%40,%41,%42,%43}, %44, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D80(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
 template <> struct fa__wg_mma<__half, 128> {
     /* D(64x128) (+)= A(64x16, shared, K-major) * B(16x128, shared, K-major) */
     static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
@@ -1156,6 +1206,22 @@ template <> struct fa__wg_mma<__half, 128> {
         asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
                      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"
                      : FA__WG_D128(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__half, 176> {
+    /* D(64x176) (+)= A(64x16, shared, K-major) * B(16x176, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n176k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87}, %88, %89, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D176(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x176) += A(64x16, registers) * B(16x176, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %93, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n176k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87}, {%88,%89,%90,%91}, %92, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D176(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
     }
 };
 template <> struct fa__wg_mma<__half, 256> {
@@ -1505,23 +1571,47 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
         const int r = r_0 + rr * 8;
-        if (r >= sq) continue;
-        if (p.lse && (lane & 3) == 0)
+        if (r < sq && p.lse && (lane & 3) == 0)
             p.lse[(int64_t)b * p.lse_sb + (int64_t)r * p.lse_ss + (int64_t)h * p.lse_sh] = lse_v[rr];
-        const int64_t off = (int64_t)b * p.o_sb + (int64_t)r * p.o_ss + (int64_t)h * p.o_sh + col0;
-        if (p.o_f32) {
-            float *og = reinterpret_cast<float *>(p.o) + off;
+    }
+    if (p.o_f32) {
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+            const int r = r_0 + rr * 8;
+            if (r >= sq) continue;
+            float *og = reinterpret_cast<float *>(p.o) + (int64_t)b * p.o_sb + (int64_t)r * p.o_ss +
+                        (int64_t)h * p.o_sh + col0;
 #pragma unroll
             for (int i = 0; i < D / 8; ++i)
                 *reinterpret_cast<float2 *>(og + i * 8) =
                     make_float2(o[4 * i + 2 * rr] * inv[rr], o[4 * i + 2 * rr + 1] * inv[rr]);
-        } else {
-            T *og = reinterpret_cast<T *>(p.o) + off;
-#pragma unroll
-            for (int i = 0; i < D / 8; ++i)
-                *reinterpret_cast<uint32_t *>(og + i * 8) =
-                    fa__cu_pair<T>::pack(o[4 * i + 2 * rr] * inv[rr], o[4 * i + 2 * rr + 1] * inv[rr]);
         }
+        return;
+    }
+    /* Stage this warpgroup's 64 rows in its (consumed) part of the Q tile, same swizzled
+       layout (conflict-free: the 8 rows of a store land in 8 different chunks), then write
+       whole rows with 16-byte stores. */
+    asm volatile("bar.sync %0, 128;\n" ::"r"(3 + c) : "memory"); /* every S GEMM has read Q */
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    unsigned char *sm = fa__cu_smem + (sQ - fa__cu_saddr(fa__cu_smem)) + c * 64 * 128;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+        const int rl = w * 16 + (lane >> 2) + rr * 8; /* row within the warpgroup's 64 */
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i)
+            *reinterpret_cast<uint32_t *>(sm + (i >> 3) * QBOX + rl * 128 + (((i & 7) ^ (rl & 7)) << 4) +
+                                          col0 * 2) =
+                fa__cu_pair<T>::pack(o[4 * i + 2 * rr] * inv[rr], o[4 * i + 2 * rr + 1] * inv[rr]);
+    }
+    asm volatile("bar.sync %0, 128;\n" ::"r"(3 + c) : "memory");
+    T *og = reinterpret_cast<T *>(p.o) + (int64_t)b * p.o_sb + (int64_t)h * p.o_sh;
+#pragma unroll
+    for (int k = 0; k < D / 16; ++k) { /* 64 rows x D / 8 chunks over 128 threads */
+        const int q = t - c * 128 + k * 128, rl = q / (D / 8), ch = q % (D / 8);
+        const int r = row0 + c * 64 + rl;
+        if (r < sq)
+            *reinterpret_cast<uint4 *>(og + (int64_t)r * p.o_ss + ch * 8) = *reinterpret_cast<const uint4 *>(
+                sm + (ch >> 3) * QBOX + rl * 128 + (((ch & 7) ^ (rl & 7)) << 4));
     }
 #else
     (void)P;
@@ -1584,15 +1674,10 @@ static int fa__wg_map(CUtensorMap *m, fa__wg_encode_fn enc, const void *base, in
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
-/* Tile shape per head dim: keys per tile (BN) and pipeline stages that fit 227 KB of shared
-   memory (Q 128 x D, STAGES x (K + V) BN x D). */
-template <int D> struct fa__wg_shape {
-    static constexpr int BN = D == 256 ? 64 : 128;
-};
-template <typename T, int D, int STAGES, int MODE>
+/* Shared memory: Q 128 x D, STAGES x (K + V) BN x D, 1 KB for the alignment, barriers. */
+template <typename T, int D, int BN, int STAGES, int MODE>
 static cudaError_t fa__wg_launch(fa__wg_params *wp, dim3 grid, int dev, cudaStream_t st)
 {
-    constexpr int BN = fa__wg_shape<D>::BN;
     constexpr size_t SMEM = 1024 + (size_t)(128 + 2 * STAGES * BN) * D * sizeof(T) + 256;
     void (*kern)(const fa__wg_params) = fa__wg_fwd_kernel<T, D, BN, STAGES, MODE>;
     static unsigned char attr_set[FA__CU_MAX_DEVICES];
@@ -1605,30 +1690,37 @@ static cudaError_t fa__wg_launch(fa__wg_params *wp, dim3 grid, int dev, cudaStre
     kern<<<grid, 384, SMEM, st>>>(*wp);
     return cudaGetLastError();
 }
-/* Kernel variant (a test/bench hook for A/B runs): 0 = no overlap, 1 = overlap, 2 = overlap
-   with the deepest ring that fits, 3 = 2 + ping-pong. */
-static int fa__wg_variant = 3;
+/* Kernel variant, a hook for tests and A/B runs: 0 = MODE 0; 1 = MODE 2 with the deepest ring
+   that fits; 2 = MODE 2 with 2-3 stages (and 80-key tiles at d256); 3 = 2 with 176-key tiles
+   at d64/d128. */
+static int fa__wg_variant = 2;
 template <typename T>
 static cudaError_t fa__wg_dispatch(fa__wg_params *wp, int D, dim3 grid, int dev, cudaStream_t st)
 {
     if (fa__wg_variant == 0) {
-        if (D == 64) return fa__wg_launch<T, 64, 3, 0>(wp, grid, dev, st);
-        if (D == 128) return fa__wg_launch<T, 128, 2, 0>(wp, grid, dev, st);
-        return fa__wg_launch<T, 256, 2, 0>(wp, grid, dev, st);
+        if (D == 64) return fa__wg_launch<T, 64, 128, 3, 0>(wp, grid, dev, st);
+        if (D == 128) return fa__wg_launch<T, 128, 128, 2, 0>(wp, grid, dev, st);
+        return fa__wg_launch<T, 256, 64, 2, 0>(wp, grid, dev, st);
     }
     if (fa__wg_variant == 1) {
-        if (D == 64) return fa__wg_launch<T, 64, 3, 1>(wp, grid, dev, st);
-        if (D == 128) return fa__wg_launch<T, 128, 2, 1>(wp, grid, dev, st);
-        return fa__wg_launch<T, 256, 2, 1>(wp, grid, dev, st);
+        if (D == 64) return fa__wg_launch<T, 64, 128, 4, 2>(wp, grid, dev, st);
+        if (D == 128) return fa__wg_launch<T, 128, 128, 3, 2>(wp, grid, dev, st);
+        return fa__wg_launch<T, 256, 64, 2, 2>(wp, grid, dev, st);
     }
     if (fa__wg_variant == 2) {
-        if (D == 64) return fa__wg_launch<T, 64, 4, 1>(wp, grid, dev, st);
-        if (D == 128) return fa__wg_launch<T, 128, 3, 1>(wp, grid, dev, st);
-        return fa__wg_launch<T, 256, 2, 1>(wp, grid, dev, st);
+        if (D == 64) return fa__wg_launch<T, 64, 128, 3, 2>(wp, grid, dev, st);
+        if (D == 128) return fa__wg_launch<T, 128, 128, 2, 2>(wp, grid, dev, st);
+        return fa__wg_launch<T, 256, 80, 2, 2>(wp, grid, dev, st);
     }
-    if (D == 64) return fa__wg_launch<T, 64, 4, 2>(wp, grid, dev, st);
-    if (D == 128) return fa__wg_launch<T, 128, 3, 2>(wp, grid, dev, st);
-    return fa__wg_launch<T, 256, 2, 2>(wp, grid, dev, st);
+    if (D == 64) return fa__wg_launch<T, 64, 176, 3, 2>(wp, grid, dev, st);
+    if (D == 128) return fa__wg_launch<T, 128, 176, 2, 2>(wp, grid, dev, st);
+    return fa__wg_launch<T, 256, 80, 2, 2>(wp, grid, dev, st);
+}
+/* Keys per tile of each variant (the K/V tensor maps' box height). */
+static int fa__wg_bn(int D, int variant)
+{
+    if (D == 256) return variant >= 2 ? 80 : 64;
+    return variant >= 3 ? 176 : 128;
 }
 
 /* Runs the forward on the wgmma kernel when the device is sm_90 with sm_90a code built in and
@@ -1663,7 +1755,7 @@ static int fa__wg_try(const fa_attn_desc *d, const fa__cu_plan *pl, cudaStream_t
     memset(&wp, 0, sizeof wp);
     wp.p = *p;
     {
-        const int bf16 = pl->bf16, bn = D == 256 ? 64 : 128;
+        const int bf16 = pl->bf16, bn = fa__wg_bn(D, fa__wg_variant);
         const int64_t kv_rows = p->sk;
         if (!fa__wg_map(&wp.tq, enc, p->q, bf16, D, p->sq, p->hq, p->batch, p->q_ss, p->q_sh, p->q_sb, 128) ||
             !fa__wg_map(&wp.tk, enc, p->k, bf16, D, kv_rows, p->hkv, p->batch, p->k_ss, p->k_sh, p->k_sb, bn) ||

@@ -598,7 +598,7 @@ TEST(hopper_wgmma_prefill)
         g_expect_path = g_hopper && !(hq != hkv && sq < (d == 128 ? 128 : 64)) ? 1 : 0;
         fa__wg_variant = n % 4; /* each kernel variant gets a quarter of the shapes */
         run_case(&c);
-        fa__wg_variant = 3;
+        fa__wg_variant = 2;
         if (n & 1) {
             int saved = fa__wg_off;
             fa__wg_off = 1;

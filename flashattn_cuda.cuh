@@ -20,7 +20,14 @@
    ldmatrix for fragments), and keeps the softmax online in registers. When there are too few
    blocks to fill the GPU (decode, short prompts), the key range is split across blocks
    (split-KV, "flash decoding") and the partial results are combined by the GPU twin of
-   fa_attn_merge. The same kernels run on sm_80 and sm_90; there is no wgmma/TMA path yet.
+   fa_attn_merge. The same kernels run on sm_80 and sm_90.
+
+   On an sm_90 GPU (H100, H200), when the binary carries sm_90a code, the plain prefill case
+   (head_dim == head_dim_v in {64, 128, 256}, no window/softcap/ALiBi/varlen/seqused/paged/FP8,
+   one split) runs a Hopper kernel instead: TMA bulk tensor copies into a shared-memory ring
+   fed by a producer warpgroup, wgmma tensor-core products, two consumer warpgroups whose
+   softmax overlaps each other's GEMMs (FlashAttention-3's structure). The environment
+   variable FLASHATTN_CUDA_NO_WGMMA=1 (read at the first call) turns it off.
 
    Supported: q f16 or bf16; k and v q's type or FP8 (e4m3 / e5m2, dequantised exactly to q's
    type while loading a tile; k_scale/v_scale and the per-head arrays, which are device
@@ -1266,6 +1273,14 @@ template <int N> static __device__ __forceinline__ void fa__wg_wait(void)
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
 }
+/* 2^x flushing subnormal results to 0: one MUFU.EX2 (the non-ftz form adds a range test and
+   two multiplies per element, which the softmax of this kernel cannot afford). ex2(-inf) = 0. */
+static __device__ __forceinline__ float fa__wg_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
 /* Pins accumulator registers at this point: the compiler must not move their uses across an
    asynchronous wgmma's issue or wait. */
 template <int R> static __device__ __forceinline__ void fa__wg_keep(float *r)
@@ -1450,13 +1465,13 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
             mx *= sc;
             const float m_new = fmaxf(m_r[rr], mx);
             const float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no (-inf) - (-inf) */
-            alpha[rr] = fa__cu_exp2(m_r[rr] - m_use);
+            alpha[rr] = fa__wg_exp2(m_r[rr] - m_use);
             m_r[rr] = m_new;
             float sum = 0.0f;
 #pragma unroll
             for (int i = 0; i < BN / 8; ++i) {
-                s[4 * i + 2 * rr] = fa__cu_exp2(fmaf(s[4 * i + 2 * rr], sc, -m_use));
-                s[4 * i + 2 * rr + 1] = fa__cu_exp2(fmaf(s[4 * i + 2 * rr + 1], sc, -m_use));
+                s[4 * i + 2 * rr] = fa__wg_exp2(fmaf(s[4 * i + 2 * rr], sc, -m_use));
+                s[4 * i + 2 * rr + 1] = fa__wg_exp2(fmaf(s[4 * i + 2 * rr + 1], sc, -m_use));
                 sum += s[4 * i + 2 * rr] + s[4 * i + 2 * rr + 1];
             }
             l_r[rr] = l_r[rr] * alpha[rr] + sum; /* per-thread partial; quad-summed at the end */
@@ -1615,7 +1630,7 @@ __global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constan
     }
 #else
     (void)P;
-    __trap(); /* built without sm_90a code: the host never launches this (fa__wg_ready) */
+    __trap(); /* built without sm_90a code: fa__wg_try never launches this */
 #endif
 }
 
@@ -1690,10 +1705,10 @@ static cudaError_t fa__wg_launch(fa__wg_params *wp, dim3 grid, int dev, cudaStre
     kern<<<grid, 384, SMEM, st>>>(*wp);
     return cudaGetLastError();
 }
-/* Kernel variant, a hook for tests and A/B runs: 0 = MODE 0; 1 = MODE 2 with the deepest ring
-   that fits; 2 = MODE 2 with 2-3 stages (and 80-key tiles at d256); 3 = 2 with 176-key tiles
-   at d64/d128. */
-static int fa__wg_variant = 2;
+/* Kernel variant, a hook for tests and A/B runs: 1 (default) = MODE 2 with the tile shapes
+   measured best on an H100 (docs/cuda_notes.md: d64 128-key tiles x 3 stages, d128 128 x 2,
+   d256 80 x 2); 0 = MODE 0 with 128/64-key tiles, kept as the simple reference. */
+static int fa__wg_variant = 1;
 template <typename T>
 static cudaError_t fa__wg_dispatch(fa__wg_params *wp, int D, dim3 grid, int dev, cudaStream_t st)
 {
@@ -1702,25 +1717,14 @@ static cudaError_t fa__wg_dispatch(fa__wg_params *wp, int D, dim3 grid, int dev,
         if (D == 128) return fa__wg_launch<T, 128, 128, 2, 0>(wp, grid, dev, st);
         return fa__wg_launch<T, 256, 64, 2, 0>(wp, grid, dev, st);
     }
-    if (fa__wg_variant == 1) {
-        if (D == 64) return fa__wg_launch<T, 64, 128, 4, 2>(wp, grid, dev, st);
-        if (D == 128) return fa__wg_launch<T, 128, 128, 3, 2>(wp, grid, dev, st);
-        return fa__wg_launch<T, 256, 64, 2, 2>(wp, grid, dev, st);
-    }
-    if (fa__wg_variant == 2) {
-        if (D == 64) return fa__wg_launch<T, 64, 128, 3, 2>(wp, grid, dev, st);
-        if (D == 128) return fa__wg_launch<T, 128, 128, 2, 2>(wp, grid, dev, st);
-        return fa__wg_launch<T, 256, 80, 2, 2>(wp, grid, dev, st);
-    }
-    if (D == 64) return fa__wg_launch<T, 64, 176, 3, 2>(wp, grid, dev, st);
-    if (D == 128) return fa__wg_launch<T, 128, 176, 2, 2>(wp, grid, dev, st);
+    if (D == 64) return fa__wg_launch<T, 64, 128, 3, 2>(wp, grid, dev, st);
+    if (D == 128) return fa__wg_launch<T, 128, 128, 2, 2>(wp, grid, dev, st);
     return fa__wg_launch<T, 256, 80, 2, 2>(wp, grid, dev, st);
 }
-/* Keys per tile of each variant (the K/V tensor maps' box height). */
+/* Keys per tile (the K/V tensor maps' box height). */
 static int fa__wg_bn(int D, int variant)
 {
-    if (D == 256) return variant >= 2 ? 80 : 64;
-    return variant >= 3 ? 176 : 128;
+    return D != 256 ? 128 : variant ? 80 : 64;
 }
 
 /* Runs the forward on the wgmma kernel when the device is sm_90 with sm_90a code built in and
@@ -1747,7 +1751,7 @@ static int fa__wg_try(const fa_attn_desc *d, const fa__cu_plan *pl, cudaStream_t
         ok = cudaDeviceGetAttribute(&ma, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
              cudaDeviceGetAttribute(&mi, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
              ma == 9 && mi == 0 &&
-             cudaFuncGetAttributes(&fa, fa__wg_fwd_kernel<__nv_bfloat16, 128, 128, 3, 2>) == cudaSuccess &&
+             cudaFuncGetAttributes(&fa, fa__wg_fwd_kernel<__nv_bfloat16, 128, 128, 2, 2>) == cudaSuccess &&
              fa.binaryVersion == 90 && fa.ptxVersion >= 90;
         fa__wg_dev_ok[dev] = ok ? 1 : 2;
     }

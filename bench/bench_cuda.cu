@@ -210,18 +210,14 @@ int main(int argc, char **argv)
     bench_fwd(128, 16384, 0);
     bench_fwd(128, 16384, 1);
     fa__wg_off = -1;
-    for (int v = 0; v < 4; v++) { /* A/B: the other wgmma kernel variants */
-        if (v == 2) continue; /* the default, measured above */
-        char lab[16];
-        snprintf(lab, sizeof lab, " wg-v%d", v);
-        fa__wg_variant = v;
-        g_fwd_label = lab;
-        bench_fwd(128, 16384, 0);
-        bench_fwd(128, 16384, 1);
-        bench_fwd(64, 16384, 0);
-        bench_fwd(256, 16384, 0);
-    }
-    fa__wg_variant = 2;
+    /* The simple wgmma variant (MODE 0: no overlap, no ping-pong), for the notes' A/B. */
+    fa__wg_variant = 0;
+    g_fwd_label = " wg-simple";
+    bench_fwd(128, 16384, 0);
+    bench_fwd(128, 16384, 1);
+    bench_fwd(64, 16384, 0);
+    bench_fwd(256, 16384, 0);
+    fa__wg_variant = 1;
     g_fwd_label = "";
     bench_decode(0, 0, 1, "b1 q32/kv8 d128 k32768");
     bench_decode(16, 0, 1, "b1 q32/kv8 d128 k32768");

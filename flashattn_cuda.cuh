@@ -20,7 +20,14 @@
    ldmatrix for fragments), and keeps the softmax online in registers. When there are too few
    blocks to fill the GPU (decode, short prompts), the key range is split across blocks
    (split-KV, "flash decoding") and the partial results are combined by the GPU twin of
-   fa_attn_merge. The same kernels run on sm_80 and sm_90; there is no wgmma/TMA path yet.
+   fa_attn_merge. The same kernels run on sm_80 and sm_90.
+
+   On an sm_90 GPU (H100, H200), when the binary carries sm_90a code, the plain prefill case
+   (head_dim == head_dim_v in {64, 128, 256}, no window/softcap/ALiBi/varlen/seqused/paged/FP8,
+   one split) runs a Hopper kernel instead: TMA bulk tensor copies into a shared-memory ring
+   fed by a producer warpgroup, wgmma tensor-core products, two consumer warpgroups whose
+   softmax overlaps each other's GEMMs (FlashAttention-3's structure). The environment
+   variable FLASHATTN_CUDA_NO_WGMMA=1 (read at the first call) turns it off.
 
    Supported: q f16 or bf16; k and v q's type or FP8 (e4m3 / e5m2, dequantised exactly to q's
    type while loading a tile; k_scale/v_scale and the per-head arrays, which are device
@@ -94,6 +101,7 @@ FLASHATTN_DEF fa_status fa_cuda_attn_merge(const fa_merge_desc *m, cudaStream_t 
 #if defined(FLASHATTN_IMPLEMENTATION) && !defined(FLASHATTN_CUDA_IMPLEMENTATION_DONE)
 #define FLASHATTN_CUDA_IMPLEMENTATION_DONE
 
+#include <cuda.h> /* CUtensorMap and its enums only: no -lcuda */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <math.h>
@@ -1654,6 +1662,726 @@ static cudaError_t fa__cu_launch_merge(const fa__cu_merge_params *mp, cudaStream
     return cudaGetLastError();
 }
 
+/* ---- Hopper prefill: wgmma + TMA + warp specialisation (sm_90a) ---------------------------
+   One block of 3 warpgroups owns 128 query rows of one head. Warpgroup 0 is the producer: one
+   thread loads the Q tile once and streams K/V tiles into a STAGES-deep shared-memory ring with
+   TMA bulk tensor copies (cp.async.bulk.tensor, 128-byte swizzle, rows past the end of the
+   tensor arrive as zeros), completing on "full" mbarriers; the consumers give a stage back on
+   its "empty" mbarrier. Warpgroups 1 and 2 each own 64 rows: S = Q K^T with wgmma (A = Q and
+   B = K from shared memory, both K-major), the online softmax on the accumulator fragment,
+   P rounded to T in registers, and O += P V with wgmma (A = P from registers, B = V from
+   shared memory, MN-major). setmaxnreg gives the producer 24 registers and each consumer 240.
+   Shared-memory tiles are stored as 64-column boxes ([rows][64] elements, 128-byte rows, the
+   16-byte chunks of row r XOR-swizzled by r % 8, 1024-byte aligned), the layout both TMA and
+   the wgmma descriptors call SWIZZLE_128B.
+   Only the plain case runs here (no window/softcap/ALiBi/varlen/paged/FP8/split, head_dim ==
+   head_dim_v in {64, 128, 256}); everything else takes the mma.sync kernels above. */
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FA__CU_SM90A 1
+#endif
+
+typedef struct fa__wg_params {
+    CUtensorMap tq, tk, tv; /* [batch][heads][seq][dim] views of Q, K, V, boxes of 64 columns */
+    fa__cu_fwd_params p;
+} fa__wg_params;
+
+/* wgmma wrappers: fa__wg_mma<T, N>::ss (A and B from shared memory) and ::rs (A from
+   registers, B MN-major); acc = 0 overwrites D. */
+template <typename T, int N> struct fa__wg_mma;
+#ifdef FA__CU_SM90A
+#define FA__WG_D64(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define FA__WG_D80(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39])
+#define FA__WG_D128(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+#define FA__WG_D176(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87])
+#define FA__WG_D256(d) "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]), "+f"(d[64]), "+f"(d[65]), "+f"(d[66]), "+f"(d[67]), "+f"(d[68]), "+f"(d[69]), "+f"(d[70]), "+f"(d[71]), "+f"(d[72]), "+f"(d[73]), "+f"(d[74]), "+f"(d[75]), "+f"(d[76]), "+f"(d[77]), "+f"(d[78]), "+f"(d[79]), "+f"(d[80]), "+f"(d[81]), "+f"(d[82]), "+f"(d[83]), "+f"(d[84]), "+f"(d[85]), "+f"(d[86]), "+f"(d[87]), "+f"(d[88]), "+f"(d[89]), "+f"(d[90]), "+f"(d[91]), "+f"(d[92]), "+f"(d[93]), "+f"(d[94]), "+f"(d[95]), "+f"(d[96]), "+f"(d[97]), "+f"(d[98]), "+f"(d[99]), "+f"(d[100]), "+f"(d[101]), "+f"(d[102]), "+f"(d[103]), "+f"(d[104]), "+f"(d[105]), "+f"(d[106]), "+f"(d[107]), "+f"(d[108]), "+f"(d[109]), "+f"(d[110]), "+f"(d[111]), "+f"(d[112]), "+f"(d[113]), "+f"(d[114]), "+f"(d[115]), "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]), "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
+
+template <> struct fa__wg_mma<__nv_bfloat16, 64> {
+    /* D(64x64) (+)= A(64x16, shared, K-major) * B(16x64, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D64(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x64) += A(64x16, registers) * B(16x64, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D64(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__nv_bfloat16, 80> {
+    /* D(64x80) (+)= A(64x16, shared, K-major) * B(16x80, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39}, %40, %41, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D80(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x80) += A(64x16, registers) * B(16x80, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %45, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39}, {%40,%41,%42,%43}, %44, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D80(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__nv_bfloat16, 128> {
+    /* D(64x128) (+)= A(64x16, shared, K-major) * B(16x128, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D128(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x128) += A(64x16, registers) * B(16x128, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D128(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__nv_bfloat16, 176> {
+    /* D(64x176) (+)= A(64x16, shared, K-major) * B(16x176, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n176k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87}, %88, %89, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D176(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x176) += A(64x16, registers) * B(16x176, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %93, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n176k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87}, {%88,%89,%90,%91}, %92, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D176(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__nv_bfloat16, 256> {
+    /* D(64x256) (+)= A(64x16, shared, K-major) * B(16x256, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D256(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x256) += A(64x16, registers) * B(16x256, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, {%128,%129,%130,%131}, %132, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D256(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__half, 64> {
+    /* D(64x64) (+)= A(64x16, shared, K-major) * B(16x64, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D64(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x64) += A(64x16, registers) * B(16x64, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D64(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__half, 80> {
+    /* D(64x80) (+)= A(64x16, shared, K-major) * B(16x80, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39}, %40, %41, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D80(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x80) += A(64x16, registers) * B(16x80, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %45, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n80k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39}, {%40,%41,%42,%43}, %44, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D80(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__half, 128> {
+    /* D(64x128) (+)= A(64x16, shared, K-major) * B(16x128, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D128(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x128) += A(64x16, registers) * B(16x128, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D128(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__half, 176> {
+    /* D(64x176) (+)= A(64x16, shared, K-major) * B(16x176, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %90, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n176k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87}, %88, %89, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D176(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x176) += A(64x16, registers) * B(16x176, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %93, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n176k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87}, {%88,%89,%90,%91}, %92, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D176(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+template <> struct fa__wg_mma<__half, 256> {
+    /* D(64x256) (+)= A(64x16, shared, K-major) * B(16x256, shared, K-major) */
+    static __device__ __forceinline__ void ss(float *d, uint64_t a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, %128, %129, p, 1, 1, 0, 0;\n}\n"
+                     : FA__WG_D256(d) : "l"(a), "l"(b), "r"(acc));
+    }
+    /* D(64x256) += A(64x16, registers) * B(16x256, shared, MN-major) */
+    static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t b, int acc)
+    {
+        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %133, 0;\n"
+                     "wgmma.mma_async.sync.aligned.m64n256k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63,%64,%65,%66,%67,%68,%69,%70,%71,%72,%73,%74,%75,%76,%77,%78,%79,%80,%81,%82,%83,%84,%85,%86,%87,%88,%89,%90,%91,%92,%93,%94,%95,%96,%97,%98,%99,%100,%101,%102,%103,%104,%105,%106,%107,%108,%109,%110,%111,%112,%113,%114,%115,%116,%117,%118,%119,%120,%121,%122,%123,%124,%125,%126,%127}, {%128,%129,%130,%131}, %132, p, 1, 1, 1;\n}\n"
+                     : FA__WG_D256(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc));
+    }
+};
+
+#else
+template <typename T, int N> struct fa__wg_mma {
+    static __device__ __forceinline__ void ss(float *, uint64_t, uint64_t, int) {}
+    static __device__ __forceinline__ void rs(float *, const uint32_t *, uint64_t, int) {}
+};
+#endif
+
+static __device__ __forceinline__ void fa__wg_fence(void)
+{
+#ifdef FA__CU_SM90A
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void fa__wg_commit(void)
+{
+#ifdef FA__CU_SM90A
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int N> static __device__ __forceinline__ void fa__wg_wait(void)
+{
+#ifdef FA__CU_SM90A
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+/* 2^x flushing subnormal results to 0: one MUFU.EX2 (the non-ftz form adds a range test and
+   two multiplies per element, which the softmax of this kernel cannot afford). ex2(-inf) = 0. */
+static __device__ __forceinline__ float fa__wg_exp2(float x)
+{
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+/* Pins accumulator registers at this point: the compiler must not move their uses across an
+   asynchronous wgmma's issue or wait. */
+template <int R> static __device__ __forceinline__ void fa__wg_keep(float *r)
+{
+#pragma unroll
+    for (int i = 0; i < R; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+/* Shared-memory matrix descriptor, 128-byte swizzle: start address, leading byte offset (the
+   next 64-column box of an MN-major operand; unused for K-major), stride byte offset (the next
+   8-row group: 1024). */
+static __device__ __forceinline__ uint64_t fa__wg_desc(uint32_t saddr, uint32_t lbo)
+{
+    return (uint64_t)((saddr & 0x3ffffu) >> 4) | (uint64_t)((lbo >> 4) & 0x3fffu) << 16 |
+           (uint64_t)(1024u >> 4) << 32 | (uint64_t)1 << 62;
+}
+
+static __device__ __forceinline__ void fa__wg_bar_init(uint32_t bar, uint32_t count)
+{
+#ifdef FA__CU_SM90A
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+#endif
+}
+static __device__ __forceinline__ void fa__wg_bar_expect(uint32_t bar, uint32_t bytes)
+{
+#ifdef FA__CU_SM90A
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
+                 : "memory");
+#endif
+}
+static __device__ __forceinline__ void fa__wg_bar_arrive(uint32_t bar)
+{
+#ifdef FA__CU_SM90A
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+#endif
+}
+static __device__ __forceinline__ void fa__wg_bar_wait(uint32_t bar, uint32_t parity)
+{
+#ifdef FA__CU_SM90A
+    uint32_t done;
+    do {
+        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+#endif
+}
+/* TMA: the box at element coordinates (c0 = column, c1 = row, c2 = head, c3 = batch). */
+static __device__ __forceinline__ void fa__wg_tma(uint32_t dst, const CUtensorMap *map, uint32_t bar,
+                                                  int c0, int c1, int c2, int c3)
+{
+#ifdef FA__CU_SM90A
+    asm volatile("cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes "
+                 "[%0], [%1, {%3, %4, %5, %6}], [%2];\n" ::"r"(dst),
+                 "l"((uint64_t)map), "r"(bar), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+                 : "memory");
+#endif
+}
+
+/* MODE 0: S, softmax, P V in sequence. MODE 1: the FA3 intra-warpgroup overlap: S(n) = Q K(n)^T
+   and O += P(n-1) V(n-1) are issued back to back, and the softmax of S(n) runs while the tensor
+   cores still work on P V. MODE 2: MODE 1 plus ping-pong: the two consumer warpgroups take
+   turns issuing their GEMMs (named barriers 1 and 2), so one's softmax overlaps the other's
+   GEMMs. */
+template <typename T, int D, int BN, int STAGES, int MODE>
+__global__ void __launch_bounds__(384, 1) fa__wg_fwd_kernel(const __grid_constant__ fa__wg_params P)
+{
+#ifdef FA__CU_SM90A
+    constexpr int BM = 128, NBOX = D / 64;
+    constexpr uint32_t QBOX = BM * 128, KBOX = BN * 128; /* bytes of one 64-column box */
+    constexpr uint32_t QBYTES = NBOX * QBOX, KBYTES = NBOX * KBOX;
+    const fa__cu_fwd_params &p = P.p;
+    const uint32_t sQ = (fa__cu_saddr(fa__cu_smem) + 1023u) & ~1023u;
+    const uint32_t sK = sQ + QBYTES, sV = sK + STAGES * KBYTES, bars = sV + STAGES * KBYTES;
+    /* mbarriers: K full, V full, K empty, V empty [STAGES each], Q full. A K stage is given
+       back as soon as S has been computed from it, a V stage after its P V product. */
+    const uint32_t b_fk = bars, b_fv = bars + 8 * STAGES, b_ek = bars + 16 * STAGES,
+                   b_ev = bars + 24 * STAGES, b_q = bars + 32 * STAGES;
+    const int tid = threadIdx.x;
+    const int mt = (int)gridDim.x - 1 - (int)blockIdx.x; /* heavy (causal) tiles first */
+    const int h = blockIdx.y, b = blockIdx.z;
+    const int sq = p.sq, sk = p.sk, row0 = mt * BM, hkv = h / p.group;
+    int n_end = (sk + BN - 1) / BN;
+    if (p.causal) {
+        const int hi = min(sk - 1, min(row0 + BM - 1, sq - 1) + sk - sq);
+        n_end = hi < 0 ? 0 : hi / BN + 1;
+    }
+    if (tid == 0) {
+#pragma unroll
+        for (int s = 0; s < STAGES; ++s) {
+            fa__wg_bar_init(b_fk + 8 * s, 1);
+            fa__wg_bar_init(b_fv + 8 * s, 1);
+            fa__wg_bar_init(b_ek + 8 * s, 8); /* one arrival per consumer warp */
+            fa__wg_bar_init(b_ev + 8 * s, 8);
+        }
+        fa__wg_bar_init(b_q, 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    if (tid < 128) { /* ---- producer ---- */
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
+        if (tid == 0) {
+            fa__wg_bar_expect(b_q, QBYTES);
+#pragma unroll
+            for (int j = 0; j < NBOX; ++j) fa__wg_tma(sQ + j * QBOX, &P.tq, b_q, j * 64, row0, h, b);
+            for (int n = 0; n < n_end; ++n) {
+                const int s = n % STAGES;
+                const uint32_t par = ((n / STAGES) & 1) ^ 1;
+                if (n >= STAGES) fa__wg_bar_wait(b_ek + 8 * s, par);
+                fa__wg_bar_expect(b_fk + 8 * s, KBYTES);
+#pragma unroll
+                for (int j = 0; j < NBOX; ++j)
+                    fa__wg_tma(sK + s * KBYTES + j * KBOX, &P.tk, b_fk + 8 * s, j * 64, n * BN, hkv, b);
+                if (n >= STAGES) fa__wg_bar_wait(b_ev + 8 * s, par);
+                fa__wg_bar_expect(b_fv + 8 * s, KBYTES);
+#pragma unroll
+                for (int j = 0; j < NBOX; ++j)
+                    fa__wg_tma(sV + s * KBYTES + j * KBOX, &P.tv, b_fv + 8 * s, j * 64, n * BN, hkv, b);
+            }
+        }
+        return;
+    }
+
+    /* ---- consumers ---- */
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 240;\n");
+    const int t = tid - 128, c = t >> 7, w = (t >> 5) & 3, lane = t & 31;
+    const int wrow = row0 + c * 64 + w * 16;  /* first row of this warp */
+    const int r_0 = wrow + (lane >> 2);        /* this thread's rows: r_0 and r_0 + 8 */
+    float o[D / 2], s[BN / 2];
+    uint32_t pf[BN / 16][4];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) o[i] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) s[i] = 0.0f;
+    float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f}, alpha[2];
+    const float sc = p.scale_log2;
+    const uint32_t q_at = sQ + c * 64 * 128;
+
+    auto issue_s = [&](int n) { /* S = Q K(n)^T, one commit group */
+        const uint32_t k_at = sK + (n % STAGES) * KBYTES;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk)
+            fa__wg_mma<T, BN>::ss(s, fa__wg_desc(q_at + (kk >> 2) * QBOX + (kk & 3) * 32, 16),
+                                  fa__wg_desc(k_at + (kk >> 2) * KBOX + (kk & 3) * 32, 16), kk > 0);
+        fa__wg_commit();
+    };
+    auto issue_pv = [&](int n) { /* O += P V(n), one commit group */
+        const uint32_t v_at = sV + (n % STAGES) * KBYTES;
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; ++kk)
+            fa__wg_mma<T, D>::rs(o, pf[kk], fa__wg_desc(v_at + kk * 16 * 128, KBOX), 1);
+        fa__wg_commit();
+    };
+    auto release = [&](uint32_t bar) {
+        __syncwarp();
+        if (lane == 0) fa__wg_bar_arrive(bar);
+    };
+    /* Mask, online softmax of S(n) in place (S becomes P, f32), alpha = the factor O needs. */
+    auto softmax = [&](int n) {
+        const int j0 = n * BN;
+        const bool full = j0 + BN <= sk && (!p.causal || j0 + BN - 1 <= wrow + sk - sq);
+        if (!full) { /* keys past the end and, causal, past each row's diagonal (bottom-right) */
+#pragma unroll
+            for (int i = 0; i < BN / 8; ++i)
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const int j = j0 + i * 8 + (lane & 3) * 2 + (e & 1);
+                    const int r = r_0 + (e >> 1) * 8;
+                    const int hi = p.causal ? min(sk - 1, r + sk - sq) : sk - 1;
+                    if (j > hi) s[4 * i + e] = -INFINITY;
+                }
+        }
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int i = 0; i < BN / 8; ++i) mx = fmaxf(mx, fmaxf(s[4 * i + 2 * rr], s[4 * i + 2 * rr + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            mx *= sc;
+            const float m_new = fmaxf(m_r[rr], mx);
+            const float m_use = m_new == -INFINITY ? 0.0f : m_new; /* no (-inf) - (-inf) */
+            alpha[rr] = fa__wg_exp2(m_r[rr] - m_use);
+            m_r[rr] = m_new;
+            float sum = 0.0f;
+#pragma unroll
+            for (int i = 0; i < BN / 8; ++i) {
+                s[4 * i + 2 * rr] = fa__wg_exp2(fmaf(s[4 * i + 2 * rr], sc, -m_use));
+                s[4 * i + 2 * rr + 1] = fa__wg_exp2(fmaf(s[4 * i + 2 * rr + 1], sc, -m_use));
+                sum += s[4 * i + 2 * rr] + s[4 * i + 2 * rr + 1];
+            }
+            l_r[rr] = l_r[rr] * alpha[rr] + sum; /* per-thread partial; quad-summed at the end */
+        }
+    };
+    /* Once the row maxima settle alpha is 1 for the whole warp: skip the rescale (exact). */
+    auto rescale = [&]() {
+        if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
+#pragma unroll
+            for (int i = 0; i < D / 8; ++i) {
+                o[4 * i] *= alpha[0];
+                o[4 * i + 1] *= alpha[0];
+                o[4 * i + 2] *= alpha[1];
+                o[4 * i + 3] *= alpha[1];
+            }
+        }
+    };
+    /* The accumulator layout of S is the register A-operand layout of P. */
+    auto to_p = [&]() {
+#pragma unroll
+        for (int kk = 0; kk < BN / 16; ++kk) {
+            pf[kk][0] = fa__cu_pair<T>::pack(s[8 * kk], s[8 * kk + 1]);
+            pf[kk][1] = fa__cu_pair<T>::pack(s[8 * kk + 2], s[8 * kk + 3]);
+            pf[kk][2] = fa__cu_pair<T>::pack(s[8 * kk + 4], s[8 * kk + 5]);
+            pf[kk][3] = fa__cu_pair<T>::pack(s[8 * kk + 6], s[8 * kk + 7]);
+        }
+    };
+#define FA__WG_PH(n) ((uint32_t)(((n) / STAGES) & 1))
+
+    fa__wg_bar_wait(b_q, 0);
+    /* Ping-pong turns: warpgroup c waits on barrier 1 + c and hands the turn over on the
+       other's; warpgroup 1 opens with a hand-over so warpgroup 0 goes first. */
+    auto turn_wait = [&]() {
+        if (MODE == 2) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + c) : "memory");
+    };
+    auto turn_pass = [&]() {
+        if (MODE == 2) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - c) : "memory");
+    };
+    if (MODE == 2 && c == 1) turn_pass();
+    if (MODE == 0) {
+        for (int n = 0; n < n_end; ++n) {
+            const int st = n % STAGES;
+            fa__wg_bar_wait(b_fk + 8 * st, FA__WG_PH(n));
+            fa__wg_fence();
+            issue_s(n);
+            fa__wg_wait<0>();
+            fa__wg_keep<BN / 2>(s);
+            release(b_ek + 8 * st);
+            softmax(n);
+            rescale();
+            to_p();
+            fa__wg_bar_wait(b_fv + 8 * st, FA__WG_PH(n));
+            fa__wg_fence();
+            issue_pv(n);
+            fa__wg_wait<0>();
+            fa__wg_keep<D / 2>(o);
+            release(b_ev + 8 * st);
+        }
+    } else if (n_end > 0) { /* MODE 1, 2 */
+        fa__wg_bar_wait(b_fk, 0);
+        fa__wg_fence();
+        turn_wait();
+        issue_s(0);
+        turn_pass();
+        fa__wg_wait<0>();
+        fa__wg_keep<BN / 2>(s);
+        release(b_ek);
+        softmax(0); /* O is still 0: no rescale */
+        to_p();
+        for (int n = 1; n < n_end; ++n) {
+            const int st = n % STAGES, pst = (n - 1) % STAGES;
+            fa__wg_bar_wait(b_fk + 8 * st, FA__WG_PH(n));
+            fa__wg_fence();
+            fa__wg_bar_wait(b_fv + 8 * pst, FA__WG_PH(n - 1));
+            turn_wait();
+            issue_s(n);
+            issue_pv(n - 1);
+            turn_pass();
+            fa__wg_wait<1>(); /* S(n) is done, P V may still run */
+            fa__wg_keep<BN / 2>(s);
+            release(b_ek + 8 * st);
+            softmax(n);
+            fa__wg_wait<0>();
+            fa__wg_keep<D / 2>(o);
+            release(b_ev + 8 * pst);
+            rescale();
+            to_p();
+        }
+        const int last = n_end - 1;
+        fa__wg_bar_wait(b_fv + 8 * (last % STAGES), FA__WG_PH(last));
+        fa__wg_fence();
+        turn_wait();
+        issue_pv(last);
+        turn_pass();
+        fa__wg_wait<0>();
+        fa__wg_keep<D / 2>(o);
+        release(b_ev + 8 * (last % STAGES));
+    }
+#undef FA__WG_PH
+
+    /* Epilogue: O = acc / l, lse = m ln2 + ln l (a row that saw nothing: 0 and -inf). */
+    float inv[2], lse_v[2];
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+        float l = l_r[rr];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        inv[rr] = l == 0.0f ? 0.0f : 1.0f / l;
+        lse_v[rr] = l == 0.0f ? -INFINITY : m_r[rr] * FA__CU_LN2 + logf(l);
+    }
+    const int col0 = (lane & 3) * 2;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+        const int r = r_0 + rr * 8;
+        if (r < sq && p.lse && (lane & 3) == 0)
+            p.lse[(int64_t)b * p.lse_sb + (int64_t)r * p.lse_ss + (int64_t)h * p.lse_sh] = lse_v[rr];
+    }
+    if (p.o_f32) {
+#pragma unroll
+        for (int rr = 0; rr < 2; ++rr) {
+            const int r = r_0 + rr * 8;
+            if (r >= sq) continue;
+            float *og = reinterpret_cast<float *>(p.o) + (int64_t)b * p.o_sb + (int64_t)r * p.o_ss +
+                        (int64_t)h * p.o_sh + col0;
+#pragma unroll
+            for (int i = 0; i < D / 8; ++i)
+                *reinterpret_cast<float2 *>(og + i * 8) =
+                    make_float2(o[4 * i + 2 * rr] * inv[rr], o[4 * i + 2 * rr + 1] * inv[rr]);
+        }
+        return;
+    }
+    /* Stage this warpgroup's 64 rows in its (consumed) part of the Q tile, same swizzled
+       layout (conflict-free: the 8 rows of a store land in 8 different chunks), then write
+       whole rows with 16-byte stores. */
+    asm volatile("bar.sync %0, 128;\n" ::"r"(3 + c) : "memory"); /* every S GEMM has read Q */
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+    unsigned char *sm = fa__cu_smem + (sQ - fa__cu_saddr(fa__cu_smem)) + c * 64 * 128;
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+        const int rl = w * 16 + (lane >> 2) + rr * 8; /* row within the warpgroup's 64 */
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i)
+            *reinterpret_cast<uint32_t *>(sm + (i >> 3) * QBOX + rl * 128 + (((i & 7) ^ (rl & 7)) << 4) +
+                                          col0 * 2) =
+                fa__cu_pair<T>::pack(o[4 * i + 2 * rr] * inv[rr], o[4 * i + 2 * rr + 1] * inv[rr]);
+    }
+    asm volatile("bar.sync %0, 128;\n" ::"r"(3 + c) : "memory");
+    T *og = reinterpret_cast<T *>(p.o) + (int64_t)b * p.o_sb + (int64_t)h * p.o_sh;
+#pragma unroll
+    for (int k = 0; k < D / 16; ++k) { /* 64 rows x D / 8 chunks over 128 threads */
+        const int q = t - c * 128 + k * 128, rl = q / (D / 8), ch = q % (D / 8);
+        const int r = row0 + c * 64 + rl;
+        if (r < sq)
+            *reinterpret_cast<uint4 *>(og + (int64_t)r * p.o_ss + ch * 8) = *reinterpret_cast<const uint4 *>(
+                sm + (ch >> 3) * QBOX + rl * 128 + (((ch & 7) ^ (rl & 7)) << 4));
+    }
+#else
+    (void)P;
+    __trap(); /* built without sm_90a code: fa__wg_try never launches this */
+#endif
+}
+
+/* ---- Hopper prefill: host side ---------------------------------------------------------- */
+typedef CUresult (*fa__wg_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                                     const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                                     const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                     CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+/* Which kernel the last fa_cuda_attn_forward call on this thread ran: 0 = mma.sync (or
+   nothing), 1 = the sm_90a wgmma kernel. For tests. */
+static FA__TLS int fa__cu_last_path;
+/* 1: never take the wgmma path (tests set it to check the other path on a Hopper GPU; the
+   environment variable FLASHATTN_CUDA_NO_WGMMA=1 sets it at the first call). -1: not read. */
+static int fa__wg_off = -1;
+static unsigned char fa__wg_dev_ok[FA__CU_MAX_DEVICES]; /* 0 unknown, 1 yes, 2 no */
+
+/* The driver's tensor-map encoder through the runtime (no -lcuda needed); NULL if absent. */
+static fa__wg_encode_fn fa__wg_encoder(void)
+{
+    static fa__wg_encode_fn fn;
+    static int tried;
+    if (!tried) { /* benign race: every thread finds the same pointer */
+        void *f = NULL;
+        cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess)
+            f = NULL;
+#else
+        if (cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q) != cudaSuccess)
+            f = NULL;
+#endif
+        if (q != cudaDriverEntryPointSuccess) f = NULL;
+        fn = (fa__wg_encode_fn)f;
+        tried = 1;
+    }
+    return fn;
+}
+
+/* A [batch][heads][rows][dim] tensor map (strides in elements), boxes of 64 x box_rows. */
+static int fa__wg_map(CUtensorMap *m, fa__wg_encode_fn enc, const void *base, int bf16, int64_t dim,
+                      int64_t rows, int64_t heads, int64_t batch, int64_t s_row, int64_t s_head,
+                      int64_t s_batch, int box_rows)
+{
+    cuuint64_t dims[4], strides[3];
+    cuuint32_t box[4] = {64, (cuuint32_t)box_rows, 1, 1}, es[4] = {1, 1, 1, 1};
+    const int64_t st[3] = {s_row, s_head, s_batch};
+    int i;
+    for (i = 0; i < 3; i++)
+        if (st[i] <= 0 || st[i] % 8 || st[i] >= ((int64_t)1 << 38)) return 0;
+    dims[0] = (cuuint64_t)dim; dims[1] = (cuuint64_t)rows; dims[2] = (cuuint64_t)heads;
+    dims[3] = (cuuint64_t)batch;
+    for (i = 0; i < 3; i++) strides[i] = (cuuint64_t)st[i] * 2u;
+    return enc(m, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 4,
+               (void *)base, dims, strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* Shared memory: Q 128 x D, STAGES x (K + V) BN x D, 1 KB for the alignment, barriers. */
+template <typename T, int D, int BN, int STAGES, int MODE>
+static cudaError_t fa__wg_launch(fa__wg_params *wp, dim3 grid, int dev, cudaStream_t st)
+{
+    constexpr size_t SMEM = 1024 + (size_t)(128 + 2 * STAGES * BN) * D * sizeof(T) + 256;
+    void (*kern)(const fa__wg_params) = fa__wg_fwd_kernel<T, D, BN, STAGES, MODE>;
+    static unsigned char attr_set[FA__CU_MAX_DEVICES];
+    cudaError_t e;
+    if (dev < 0 || dev >= FA__CU_MAX_DEVICES || !attr_set[dev]) {
+        e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)SMEM);
+        if (e != cudaSuccess) return e;
+        if (dev >= 0 && dev < FA__CU_MAX_DEVICES) attr_set[dev] = 1;
+    }
+    kern<<<grid, 384, SMEM, st>>>(*wp);
+    return cudaGetLastError();
+}
+/* Kernel variant, a hook for tests and A/B runs: 1 (default) = MODE 2 with the tile shapes
+   measured best on an H100 (docs/cuda_notes.md: d64 128-key tiles x 3 stages, d128 128 x 2,
+   d256 80 x 2); 0 = MODE 0 with 128/64-key tiles, kept as the simple reference. */
+static int fa__wg_variant = 1;
+template <typename T>
+static cudaError_t fa__wg_dispatch(fa__wg_params *wp, int D, dim3 grid, int dev, cudaStream_t st)
+{
+    if (fa__wg_variant == 0) {
+        if (D == 64) return fa__wg_launch<T, 64, 128, 3, 0>(wp, grid, dev, st);
+        if (D == 128) return fa__wg_launch<T, 128, 128, 2, 0>(wp, grid, dev, st);
+        return fa__wg_launch<T, 256, 64, 2, 0>(wp, grid, dev, st);
+    }
+    if (D == 64) return fa__wg_launch<T, 64, 128, 3, 2>(wp, grid, dev, st);
+    if (D == 128) return fa__wg_launch<T, 128, 128, 2, 2>(wp, grid, dev, st);
+    return fa__wg_launch<T, 256, 80, 2, 2>(wp, grid, dev, st);
+}
+/* Keys per tile (the K/V tensor maps' box height). */
+static int fa__wg_bn(int D, int variant)
+{
+    return D != 256 ? 128 : variant ? 80 : 64;
+}
+
+/* Runs the forward on the wgmma kernel when the device is sm_90 with sm_90a code built in and
+   the problem is one it covers; returns 0 (nothing launched) otherwise. */
+static int fa__wg_try(const fa_attn_desc *d, const fa__cu_plan *pl, cudaStream_t stream, cudaError_t *err)
+{
+    const fa__cu_fwd_params *p = &pl->p;
+    fa__wg_params wp;
+    fa__wg_encode_fn enc;
+    int dev = 0, D = p->dqk, ok;
+    if (fa__wg_off < 0) {
+        const char *env = getenv("FLASHATTN_CUDA_NO_WGMMA");
+        fa__wg_off = env && env[0] == '1';
+    }
+    if (fa__wg_off) return 0;
+    if (pl->dec || pl->splits != 1 || p->pack_gqa || pl->mod || /* decode shapes: the decode kernel */ p->use_window || p->cu_q || p->cu_k ||
+        p->seqused_k || p->block_table || p->dqk != p->dv || (D != 64 && D != 128 && D != 256) ||
+        p->sk < 1 || p->sq < 1 || d->k_type != d->q_type || d->v_type != d->q_type)
+        return 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= FA__CU_MAX_DEVICES) return 0;
+    if (!fa__wg_dev_ok[dev]) { /* sm_90 exactly, and a kernel built for it (sm_90a code) */
+        int ma = 0, mi = 0;
+        cudaFuncAttributes fa;
+        ok = cudaDeviceGetAttribute(&ma, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+             cudaDeviceGetAttribute(&mi, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+             ma == 9 && mi == 0 &&
+             cudaFuncGetAttributes(&fa, fa__wg_fwd_kernel<__nv_bfloat16, 128, 128, 2, 2>) == cudaSuccess &&
+             fa.binaryVersion == 90 && fa.ptxVersion >= 90;
+        fa__wg_dev_ok[dev] = ok ? 1 : 2;
+    }
+    if (fa__wg_dev_ok[dev] != 1 || !(enc = fa__wg_encoder())) return 0;
+    memset(&wp, 0, sizeof wp);
+    wp.p = *p;
+    {
+        const int bf16 = pl->bf16, bn = fa__wg_bn(D, fa__wg_variant);
+        const int64_t kv_rows = p->sk;
+        if (!fa__wg_map(&wp.tq, enc, p->q, bf16, D, p->sq, p->hq, p->batch, p->q_ss, p->q_sh, p->q_sb, 128) ||
+            !fa__wg_map(&wp.tk, enc, p->k, bf16, D, kv_rows, p->hkv, p->batch, p->k_ss, p->k_sh, p->k_sb, bn) ||
+            !fa__wg_map(&wp.tv, enc, p->v, bf16, D, kv_rows, p->hkv, p->batch, p->v_ss, p->v_sh, p->v_sb, bn))
+            return 0;
+    }
+    {
+        dim3 grid((unsigned)((p->sq + 127) / 128), (unsigned)p->hq, (unsigned)p->batch);
+        *err = pl->bf16 ? fa__wg_dispatch<__nv_bfloat16>(&wp, D, grid, dev, stream)
+                        : fa__wg_dispatch<__half>(&wp, D, grid, dev, stream);
+    }
+    return 1;
+}
+
 FLASHATTN_DEF fa_status fa_cuda_attn_workspace_size(const fa_attn_desc *d, size_t *bytes)
 {
     fa__cu_plan pl;
@@ -1683,6 +2411,12 @@ FLASHATTN_DEF fa_status fa_cuda_attn_forward(const fa_attn_desc *d, cudaStream_t
     int own_ws = 0;
 
     if ((s = fa__cu_make_plan(d, &pl)) != FA_OK) return s;
+    fa__cu_last_path = 0;
+    if (fa__wg_try(d, &pl, stream, &e)) { /* Hopper: the wgmma kernel took it */
+        fa__cu_last_path = 1;
+        if (e != cudaSuccess) return fa__cu_err(e, "fa_cuda_attn_forward launch (sm_90a)");
+        return FA_OK;
+    }
     if (pl.ws_bytes) {
         if (d->workspace) {
             if (d->workspace_size < pl.ws_bytes)

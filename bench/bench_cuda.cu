@@ -98,6 +98,7 @@ static void emit(const char *name, const char *unit, double value, double ms)
     fflush(stdout);
 }
 
+static const char *g_fwd_label = ""; /* suffix of the forward rows' names */
 static void bench_fwd(int d, int seqlen, int causal)
 {
     int64_t heads = 2048 / d, batch = 16384 / seqlen;
@@ -116,7 +117,8 @@ static void bench_fwd(int d, int seqlen, int causal)
     ad.causal = causal;
     ms = time_median(run_attn, &ad, 2, g_reps);
     flops = 4.0 * batch * heads * (double)seqlen * seqlen * d * (causal ? 0.5 : 1.0);
-    snprintf(name, sizeof name, "fwd bf16 d%d s%d %s", d, seqlen, causal ? "causal" : "non-causal");
+    snprintf(name, sizeof name, "fwd bf16 d%d s%d %s%s", d, seqlen, causal ? "causal" : "non-causal",
+             g_fwd_label);
     emit(name, "TFLOP/s", flops / (ms * 1e-3) / 1e12, ms);
     cudaFree(q); cudaFree(k); cudaFree(v); cudaFree(o);
 }
@@ -177,6 +179,7 @@ int main(int argc, char **argv)
     if (argc > 1 && strcmp(argv[1], "--profile") == 0) { /* one shape, for ncu */
         g_reps = 1;
         bench_fwd(128, 16384, 0);
+        bench_fwd(128, 16384, 1);
         bench_decode(16, 0, 1, "b1 q32/kv8 d128 k32768");
         return 0;
     }
@@ -201,6 +204,21 @@ int main(int argc, char **argv)
     bench_fwd(64, 16384, 1);
     bench_fwd(256, 16384, 0);
     bench_fwd(256, 16384, 1);
+    /* The same d128 shapes on the mma.sync kernels (on Hopper the rows above ran wgmma). */
+    fa__wg_off = 1;
+    g_fwd_label = " mma.sync";
+    bench_fwd(128, 16384, 0);
+    bench_fwd(128, 16384, 1);
+    fa__wg_off = -1;
+    /* The simple wgmma variant (MODE 0: no overlap, no ping-pong), for the notes' A/B. */
+    fa__wg_variant = 0;
+    g_fwd_label = " wg-simple";
+    bench_fwd(128, 16384, 0);
+    bench_fwd(128, 16384, 1);
+    bench_fwd(64, 16384, 0);
+    bench_fwd(256, 16384, 0);
+    fa__wg_variant = 1;
+    g_fwd_label = "";
     bench_decode(0, 0, 1, "b1 q32/kv8 d128 k32768");
     bench_decode(16, 0, 1, "b1 q32/kv8 d128 k32768");
     bench_decode(66, 0, 1, "b1 q32/kv8 d128 k32768");

@@ -95,6 +95,9 @@ static void *dev_copy(const void *h, size_t bytes)
 }
 
 static int64_t g_cases, g_dec_cases;
+/* >= 0: the kernel run_case must see taken (fa__cu_last_path: 0 mma.sync, 1 sm_90a wgmma). */
+static int g_expect_path = -1;
+static int g_hopper; /* the device is sm_90 (H100/H200): eligible prefill takes the wgmma kernel */
 
 /* A random finite FP8 byte of magnitude <= ~7.5 (e4m3: exponent field <= 9; e5m2: <= 17). */
 static unsigned char fp8_rand(int kind)
@@ -109,6 +112,7 @@ static void run_case(const cfg *c)
 {
     char desc[512];
     fa_attn_desc hd, dd;
+    int planned_dec = 0;
     int64_t b, i, h, e;
     int32_t *cu_q = NULL, *cu_k = NULL, *used = NULL, *table = NULL;
     int64_t total_q, total_k, nbq, ntq, nbk, ntk, num_pages = 0, bt_stride = 0, lse_n;
@@ -298,6 +302,7 @@ static void run_case(const cfg *c)
         st = fa__cu_make_plan(&dd, &pl);
         CHECKF(st == FA_OK, "plan: %s [%s]", fa_last_error(), desc);
         if (st == FA_OK && pl.dec) g_dec_cases++;
+        planned_dec = st == FA_OK && pl.dec;
         if (st == FA_OK && c->check_path) {
             int g = c->hq / c->hkv, want = (g > 1 ? c->sq * g : c->sq) <= 16;
             if ((c->k8 != 0) != (c->v8 != 0)) want = 0;
@@ -310,6 +315,10 @@ static void run_case(const cfg *c)
     }
     st = fa_cuda_attn_forward(&dd, 0);
     CHECKF(st == FA_OK, "fa_cuda_attn_forward: %s (%s) [%s]", fa_status_str(st), fa_last_error(), desc);
+    if (g_expect_path >= 0) { /* decode-shaped problems take the decode kernel, not wgmma */
+        int want = planned_dec ? 0 : g_expect_path;
+        CHECKF(fa__cu_last_path == want, "took kernel %d, expected %d [%s]", fa__cu_last_path, want, desc);
+    }
     CK(cudaGetLastError());
     CK(cudaDeviceSynchronize());
     CK(cudaMemcpy(got_o, do_, ov.elems * oes, cudaMemcpyDeviceToHost));
@@ -670,6 +679,64 @@ TEST(decode_kernel_shapes_and_fp8_formats)
         }
     }
     fa__cu_dec_variant = 0;
+/* The sm_90a wgmma prefill kernel (taken on an sm_90 GPU for head_dim 64/128/256 without
+   window, softcap, ALiBi, varlen, paged or FP8 K/V, one split): random shapes with partial
+   tiles at both ends, GQA, causal, LSE, strided/padded/f32 outputs; each configuration must
+   take the expected kernel, and half of them run again with the wgmma path switched off
+   (fa__wg_off), so the mma.sync kernels keep their coverage on Hopper. */
+TEST(hopper_wgmma_prefill)
+{
+    static const int lens[] = {1, 7, 63, 65, 128, 129, 1000, 300};
+    static const int dims[] = {64, 128, 256};
+#ifdef FA_TEST_SANITIZED
+    const int count = 8;
+#else
+    const int count = 48;
+#endif
+    for (int n = 0; n < count; n++) {
+        int d = dims[fa_t_randint(3)], hkv = 1 + (int)fa_t_randint(2);
+        int sq = lens[fa_t_randint(8)], sk = lens[fa_t_randint(8)], b = 1 + (int)fa_t_randint(3);
+        int hq = hkv * (1 + (int)fa_t_randint(3));
+        if (n % 24 == 5) { sq = 16384 + 3; sk = 65 + (int)fa_t_randint(70); hkv = 1; }
+        if (n % 24 == 17) { sq = 1 + (int)fa_t_randint(130); sk = 16384 + 3; hkv = 1; }
+        if ((double)b * hq * sq * (double)sk * d > 4e8) { b = 1; hq = hkv; }
+        cfg c = base_cfg(fa_t_randint(2) ? FA_BF16 : FA_F16, b, sq, sk, hq, hkv, d);
+        c.causal = (int)fa_t_randint(2);
+        c.lse = fa_t_randint(4) != 0;
+        c.splits = 1; /* the split heuristic would send small grids to the split-KV kernel */
+        c.o_f32 = fa_t_randint(5) == 0;
+        c.bhsd = fa_t_randint(5) == 0;
+        c.pad_o = fa_t_randint(5) == 0;
+        if (n % 7 == 3) c.scale = 0.05f + (float)fa_t_uniform(0.0, 0.2);
+        /* GQA with fewer query rows than an mma.sync tile keeps the packed-GQA kernel. */
+        g_expect_path = g_hopper && !(hq != hkv && sq < (d == 128 ? 128 : 64)) ? 1 : 0;
+        fa__wg_variant = n % 3 != 0; /* a third of the shapes run the simple variant */
+        run_case(&c);
+        fa__wg_variant = 1;
+        if (n & 1) {
+            int saved = fa__wg_off;
+            fa__wg_off = 1;
+            g_expect_path = 0;
+            run_case(&c);
+            fa__wg_off = saved;
+        }
+    }
+    { /* what the wgmma kernel does not cover goes to mma.sync */
+        cfg c = base_cfg(FA_BF16, 1, 200, 300, 2, 1, 128);
+        c.splits = 1;
+        g_expect_path = 0;
+        c.use_window = 1; c.wl = 40; c.wr = 0;
+        run_case(&c);
+        c.use_window = 0; c.softcap = 20.0f;
+        run_case(&c);
+        c.softcap = 0.0f; c.d = c.dv = 96;
+        run_case(&c);
+        c.d = c.dv = 128; c.varlen_q = 1;
+        run_case(&c);
+        c.varlen_q = 0; c.splits = 4;
+        run_case(&c);
+    }
+    g_expect_path = -1;
 }
 
 /* ---- errors: reported before any launch, nothing written ---- */
@@ -789,6 +856,9 @@ int main(void)
     }
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+    g_hopper = prop.major == 9 && prop.minor == 0;
+    if (getenv("FLASHATTN_CUDA_NO_WGMMA") && getenv("FLASHATTN_CUDA_NO_WGMMA")[0] == '1') g_hopper = 0;
+    RUN(hopper_wgmma_prefill);
     RUN(forward_matches_reference_for_each_head_dim_type_and_causal);
     RUN(other_head_dims_run_zero_padded);
     RUN(causal_is_bottom_right_aligned_for_any_shape);

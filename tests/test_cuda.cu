@@ -679,6 +679,8 @@ TEST(decode_kernel_shapes_and_fp8_formats)
         }
     }
     fa__cu_dec_variant = 0;
+}
+
 /* The sm_90a wgmma prefill kernel (taken on an sm_90 GPU for head_dim 64/128/256 without
    window, softcap, ALiBi, varlen, paged or FP8 K/V, one split): random shapes with partial
    tiles at both ends, GQA, causal, LSE, strided/padded/f32 outputs; each configuration must

@@ -51,7 +51,7 @@
    mask   block-sparse masks: tile layouts (FlexAttention BlockMask), builders (causal, window,
           Longformer, BigBird, strided/fixed, document, prefix-LM, callback), and/or, density,
           dynamic top-k selection
-   queue  lock-free SPSC (cached indices) and Vyukov MPMC ring queues: any item size,
+   queue  lock-free SPSC (per-slot sequences) and Vyukov MPMC (CAS backoff) ring queues: any item size,
           try/bulk/blocking operations, close
    pool   workers on MPMC queues: parallel_for, prioritised tasks with retry/backoff, metrics,
           finish/cancel shutdown
@@ -90,7 +90,8 @@
      0x7FFFFFFF (as cuda_fp8.h); fa_convert multiplies by its scale in f32 (Transformer Engine's
      cast), skipped when the scale is 1; amax ignores NaN; f32 outputs of 8 MiB or more use
      streaming stores.
-   - Queues: SPSC capacity is exact, MPMC capacity is rounded up to a power of two (>= 2). The
+   - Queues: SPSC capacity is exact, MPMC capacity is rounded up to a power of two (>= 2); slots
+     carry a sequence word, so caller storage is sized with fa_spsc/fa_mpmc_storage_size. The
      queues and the pool need GCC or Clang builtins (MinGW included); threads need pthreads. A
      task that submits into its own pool's full queue runs the new task inline rather than
      deadlock.
@@ -7679,10 +7680,13 @@ FLASHATTN_DEF size_t fa_spsc_capacity(const fa_spsc *q) { return q ? q->capacity
    -> 4.8-4.9; the price is k=1, 27-29 -> 16.3-16.5, where one producer and one consumer now
    miss once per item instead of once per line of slots. A backoff of at most 8 pauses gained
    far less (k=2 8.6, k=4 3.7-4.5), and a fetch-and-add design (SCQ, two index rings) reached
-   only 3.2-5.3 at k=1..8. */
+   only 3.2-5.3 at k=1..8. A later run of the backoff WITHOUT the remap, beside the remap build
+   in the same call, measured k=1/2/4/8 26.4 / 17.2 / 8.8 / 3.6 against 16.1 / 14.2 / 8.0 / 4.6:
+   the backoff does the work at k >= 2 and the remap only costs k=1, so the remap is off by
+   default (FA__MPMC_REMAP=1 turns it on; its tests run either way). */
 
 #ifndef FA__MPMC_REMAP
-#define FA__MPMC_REMAP 1     /* private tuning switch: nonzero = consecutive positions on different lines */
+#define FA__MPMC_REMAP 0     /* private tuning switch: nonzero = consecutive positions on different lines */
 #endif
 #ifndef FA__MPMC_BACKOFF
 #define FA__MPMC_BACKOFF 64  /* private tuning switch: longest backoff after a lost race, in

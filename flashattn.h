@@ -7714,10 +7714,15 @@ FA__QINLINE void fa__mpmc_backoff(unsigned *spins)
    than a cache line is padded to a power of two so that whole slots tile each line. */
 static size_t fa__mpmc_slot_size(size_t elem_size)
 {
-    size_t s = fa__slot_size(elem_size), p = 8;
-    if (!FA__MPMC_REMAP || s >= FA_CACHELINE) return s;
+    size_t s = fa__slot_size(elem_size);
+#if FA__MPMC_REMAP
+    size_t p = 8;
+    if (s >= FA_CACHELINE) return s;
     while (p < s) p *= 2;
     return p;
+#else
+    return s;
+#endif
 }
 
 static FA__ATOMIC(size_t) *fa__mpmc_seq(const fa_mpmc *q, size_t pos)

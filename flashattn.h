@@ -4015,6 +4015,32 @@ static FA__AVX2 float fa__dot_avx2(const float *a, const float *b, int64_t n)
     return i < n ? r + fa__dot_f32(a + i, b + i, n - i) : r;
 }
 
+/* The rows of a decode P V, shared by the SIMD variants: in each group of 4 rows, the keys all
+   four see take one 4-row body, the rest of each row's keys a 1-row body. CALL(NR, A, B, ROW)
+   runs the body for NR rows from ROW over keys [A, B); nrows, c0 and c1 are the caller's. */
+#define FA__DEC_PV_ROWS(CALL)                                                                     \
+    do {                                                                                          \
+        int64_t r_, i_, a_, b_;                                                                   \
+        for (r_ = 0; r_ < nrows; r_ += 4) {                                                       \
+            int64_t nr_ = nrows - r_ < 4 ? nrows - r_ : 4;                                        \
+            fa__pv_common(nr_, c0 + r_, c1 + r_, &a_, &b_);                                       \
+            if (nr_ == 4 && a_ < b_) {                                                            \
+                CALL(4, a_, b_, r_)                                                               \
+            } else {                                                                              \
+                a_ = b_ = 0;                                                                      \
+            }                                                                                     \
+            for (i_ = r_; i_ < r_ + nr_; i_++) {                                                  \
+                int64_t lo_ = c0[i_], hi_ = c1[i_];                                               \
+                if (a_ >= b_) {                                                                   \
+                    if (lo_ < hi_) CALL(1, lo_, hi_, i_)                                          \
+                    continue;                                                                     \
+                }                                                                                 \
+                if (lo_ < a_) CALL(1, lo_, a_, i_)                                                \
+                if (b_ < hi_) CALL(1, b_, hi_, i_)                                                \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
 /* ---- AVX2 decode kernels: the AVX-512 design (see there) in 8 lanes, for f32/f16/bf16 K/V
    (FP8 K/V take the staged path on AVX2) ---- */
 #define FA__AVX2_AI static inline __attribute__((always_inline, target("avx2,fma,f16c")))
@@ -4179,7 +4205,6 @@ static FA__AVX2 void fa__dec_qk_avx2(const float *q, int64_t dk, const void *con
 static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt,
                                      int64_t dv, int64_t nrows, const int32_t *c0, const int32_t *c1)
 {
-    int64_t r, i, a, b;
 #define FA__DEC_PV(NR, A, B, ROW)                                                                     \
     switch (vt) {                                                                                     \
     case FA_F32: fa__dec_pv_body_avx2(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_F32, NR); break; \
@@ -4187,24 +4212,7 @@ static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, cons
     case FA_BF16: fa__dec_pv_body_avx2(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_BF16, NR); break; \
     default: break;                                                                                   \
     }
-    for (r = 0; r < nrows; r += 4) {
-        int64_t nr = nrows - r < 4 ? nrows - r : 4;
-        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
-        if (nr == 4 && a < b) {
-            FA__DEC_PV(4, a, b, r)
-        } else {
-            a = b = 0;
-        }
-        for (i = r; i < r + nr; i++) {
-            int64_t lo = c0[i], hi = c1[i];
-            if (a >= b) {
-                if (lo < hi) FA__DEC_PV(1, lo, hi, i)
-                continue;
-            }
-            if (lo < a) FA__DEC_PV(1, lo, a, i)
-            if (b < hi) FA__DEC_PV(1, b, hi, i)
-        }
-    }
+    FA__DEC_PV_ROWS(FA__DEC_PV);
 #undef FA__DEC_PV
 }
 
@@ -4672,7 +4680,6 @@ static FA__AVX512 void fa__dec_qk_avx512(const float *q, int64_t dk, const void 
 static FA__AVX512 void fa__dec_pv_avx512(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt,
                                          int64_t dv, int64_t nrows, const int32_t *c0, const int32_t *c1)
 {
-    int64_t r, i, a, b;
 #define FA__DEC_PV(NR, A, B, ROW)                                                                   \
     switch (vt) {                                                                                   \
     case FA_F32: fa__dec_pv_body_avx512(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_F32, NR); break; \
@@ -4682,24 +4689,7 @@ static FA__AVX512 void fa__dec_pv_avx512(float *o, int64_t dvp, const float *p, 
     case FA_E5M2: fa__dec_pv_body_avx512(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_E5M2, NR); break; \
     default: break;                                                                                 \
     }
-    for (r = 0; r < nrows; r += 4) {
-        int64_t nr = nrows - r < 4 ? nrows - r : 4;
-        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
-        if (nr == 4 && a < b) {
-            FA__DEC_PV(4, a, b, r)
-        } else {
-            a = b = 0;
-        }
-        for (i = r; i < r + nr; i++) { /* each row's keys outside the shared range */
-            int64_t lo = c0[i], hi = c1[i];
-            if (a >= b) {
-                if (lo < hi) FA__DEC_PV(1, lo, hi, i)
-                continue;
-            }
-            if (lo < a) FA__DEC_PV(1, lo, a, i)
-            if (b < hi) FA__DEC_PV(1, b, hi, i)
-        }
-    }
+    FA__DEC_PV_ROWS(FA__DEC_PV);
 #undef FA__DEC_PV
 }
 

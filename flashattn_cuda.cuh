@@ -136,6 +136,9 @@ typedef struct fa__cu_fwd_params {
     float scale, scale_log2, softcap;
     float k_scale, v_scale; /* dequant multipliers (1 when unset) */
     const float *k_head_scale, *v_head_scale;
+    unsigned *counters; /* decode kernel, split-KV: per (batch, KV head) arrival counters of the
+                           fused merge (zero before the launch, zero again after); NULL = the
+                           merge kernel runs after it */
 } fa__cu_fwd_params;
 
 typedef struct fa__cu_merge_params {
@@ -739,7 +742,7 @@ static __host__ __device__ inline int fa__cu_dec_warp_bytes(int D, int stages, i
 static __host__ __device__ inline int fa__cu_dec_smem(int D, int nw, int stages, int k8, int v8)
 {
     const int tiles = FA__CU_DEC_ROWS * (D + 8) * 2 + nw * fa__cu_dec_warp_bytes(D, stages, k8, v8);
-    const int merge = nw * FA__CU_DEC_ROWS * (D + 4) * 4 + (3 * nw + 1) * FA__CU_DEC_ROWS * 4;
+    const int merge = nw * FA__CU_DEC_ROWS * (D + 4) * 4 + (3 * nw + 2) * FA__CU_DEC_ROWS * 4;
     return tiles > merge ? tiles : merge;
 }
 
@@ -1150,6 +1153,24 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
     __syncthreads();
 
     const int dv = p.dv;
+    /* Row r's output element d and (d == 0) its LSE, natural log units. */
+    auto store = [&](int r, int d, float o, float lse) {
+        const int i = r / G, h = p.pack_gqa ? hy * G + r % G : hy;
+        const int64_t orow = (p.cu_q ? (int64_t)(q_off + i) * p.o_ss
+                                     : (int64_t)b * p.o_sb + (int64_t)i * p.o_ss) +
+                             (int64_t)h * p.o_sh;
+        if (p.o_f32) reinterpret_cast<float *>(p.o)[orow + d] = o;
+        else {
+            const uint32_t pr = fa__cu_pair<T>::pack(o, 0.0f);
+            reinterpret_cast<unsigned short *>(p.o)[orow + d] = (unsigned short)(pr & 0xffffu);
+        }
+        if (d == 0 && p.lse) {
+            const int64_t lse_sh = p.lse_sh < 0 ? (int64_t)p.cu_q[p.batch] : p.lse_sh;
+            const int64_t off = p.cu_q ? (int64_t)(q_off + i) * p.lse_ss
+                                       : (int64_t)b * p.lse_sb + (int64_t)i * p.lse_ss;
+            p.lse[off + (int64_t)h * lse_sh] = lse;
+        }
+    };
     for (int idx = tid; idx < rows * dv; idx += NT) {
         const int r = idx / dv, d = idx - r * dv;
         const int i = r / G, h = p.pack_gqa ? hy * G + r % G : hy;
@@ -1165,20 +1186,54 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
             if (d == 0) p.lse_part[(((int64_t)split * p.batch + b) * p.hq + h) * p.sq + i] = s_lse[r];
             continue;
         }
-        const int64_t orow = (p.cu_q ? (int64_t)(q_off + i) * p.o_ss
-                                     : (int64_t)b * p.o_sb + (int64_t)i * p.o_ss) +
-                             (int64_t)h * p.o_sh;
-        if (p.o_f32) reinterpret_cast<float *>(p.o)[orow + d] = o;
-        else {
-            const uint32_t pr = fa__cu_pair<T>::pack(o, 0.0f);
-            reinterpret_cast<unsigned short *>(p.o)[orow + d] = (unsigned short)(pr & 0xffffu);
+        store(r, d, o, s_lse[r]);
+    }
+    if (p.num_splits == 1 || !p.counters) return;
+
+    /* Fused split-KV merge: the last block of this (batch, KV head) to arrive merges every
+       split's part of its rows (the arithmetic of fa_attn_merge and of the merge kernel) and
+       writes O and the LSE. Each thread's part stores are fenced before the block's arrival is
+       counted; the last block sets the counter back to zero for the next call. This replaces
+       the merge kernel's launch and the gap before it. */
+    int *s_last = reinterpret_cast<int *>(s_lse + FA__CU_DEC_ROWS);
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        unsigned *cnt = p.counters + (int64_t)b * gridDim.y + hy;
+        const int last = atomicAdd(cnt, 1u) == (unsigned)p.num_splits - 1;
+        if (last) atomicExch(cnt, 0u); /* every block of the group has arrived */
+        *s_last = last;
+    }
+    __syncthreads();
+    if (!*s_last) return;
+    __threadfence();
+    const int64_t lp_split = (int64_t)p.batch * p.hq * p.sq, op_split = lp_split * dv;
+    for (int idx = tid; idx < rows * dv; idx += NT) {
+        const int r = idx / dv, d = idx - r * dv;
+        const int i = r / G, h = p.pack_gqa ? hy * G + r % G : hy;
+        const float *lp = p.lse_part + ((int64_t)b * p.hq + h) * p.sq + i;
+        const float *op = p.o_part + (((int64_t)b * p.sq + i) * p.hq + h) * dv + d;
+        float m = -INFINITY;
+        int nan = 0;
+#pragma unroll 8
+        for (int sp = 0; sp < p.num_splits; ++sp) {
+            const float x = __ldcg(lp + sp * lp_split);
+            if (x != x) nan = 1;
+            else m = fmaxf(m, x);
         }
-        if (d == 0 && p.lse) {
-            const int64_t lse_sh = p.lse_sh < 0 ? (int64_t)p.cu_q[p.batch] : p.lse_sh;
-            const int64_t off = p.cu_q ? (int64_t)(q_off + i) * p.lse_ss
-                                       : (int64_t)b * p.lse_sb + (int64_t)i * p.lse_ss;
-            p.lse[off + (int64_t)h * lse_sh] = s_lse[r];
+        if (nan) m = NAN;
+        float wsum = 0.0f, o = 0.0f;
+        if (m != -INFINITY) {
+#pragma unroll 8
+            for (int sp = 0; sp < p.num_splits; ++sp) {
+                const float w = expf(__ldcg(lp + sp * lp_split) - m);
+                const float x = __ldcg(op + sp * op_split);
+                wsum += w;
+                o += w == 0.0f ? 0.0f : w * x;
+            }
+            o /= wsum;
         }
+        store(r, d, o, m == -INFINITY ? -INFINITY : m + logf(wsum));
     }
 #endif
 }
@@ -1283,6 +1338,12 @@ typedef struct fa__cu_plan {
    1.. = the A/B shapes below at D = 128 (for bench/bench_cuda.cu; not an API). On an H100,
    decode shape, 16 splits: 4x4 2057 GB/s, 4x3 2028, 8x2 2006, 8x3 2021 (one run: a tie). */
 static int fa__cu_dec_variant = 0;
+/* Split-KV merge of the decode kernel: 1 = fused into the kernel (the default: the last block
+   of each (batch, KV head) merges; its counters are zeroed with one cudaMemsetAsync per call,
+   since the workspace is caller memory of unknown content), 0 = the separate merge kernel
+   (v11), 2 = fused without the memset (A/B only: right only when the counters are known to
+   be zero, as every fused call leaves them). Not an API. */
+static int fa__cu_dec_fuse = 1;
 static void fa__cu_dec_shape(int dpad, int *nw, int *stages)
 {
     *nw = 4;
@@ -1344,7 +1405,9 @@ static int fa__cu_dec_plan(const fa_attn_desc *d, fa__cu_plan *pl, int64_t group
     pl->ws_bytes = 0;
     if (splits > 1) {
         size_t rows_all = (size_t)splits * (size_t)d->batch * (size_t)d->seqlen_q * (size_t)d->heads_q;
-        pl->ws_bytes = rows_all * (size_t)p->dv * sizeof(float) + rows_all * sizeof(float) + 256;
+        /* + one arrival counter per (batch, KV head) for the fused merge */
+        pl->ws_bytes = rows_all * (size_t)p->dv * sizeof(float) + rows_all * sizeof(float) +
+                       (size_t)blocks * sizeof(unsigned) + 256;
     }
     pl->dec = 1;
     pl->dec_nw = nw;
@@ -2433,6 +2496,15 @@ FLASHATTN_DEF fa_status fa_cuda_attn_forward(const fa_attn_desc *d, cudaStream_t
             uintptr_t a = ((uintptr_t)ws + 15u) & ~(uintptr_t)15u;
             pl.p.o_part = (float *)a;
             pl.p.lse_part = pl.p.o_part + rows_all * (size_t)pl.p.dv;
+            if (pl.dec && fa__cu_dec_fuse) {
+                pl.p.counters = (unsigned *)(pl.p.lse_part + rows_all);
+                if (fa__cu_dec_fuse == 1 &&
+                    (e = cudaMemsetAsync(pl.p.counters, 0,
+                                         (size_t)pl.grid.y * pl.grid.z * sizeof(unsigned), stream)) != cudaSuccess) {
+                    if (own_ws) cudaFreeAsync(ws, stream);
+                    return fa__cu_err(e, "cudaMemsetAsync(split-KV counters)");
+                }
+            }
         }
     }
     if (pl.dec && pl.p.k8)
@@ -2443,7 +2515,7 @@ FLASHATTN_DEF fa_status fa_cuda_attn_forward(const fa_attn_desc *d, cudaStream_t
                     : fa__cu_dec_dispatch<__half, false>(&pl, stream);
     else
         e = pl.bf16 ? fa__cu_dispatch<__nv_bfloat16>(&pl, stream) : fa__cu_dispatch<__half>(&pl, stream);
-    if (e == cudaSuccess && pl.splits > 1) {
+    if (e == cudaSuccess && pl.splits > 1 && !pl.p.counters) {
         fa__cu_merge_params mp;
         const fa__cu_fwd_params *p = &pl.p;
         memset(&mp, 0, sizeof mp);

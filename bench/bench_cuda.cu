@@ -158,6 +158,7 @@ static void bench_decode(int splits, int page_size, int with_ws, const char *lab
     if (with_ws) { /* what an engine does: one workspace, reused every step */
         FK(fa_cuda_attn_workspace_size(&ad, &ad.workspace_size));
         CK(cudaMalloc(&ad.workspace, ad.workspace_size ? ad.workspace_size : 16));
+        CK(cudaMemset(ad.workspace, 0, ad.workspace_size ? ad.workspace_size : 16));
     }
     ms = time_median(run_attn, &ad, 5, 100);
     if (ad.workspace) cudaFree(ad.workspace);
@@ -233,10 +234,27 @@ int main(int argc, char **argv)
         fa__cu_dec_variant = v;
         bench_decode(0, 0, 1, label);
     }
+    fa__cu_dec_variant = 0;
+    /* The split-KV merge: separate merge kernel (v11), fused without the per-call memset of
+       the counters (the workspace was zeroed once; A/B only), the default (fused, memset). */
+    fa__cu_dec_fuse = 0;
+    bench_decode(0, 0, 1, "unfused-v11 b1 q32/kv8 d128 k32768");
+    fa__cu_dec_variant = 3;
+    bench_decode(0, 0, 1, "unfused-v11 shape-v3 b1 q32/kv8 d128 k32768");
+    fa__cu_dec_variant = 0;
+    fa__cu_dec_fuse = 2;
+    bench_decode(0, 0, 1, "fused-nomemset b1 q32/kv8 d128 k32768");
+    fa__cu_dec_variant = 3;
+    bench_decode(0, 0, 1, "fused-nomemset shape-v3 b1 q32/kv8 d128 k32768");
+    fa__cu_dec_variant = 0;
+    fa__cu_dec_fuse = 1;
     fa__cu_dec_variant = -1;
     bench_decode(0, 0, 1, "tile-kernel b1 q32/kv8 d128 k32768");
     fa__cu_dec_variant = 0;
     bench_decode(0, 0, 1, "again b1 q32/kv8 d128 k32768");
+    fa__cu_dec_fuse = 0;
+    bench_decode(0, 0, 1, "unfused-v11 again b1 q32/kv8 d128 k32768");
+    fa__cu_dec_fuse = 1;
     g_kv_type = FA_E4M3;
     bench_decode(0, 0, 1, "fp8-e4m3 b1 q32/kv8 d128 k32768");
     bench_decode(0, 64, 1, "fp8-e4m3 paged64 b1 q32/kv8 d128 k32768");

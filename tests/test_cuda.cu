@@ -26,6 +26,8 @@
         }                                                                                \
     } while (0)
 
+static int g_zero_ws; /* 1: user workspaces start zeroed (fa__cu_dec_fuse = 2), else 0xff */
+
 /* ---- one configuration ---- */
 typedef struct cfg {
     fa_dtype t;
@@ -38,6 +40,8 @@ typedef struct cfg {
     int k8, v8;   /* K / V stored as FP8: 0 = no, 1 = e4m3, 2 = e5m2 */
     int kv_scale; /* 0 = none, 1 = per-tensor k_scale/v_scale, 2 = per-head arrays */
     int check_path; /* 1: check that the decode kernel runs exactly when it should */
+    int repeat;     /* 1: call the forward twice on the same workspace, outputs re-poisoned
+                       between the calls; the second call's results are checked */
 } cfg;
 
 static void describe(const cfg *c, char *buf, size_t n)
@@ -291,7 +295,7 @@ static void run_case(const cfg *c)
         st = fa_cuda_attn_workspace_size(&dd, &ws);
         CHECKF(st == FA_OK, "workspace_size: %s [%s]", fa_last_error(), desc);
         CK(cudaMalloc(&dws, ws ? ws : 16));
-        CK(cudaMemset(dws, 0xff, ws ? ws : 16));
+        CK(cudaMemset(dws, g_zero_ws ? 0 : 0xff, ws ? ws : 16));
         dd.workspace = dws; dd.workspace_size = ws;
     }
     {
@@ -315,6 +319,12 @@ static void run_case(const cfg *c)
     }
     st = fa_cuda_attn_forward(&dd, 0);
     CHECKF(st == FA_OK, "fa_cuda_attn_forward: %s (%s) [%s]", fa_status_str(st), fa_last_error(), desc);
+    if (c->repeat && st == FA_OK) { /* the same workspace again: state left by the first call */
+        CK(cudaMemsetAsync(do_, 0xff, ov.elems * oes, 0));
+        if (dlse) CK(cudaMemsetAsync(dlse, 0xff, (size_t)lse_n * sizeof(float), 0));
+        st = fa_cuda_attn_forward(&dd, 0);
+        CHECKF(st == FA_OK, "second fa_cuda_attn_forward: %s (%s) [%s]", fa_status_str(st), fa_last_error(), desc);
+    }
     if (g_expect_path >= 0) { /* decode-shaped problems take the decode kernel, not wgmma */
         int want = planned_dec ? 0 : g_expect_path;
         CHECKF(fa__cu_last_path == want, "took kernel %d, expected %d [%s]", fa__cu_last_path, want, desc);
@@ -395,6 +405,31 @@ done:
 }
 
 /* ---- tests ---- */
+
+/* FA_TEST_ONLY=a,b runs only the tests whose names contain one of the comma-separated parts
+   (a device run that checks one change need not pay for the whole suite). */
+static int test_wanted(const char *name)
+{
+    const char *only = getenv("FA_TEST_ONLY"), *p;
+    if (!only || !*only) return 1;
+    for (p = only; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char part[64];
+        if (n > 0 && n < sizeof part) {
+            memcpy(part, p, n);
+            part[n] = 0;
+            if (strstr(name, part)) return 1;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+#define RUN_IF(name)                             \
+    do {                                         \
+        if (test_wanted(#name)) RUN(name);       \
+    } while (0)
 
 TEST(forward_matches_reference_for_each_head_dim_type_and_causal)
 {
@@ -681,6 +716,47 @@ TEST(decode_kernel_shapes_and_fp8_formats)
     fa__cu_dec_variant = 0;
 }
 
+/* The decode kernel's fused split-KV merge (the last block of each (batch, KV head) merges):
+   forced split counts 1, 2, 3, 16, 33 and more splits than key tiles, odd key counts, two
+   batches x several KV heads (distinct counters), every output type; the second call on the
+   same workspace proves the counters are left at zero; a poisoned user workspace (0xff)
+   proves the first call does not trust its content. Also the separate merge kernel
+   (fa__cu_dec_fuse = 0) and the fused merge without the per-call memset on a workspace the
+   previous call left clean (fa__cu_dec_fuse = 2), the A/B variants of the benchmark. */
+TEST(decode_fused_merge_forced_splits_and_reused_workspace)
+{
+    static const int splits[] = {1, 2, 3, 16, 33, 0, 500};
+    static const int sks[] = {1, 17, 333, 1001, 4099, 65, 2050};
+    for (int fuse = 1; fuse >= 0; fuse--) {
+        fa__cu_dec_fuse = fuse;
+        for (int n = 0; n < 7; n++) {
+            cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 1 + (n % 3 == 1), 1 + (n == 3), sks[n] + (int)fa_t_randint(3), 8, n == 4 ? 8 : 2, n == 5 ? 64 : 128);
+            c.check_path = 1;
+            c.splits = splits[n];
+            c.causal = n == 4;
+            c.user_ws = 1;
+            c.repeat = fuse == 1 || n == 3;
+            c.o_f32 = n == 2;
+            c.lse = n != 6;
+            c.k8 = c.v8 = n == 6 ? 1 : 0;
+            c.seqused = n == 1;
+            run_case(&c);
+        }
+    }
+    fa__cu_dec_fuse = 2; /* no memset: the repeat call runs on counters the first call zeroed */
+    for (int n = 0; n < 3; n++) {
+        cfg c = base_cfg(FA_BF16, 2, 1, 3000 + (int)fa_t_randint(100), 32, 8, 128);
+        c.splits = n == 0 ? 0 : 7 * n;
+        c.user_ws = 1;
+        c.repeat = 1;
+        /* the first call's counters must start at zero here */
+        g_zero_ws = 1;
+        run_case(&c);
+        g_zero_ws = 0;
+    }
+    fa__cu_dec_fuse = 1;
+}
+
 /* The sm_90a wgmma prefill kernel (taken on an sm_90 GPU for head_dim 64/128/256 without
    window, softcap, ALiBi, varlen, paged or FP8 K/V, one split): random shapes with partial
    tiles at both ends, GQA, causal, LSE, strided/padded/f32 outputs; each configuration must
@@ -860,24 +936,25 @@ int main(void)
     printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
     g_hopper = prop.major == 9 && prop.minor == 0;
     if (getenv("FLASHATTN_CUDA_NO_WGMMA") && getenv("FLASHATTN_CUDA_NO_WGMMA")[0] == '1') g_hopper = 0;
-    RUN(hopper_wgmma_prefill);
-    RUN(forward_matches_reference_for_each_head_dim_type_and_causal);
-    RUN(other_head_dims_run_zero_padded);
-    RUN(causal_is_bottom_right_aligned_for_any_shape);
-    RUN(window_softcap_alibi_and_scale);
-    RUN(gqa_mqa_and_decode_with_split_kv);
-    RUN(forced_splits_match_and_take_a_user_workspace);
-    RUN(varlen_seqused_and_paged_kv);
-    RUN(strided_layouts_padded_output_and_f32_output);
-    RUN(nan_in_k_reaches_exactly_the_rows_that_see_it);
-    RUN(empty_key_ranges_give_zero_and_minus_inf);
-    RUN(fp8_kv_and_dequant_scales);
-    RUN(decode_kernel_random_features_and_odd_key_lengths);
-    RUN(decode_kernel_long_cache_32771_keys);
-    RUN(decode_kernel_shapes_and_fp8_formats);
-    RUN(random_configurations);
-    RUN(errors_are_reported_before_any_launch);
-    RUN(merge_matches_cpu_merge);
+    RUN_IF(hopper_wgmma_prefill);
+    RUN_IF(forward_matches_reference_for_each_head_dim_type_and_causal);
+    RUN_IF(other_head_dims_run_zero_padded);
+    RUN_IF(causal_is_bottom_right_aligned_for_any_shape);
+    RUN_IF(window_softcap_alibi_and_scale);
+    RUN_IF(gqa_mqa_and_decode_with_split_kv);
+    RUN_IF(forced_splits_match_and_take_a_user_workspace);
+    RUN_IF(varlen_seqused_and_paged_kv);
+    RUN_IF(strided_layouts_padded_output_and_f32_output);
+    RUN_IF(nan_in_k_reaches_exactly_the_rows_that_see_it);
+    RUN_IF(empty_key_ranges_give_zero_and_minus_inf);
+    RUN_IF(fp8_kv_and_dequant_scales);
+    RUN_IF(decode_kernel_random_features_and_odd_key_lengths);
+    RUN_IF(decode_kernel_long_cache_32771_keys);
+    RUN_IF(decode_kernel_shapes_and_fp8_formats);
+    RUN_IF(decode_fused_merge_forced_splits_and_reused_workspace);
+    RUN_IF(random_configurations);
+    RUN_IF(errors_are_reported_before_any_launch);
+    RUN_IF(merge_matches_cpu_merge);
     printf("%lld GPU configurations compared with fa_attn_reference (%lld on the decode kernel)\n",
            (long long)g_cases, (long long)g_dec_cases);
     return fa_test_summary();

@@ -226,9 +226,10 @@ int main(int argc, char **argv)
     bench_decode(128, 0, 1, "b1 q32/kv8 d128 k32768");
     bench_decode(0, 64, 1, "paged64 b1 q32/kv8 d128 k32768");
     bench_decode(0, 0, 0, "no-workspace b1 q32/kv8 d128 k32768");
-    /* The decode kernel's A/B shapes (warps x stages: v1 4x3, v2 8x2, v3 8x3; default 4x4)
+    /* The decode kernel's A/B shapes (warps x stages: v1 4x3, v2 8x2, v3 8x3, v4 4x3 with
+       32-key warp tiles; default 4x4)
        and the tile kernel it replaced, on the same shape. */
-    for (int v = 1; v <= 3; v++) {
+    for (int v = 1; v <= 4; v++) {
         char label[64];
         snprintf(label, sizeof label, "shape-v%d b1 q32/kv8 d128 k32768", v);
         fa__cu_dec_variant = v;
@@ -246,6 +247,13 @@ int main(int argc, char **argv)
     bench_decode(0, 0, 1, "fused-nomemset b1 q32/kv8 d128 k32768");
     fa__cu_dec_variant = 3;
     bench_decode(0, 0, 1, "fused-nomemset shape-v3 b1 q32/kv8 d128 k32768");
+    fa__cu_dec_variant = 4;
+    bench_decode(0, 0, 1, "fused-nomemset shape-v4 b1 q32/kv8 d128 k32768");
+    fa__cu_dec_fuse = 1;
+    bench_decode(0, 64, 1, "paged64 shape-v4 b1 q32/kv8 d128 k32768");
+    g_kv_type = FA_E4M3;
+    bench_decode(0, 0, 1, "fp8-e4m3 shape-v4 b1 q32/kv8 d128 k32768");
+    g_kv_type = FA_BF16;
     fa__cu_dec_variant = 0;
     fa__cu_dec_fuse = 1;
     fa__cu_dec_variant = -1;

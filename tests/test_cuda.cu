@@ -700,7 +700,7 @@ TEST(decode_kernel_long_cache_32771_keys)
 TEST(decode_kernel_shapes_and_fp8_formats)
 {
     /* Every A/B shape of the D = 128 decode kernel, and each K/V storage pair. */
-    for (int v = 0; v <= 3; v++) {
+    for (int v = 0; v <= 4; v++) {
         fa__cu_dec_variant = v;
         for (int n = 0; n < 9; n++) {
             cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 2, 1 + (n % 4 == 3), 100 + (int)fa_t_randint(3000), 8, 2, 128);
@@ -743,6 +743,20 @@ TEST(decode_fused_merge_forced_splits_and_reused_workspace)
             run_case(&c);
         }
     }
+    fa__cu_dec_variant = 4; /* 32-key tiles: forced splits, a second call, pages of 16 (16-key
+                               tiles then) and 32 keys */
+    for (int n = 0; n < 5; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 2, 1, 1000 + (int)fa_t_randint(3000), 16, 4, 128);
+        c.check_path = 1;
+        c.splits = n == 0 ? 0 : 5 * n;
+        c.user_ws = 1;
+        c.repeat = 1;
+        c.page_size = n == 2 ? 16 : (n == 3 ? 32 : 0);
+        c.k8 = c.v8 = n == 4 ? 2 : 0;
+        c.causal = n & 1;
+        run_case(&c);
+    }
+    fa__cu_dec_variant = 0;
     fa__cu_dec_fuse = 2; /* no memset: the repeat call runs on counters the first call zeroed */
     for (int n = 0; n < 3; n++) {
         cfg c = base_cfg(FA_BF16, 2, 1, 3000 + (int)fa_t_randint(100), 32, 8, 128);

@@ -136,9 +136,6 @@ typedef struct fa__cu_fwd_params {
     float scale, scale_log2, softcap;
     float k_scale, v_scale; /* dequant multipliers (1 when unset) */
     const float *k_head_scale, *v_head_scale;
-    unsigned *counters; /* decode kernel, split-KV: per (batch, KV head) arrival counters of the
-                           fused merge (zero before the launch, zero again after); NULL = the
-                           merge kernel runs after it */
 } fa__cu_fwd_params;
 
 typedef struct fa__cu_merge_params {
@@ -742,7 +739,7 @@ static __host__ __device__ inline int fa__cu_dec_warp_bytes(int D, int stages, i
 static __host__ __device__ inline int fa__cu_dec_smem(int D, int nw, int stages, int bn, int k8, int v8)
 {
     const int tiles = FA__CU_DEC_ROWS * (D + 8) * 2 + nw * fa__cu_dec_warp_bytes(D, stages, bn, k8, v8);
-    const int merge = nw * FA__CU_DEC_ROWS * (D + 4) * 4 + (3 * nw + 2) * FA__CU_DEC_ROWS * 4;
+    const int merge = nw * FA__CU_DEC_ROWS * (D + 4) * 4 + (3 * nw + 1) * FA__CU_DEC_ROWS * 4;
     return tiles > merge ? tiles : merge;
 }
 
@@ -1200,53 +1197,6 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
         }
         store(r, d, o, s_lse[r]);
     }
-    if (p.num_splits == 1 || !p.counters) return;
-
-    /* Fused split-KV merge: the last block of this (batch, KV head) to arrive merges every
-       split's part of its rows (the arithmetic of fa_attn_merge and of the merge kernel) and
-       writes O and the LSE. Each thread's part stores are fenced before the block's arrival is
-       counted; the last block sets the counter back to zero for the next call. This replaces
-       the merge kernel's launch and the gap before it. */
-    int *s_last = reinterpret_cast<int *>(s_lse + FA__CU_DEC_ROWS);
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) {
-        unsigned *cnt = p.counters + (int64_t)b * gridDim.y + hy;
-        const int last = atomicAdd(cnt, 1u) == (unsigned)p.num_splits - 1;
-        if (last) atomicExch(cnt, 0u); /* every block of the group has arrived */
-        *s_last = last;
-    }
-    __syncthreads();
-    if (!*s_last) return;
-    __threadfence();
-    const int64_t lp_split = (int64_t)p.batch * p.hq * p.sq, op_split = lp_split * dv;
-    for (int idx = tid; idx < rows * dv; idx += NT) {
-        const int r = idx / dv, d = idx - r * dv;
-        const int i = r / G, h = p.pack_gqa ? hy * G + r % G : hy;
-        const float *lp = p.lse_part + ((int64_t)b * p.hq + h) * p.sq + i;
-        const float *op = p.o_part + (((int64_t)b * p.sq + i) * p.hq + h) * dv + d;
-        float m = -INFINITY;
-        int nan = 0;
-#pragma unroll 8
-        for (int sp = 0; sp < p.num_splits; ++sp) {
-            const float x = __ldcg(lp + sp * lp_split);
-            if (x != x) nan = 1;
-            else m = fmaxf(m, x);
-        }
-        if (nan) m = NAN;
-        float wsum = 0.0f, o = 0.0f;
-        if (m != -INFINITY) {
-#pragma unroll 8
-            for (int sp = 0; sp < p.num_splits; ++sp) {
-                const float w = expf(__ldcg(lp + sp * lp_split) - m);
-                const float x = __ldcg(op + sp * op_split);
-                wsum += w;
-                o += w == 0.0f ? 0.0f : w * x;
-            }
-            o /= wsum;
-        }
-        store(r, d, o, m == -INFINITY ? -INFINITY : m + logf(wsum));
-    }
 #endif
 }
 
@@ -1351,12 +1301,6 @@ typedef struct fa__cu_plan {
    stages of 32-key tiles, 16-key tiles when pages are not a multiple of 32 keys). On an H100,
    decode shape, 16 splits: 4x4 2057 GB/s, 4x3 2028, 8x2 2006, 8x3 2021 (one run: a tie). */
 static int fa__cu_dec_variant = 0;
-/* Split-KV merge of the decode kernel: 1 = fused into the kernel (the default: the last block
-   of each (batch, KV head) merges; its counters are zeroed with one cudaMemsetAsync per call,
-   since the workspace is caller memory of unknown content), 0 = the separate merge kernel
-   (v11), 2 = fused without the memset (A/B only: right only when the counters are known to
-   be zero, as every fused call leaves them). Not an API. */
-static int fa__cu_dec_fuse = 1;
 static void fa__cu_dec_shape(int dpad, int64_t page_size, int *nw, int *stages, int *bn)
 {
     *nw = 4;
@@ -1423,9 +1367,7 @@ static int fa__cu_dec_plan(const fa_attn_desc *d, fa__cu_plan *pl, int64_t group
     pl->ws_bytes = 0;
     if (splits > 1) {
         size_t rows_all = (size_t)splits * (size_t)d->batch * (size_t)d->seqlen_q * (size_t)d->heads_q;
-        /* + one arrival counter per (batch, KV head) for the fused merge */
-        pl->ws_bytes = rows_all * (size_t)p->dv * sizeof(float) + rows_all * sizeof(float) +
-                       (size_t)blocks * sizeof(unsigned) + 256;
+        pl->ws_bytes = rows_all * (size_t)p->dv * sizeof(float) + rows_all * sizeof(float) + 256;
     }
     pl->dec = 1;
     pl->dec_nw = nw;
@@ -2516,15 +2458,6 @@ FLASHATTN_DEF fa_status fa_cuda_attn_forward(const fa_attn_desc *d, cudaStream_t
             uintptr_t a = ((uintptr_t)ws + 15u) & ~(uintptr_t)15u;
             pl.p.o_part = (float *)a;
             pl.p.lse_part = pl.p.o_part + rows_all * (size_t)pl.p.dv;
-            if (pl.dec && fa__cu_dec_fuse) {
-                pl.p.counters = (unsigned *)(pl.p.lse_part + rows_all);
-                if (fa__cu_dec_fuse == 1 &&
-                    (e = cudaMemsetAsync(pl.p.counters, 0,
-                                         (size_t)pl.grid.y * pl.grid.z * sizeof(unsigned), stream)) != cudaSuccess) {
-                    if (own_ws) cudaFreeAsync(ws, stream);
-                    return fa__cu_err(e, "cudaMemsetAsync(split-KV counters)");
-                }
-            }
         }
     }
     if (pl.dec && pl.p.k8)
@@ -2535,7 +2468,7 @@ FLASHATTN_DEF fa_status fa_cuda_attn_forward(const fa_attn_desc *d, cudaStream_t
                     : fa__cu_dec_dispatch<__half, false>(&pl, stream);
     else
         e = pl.bf16 ? fa__cu_dispatch<__nv_bfloat16>(&pl, stream) : fa__cu_dispatch<__half>(&pl, stream);
-    if (e == cudaSuccess && pl.splits > 1 && !pl.p.counters) {
+    if (e == cudaSuccess && pl.splits > 1) {
         fa__cu_merge_params mp;
         const fa__cu_fwd_params *p = &pl.p;
         memset(&mp, 0, sizeof mp);

@@ -26,8 +26,6 @@
         }                                                                                \
     } while (0)
 
-static int g_zero_ws; /* 1: user workspaces start zeroed (fa__cu_dec_fuse = 2), else 0xff */
-
 /* ---- one configuration ---- */
 typedef struct cfg {
     fa_dtype t;
@@ -295,7 +293,7 @@ static void run_case(const cfg *c)
         st = fa_cuda_attn_workspace_size(&dd, &ws);
         CHECKF(st == FA_OK, "workspace_size: %s [%s]", fa_last_error(), desc);
         CK(cudaMalloc(&dws, ws ? ws : 16));
-        CK(cudaMemset(dws, g_zero_ws ? 0 : 0xff, ws ? ws : 16));
+        CK(cudaMemset(dws, 0xff, ws ? ws : 16));
         dd.workspace = dws; dd.workspace_size = ws;
     }
     {
@@ -716,35 +714,30 @@ TEST(decode_kernel_shapes_and_fp8_formats)
     fa__cu_dec_variant = 0;
 }
 
-/* The decode kernel's fused split-KV merge (the last block of each (batch, KV head) merges):
-   forced split counts 1, 2, 3, 16, 33 and more splits than key tiles, odd key counts, two
-   batches x several KV heads (distinct counters), every output type; the second call on the
-   same workspace proves the counters are left at zero; a poisoned user workspace (0xff)
-   proves the first call does not trust its content. Also the separate merge kernel
-   (fa__cu_dec_fuse = 0) and the fused merge without the per-call memset on a workspace the
-   previous call left clean (fa__cu_dec_fuse = 2), the A/B variants of the benchmark. */
-TEST(decode_fused_merge_forced_splits_and_reused_workspace)
+/* The decode kernel's split-KV path: forced split counts 1, 2, 3, 16, 33, the plan's own and
+   more splits than key tiles, odd key counts, two batches x several KV heads, every output
+   type; a poisoned (0xff) user workspace, used by two calls in a row (outputs re-poisoned
+   between them: the second call must not depend on what the first left there). Then the
+   32-key-tile shape (v4) the same way, with pages of 16 keys (16-key tiles then), 32 keys,
+   and FP8. */
+TEST(decode_forced_splits_and_reused_workspace)
 {
     static const int splits[] = {1, 2, 3, 16, 33, 0, 500};
     static const int sks[] = {1, 17, 333, 1001, 4099, 65, 2050};
-    for (int fuse = 1; fuse >= 0; fuse--) {
-        fa__cu_dec_fuse = fuse;
-        for (int n = 0; n < 7; n++) {
-            cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 1 + (n % 3 == 1), 1 + (n == 3), sks[n] + (int)fa_t_randint(3), 8, n == 4 ? 8 : 2, n == 5 ? 64 : 128);
-            c.check_path = 1;
-            c.splits = splits[n];
-            c.causal = n == 4;
-            c.user_ws = 1;
-            c.repeat = fuse == 1 || n == 3;
-            c.o_f32 = n == 2;
-            c.lse = n != 6;
-            c.k8 = c.v8 = n == 6 ? 1 : 0;
-            c.seqused = n == 1;
-            run_case(&c);
-        }
+    for (int n = 0; n < 7; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 1 + (n % 3 == 1), 1 + (n == 3), sks[n] + (int)fa_t_randint(3), 8, n == 4 ? 8 : 2, n == 5 ? 64 : 128);
+        c.check_path = 1;
+        c.splits = splits[n];
+        c.causal = n == 4;
+        c.user_ws = 1;
+        c.repeat = 1;
+        c.o_f32 = n == 2;
+        c.lse = n != 6;
+        c.k8 = c.v8 = n == 6 ? 1 : 0;
+        c.seqused = n == 1;
+        run_case(&c);
     }
-    fa__cu_dec_variant = 4; /* 32-key tiles: forced splits, a second call, pages of 16 (16-key
-                               tiles then) and 32 keys */
+    fa__cu_dec_variant = 4;
     for (int n = 0; n < 5; n++) {
         cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 2, 1, 1000 + (int)fa_t_randint(3000), 16, 4, 128);
         c.check_path = 1;
@@ -757,18 +750,6 @@ TEST(decode_fused_merge_forced_splits_and_reused_workspace)
         run_case(&c);
     }
     fa__cu_dec_variant = 0;
-    fa__cu_dec_fuse = 2; /* no memset: the repeat call runs on counters the first call zeroed */
-    for (int n = 0; n < 3; n++) {
-        cfg c = base_cfg(FA_BF16, 2, 1, 3000 + (int)fa_t_randint(100), 32, 8, 128);
-        c.splits = n == 0 ? 0 : 7 * n;
-        c.user_ws = 1;
-        c.repeat = 1;
-        /* the first call's counters must start at zero here */
-        g_zero_ws = 1;
-        run_case(&c);
-        g_zero_ws = 0;
-    }
-    fa__cu_dec_fuse = 1;
 }
 
 /* The sm_90a wgmma prefill kernel (taken on an sm_90 GPU for head_dim 64/128/256 without
@@ -965,7 +946,7 @@ int main(void)
     RUN_IF(decode_kernel_random_features_and_odd_key_lengths);
     RUN_IF(decode_kernel_long_cache_32771_keys);
     RUN_IF(decode_kernel_shapes_and_fp8_formats);
-    RUN_IF(decode_fused_merge_forced_splits_and_reused_workspace);
+    RUN_IF(decode_forced_splits_and_reused_workspace);
     RUN_IF(random_configurations);
     RUN_IF(errors_are_reported_before_any_launch);
     RUN_IF(merge_matches_cpu_merge);

@@ -52,9 +52,10 @@
 
    Decode: when the query rows that share one KV head number at most 16 (query heads per KV
    head x seqlen_q: decode, speculative decode, short chunks), a decode kernel runs instead of
-   the tile kernel: every warp of a block streams its own 16-key tiles through a private
-   cp.async ring and the warps' partial softmaxes are merged in shared memory; FP8 K/V tiles
-   are copied raw and converted in shared memory, so their loads stay asynchronous. It covers
+   the tile kernel: every warp of a block streams its own 16-key tiles (32-key tiles for FP8
+   K/V at head_dim 128, when pages are a multiple of 32 keys) through a private cp.async ring
+   and the warps' partial softmaxes are merged in shared memory; FP8 K/V tiles are copied raw
+   and converted in shared memory, so their loads stay asynchronous. It covers
    every feature above except K and V of different storage (one FP8, one not) and pages whose
    size is not a multiple of 16 keys; those, and FP8 strides that are not multiples of 16
    bytes, run on the tile kernel. The split-KV merge is launched with programmatic dependent
@@ -716,8 +717,9 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
    For at most 16 query rows per KV head (decode, speculative decode, short chunks): one block
    per (batch, KV head, key split) holds those rows (the query heads that share the KV head,
    "packed GQA", times the queries), and every warp computes. Warp w takes key tiles w, w + NW,
-   w + 2 NW, ... of the block's range, each 16 keys, through its own STAGES-deep cp.async ring
-   (no block barrier inside the loop, so a slow warp never stalls the others), and keeps its own
+   w + 2 NW, ... of the block's range, each BN = 16 or 32 keys, through its own STAGES-deep
+   cp.async ring (no block barrier inside the loop, so a slow warp never stalls the others),
+   and keeps its own
    online softmax; at the end the warps' partial results meet in shared memory and are combined
    with the arithmetic of fa_attn_merge. The tensor-core work per 16 keys is 2 * D / 8 mma
    instructions, far below what the memory stream leaves room for: the kernel is there to keep
@@ -1296,18 +1298,23 @@ typedef struct fa__cu_plan {
     int dec, dec_nw, dec_stages, dec_bn, dec_smem, cc; /* decode kernel: on, warps, stages, keys per warp tile, smem bytes */
 } fa__cu_plan;
 
-/* Decode kernel shape (warps x ring stages): 0 = the default, -1 = never take the decode path,
-   1.. = the A/B shapes below at D = 128 (for bench/bench_cuda.cu; not an API; 4 = 4 warps x 3
-   stages of 32-key tiles, 16-key tiles when pages are not a multiple of 32 keys). On an H100,
-   decode shape, 16 splits: 4x4 2057 GB/s, 4x3 2028, 8x2 2006, 8x3 2021 (one run: a tie). */
+/* Decode kernel shape (warps x ring stages x keys per warp tile): 0 = the default, -1 = never
+   take the decode path, 1.. = the A/B shapes below at D = 128 (for bench/bench_cuda.cu; not an
+   API; 4 = 4 warps x 3 stages of 32-key tiles). 32-key tiles need pages of a multiple of 32
+   keys; otherwise 16-key tiles run. On an H100, decode shape, 16 splits, three rounds in one
+   run (GB/s): 4x4 2070/2085/2105, 4x3 2057/2088/2090, 8x2 2041/2055/2066, 8x3 2042/2081/2081,
+   4x3 with 32-key tiles 2059/2078/2083: a tie, so bf16/f16 keep 4x4. FP8 K/V (D = 128) take
+   the 32-key shape: 1183/1178 GB/s of FP8 bytes against 1040/1045 for 4x4 (half the bytes per
+   key, so the per-tile work weighs double and 32-key tiles halve it per byte). */
 static int fa__cu_dec_variant = 0;
-static void fa__cu_dec_shape(int dpad, int64_t page_size, int *nw, int *stages, int *bn)
+static void fa__cu_dec_shape(int dpad, int allow32, int fp8, int *nw, int *stages, int *bn)
 {
     *nw = 4;
     *stages = 3;
     *bn = FA__CU_DEC_BN;
     if (dpad != 128) return;
-    if (fa__cu_dec_variant == 4 && page_size % 32 == 0) { /* 4 warps x 3 stages of 32-key tiles */
+    if ((fa__cu_dec_variant == 4 || (fa__cu_dec_variant == 0 && fp8)) && allow32) {
+        /* 4 warps x 3 stages of 32-key tiles */
         *bn = 32;
         return;
     }
@@ -1343,8 +1350,12 @@ static int fa__cu_dec_plan(const fa_attn_desc *d, fa__cu_plan *pl, int64_t group
             return 0;
         fa__cu_dev_smem_blk[dev] = smem_blk; /* benign race, as above */
     }
-    fa__cu_dec_shape(pl->dpad, d->block_table ? d->page_size : 0, &nw, &stages, &bn);
+    fa__cu_dec_shape(pl->dpad, !d->block_table || d->page_size % 32 == 0, p->k8 != 0, &nw, &stages, &bn);
     smem = fa__cu_dec_smem(pl->dpad, nw, stages, bn, p->k8, p->v8);
+    if (smem > smem_blk && bn != FA__CU_DEC_BN) { /* smaller shared memory (A100: 163 KB) */
+        fa__cu_dec_shape(pl->dpad, 0, p->k8 != 0, &nw, &stages, &bn);
+        smem = fa__cu_dec_smem(pl->dpad, nw, stages, bn, p->k8, p->v8);
+    }
     if (smem > smem_blk) return 0;
     p->pack_gqa = group > 1;
     hy = group > 1 ? hkv : d->heads_q;

@@ -52,9 +52,10 @@
 
    Decode: when the query rows that share one KV head number at most 16 (query heads per KV
    head x seqlen_q: decode, speculative decode, short chunks), a decode kernel runs instead of
-   the tile kernel: every warp of a block streams its own 16-key tiles through a private
-   cp.async ring and the warps' partial softmaxes are merged in shared memory; FP8 K/V tiles
-   are copied raw and converted in shared memory, so their loads stay asynchronous. It covers
+   the tile kernel: every warp of a block streams its own 16-key tiles (32-key tiles for FP8
+   K/V at head_dim 128, when pages are a multiple of 32 keys) through a private cp.async ring
+   and the warps' partial softmaxes are merged in shared memory; FP8 K/V tiles are copied raw
+   and converted in shared memory, so their loads stay asynchronous. It covers
    every feature above except K and V of different storage (one FP8, one not) and pages whose
    size is not a multiple of 16 keys; those, and FP8 strides that are not multiples of 16
    bytes, run on the tile kernel. The split-KV merge is launched with programmatic dependent
@@ -716,8 +717,9 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
    For at most 16 query rows per KV head (decode, speculative decode, short chunks): one block
    per (batch, KV head, key split) holds those rows (the query heads that share the KV head,
    "packed GQA", times the queries), and every warp computes. Warp w takes key tiles w, w + NW,
-   w + 2 NW, ... of the block's range, each 16 keys, through its own STAGES-deep cp.async ring
-   (no block barrier inside the loop, so a slow warp never stalls the others), and keeps its own
+   w + 2 NW, ... of the block's range, each BN = 16 or 32 keys, through its own STAGES-deep
+   cp.async ring (no block barrier inside the loop, so a slow warp never stalls the others),
+   and keeps its own
    online softmax; at the end the warps' partial results meet in shared memory and are combined
    with the arithmetic of fa_attn_merge. The tensor-core work per 16 keys is 2 * D / 8 mma
    instructions, far below what the memory stream leaves room for: the kernel is there to keep
@@ -725,20 +727,20 @@ fa__cu_fwd_kernel(const fa__cu_fwd_params p)
    FP8 K/V: the raw bytes are copied asynchronously into the ring like any tile (half the bytes),
    and converted to T in shared memory after the wait (e4m3 with the sm_89 cvt instruction,
    e5m2 is the top byte of a half), so loads of later tiles overlap the conversion and compute. */
-#define FA__CU_DEC_BN 16   /* keys per warp tile */
+#define FA__CU_DEC_BN 16   /* keys per warp tile (the smallest; D = 128 may take 32) */
 #define FA__CU_DEC_ROWS 16 /* query rows per block (one m16 tile) */
 
 /* Shared memory of one warp: K and V rings (raw FP8 rows are D bytes, T rows PITCH elements)
    plus, for FP8, one converted T tile each. */
-static __host__ __device__ inline int fa__cu_dec_warp_bytes(int D, int stages, int k8, int v8)
+static __host__ __device__ inline int fa__cu_dec_warp_bytes(int D, int stages, int bn, int k8, int v8)
 {
-    const int trow = (D + 8) * 2, bn = FA__CU_DEC_BN;
+    const int trow = (D + 8) * 2;
     return stages * bn * ((k8 ? D : trow) + (v8 ? D : trow)) + (k8 ? bn * trow : 0) +
            (v8 ? bn * trow : 0);
 }
-static __host__ __device__ inline int fa__cu_dec_smem(int D, int nw, int stages, int k8, int v8)
+static __host__ __device__ inline int fa__cu_dec_smem(int D, int nw, int stages, int bn, int k8, int v8)
 {
-    const int tiles = FA__CU_DEC_ROWS * (D + 8) * 2 + nw * fa__cu_dec_warp_bytes(D, stages, k8, v8);
+    const int tiles = FA__CU_DEC_ROWS * (D + 8) * 2 + nw * fa__cu_dec_warp_bytes(D, stages, bn, k8, v8);
     const int merge = nw * FA__CU_DEC_ROWS * (D + 4) * 4 + (3 * nw + 1) * FA__CU_DEC_ROWS * 4;
     return tiles > merge ? tiles : merge;
 }
@@ -777,12 +779,12 @@ template <> struct fa__cu_fp8pair<__nv_bfloat16> {
    tile, most of the kernel's time (ncu: 18 M instructions for 0.5 M HMMA, and a 175 KB loop
    that missed the instruction cache). Now a tile's base address is found once (one page
    lookup: pages hold whole tiles) and each lane adds constant offsets. */
-template <int D, int ES>
+template <int D, int ES, int BN>
 struct fa__cu_dec_loader {
     static constexpr int CPR = D * ES / 16;           /* 16-byte chunks per row */
     static constexpr bool REG = 32 % CPR == 0;        /* lanes split rows evenly */
     static constexpr int RS = REG ? 32 / CPR : 1;     /* rows between a lane's chunks */
-    static constexpr int NCH = FA__CU_DEC_BN * CPR;   /* chunks per tile */
+    static constexpr int NCH = BN * CPR;              /* chunks per tile */
     const unsigned char *g;
     int64_t sb, ssb, head; /* batch/page stride (elements), row stride (bytes), head offset (elements) */
     int64_t l_src;         /* this lane's first chunk, bytes from the tile's first row */
@@ -841,10 +843,10 @@ struct fa__cu_dec_loader {
 };
 
 /* One warp converts a raw FP8 tile [BN][D] bytes into a T tile [BN][D + 8]. */
-template <typename T, int D>
+template <typename T, int D, int BN>
 static __device__ __forceinline__ void fa__cu_dec_cvt(const unsigned char *raw, T *dst, int kind, int lane)
 {
-    constexpr int CPR = D / 16, CHUNKS = FA__CU_DEC_BN * CPR;
+    constexpr int CPR = D / 16, CHUNKS = BN * CPR;
 #pragma unroll
     for (int c0 = 0; c0 < CHUNKS; c0 += 32) {
         const int c = c0 + lane;
@@ -863,12 +865,12 @@ static __device__ __forceinline__ void fa__cu_dec_cvt(const unsigned char *raw, 
     }
 }
 
-template <typename T, int D, int NW, int STAGES, bool F8>
+template <typename T, int D, int NW, int STAGES, int BN, bool F8>
 __global__ void __launch_bounds__(NW * 32)
 fa__cu_dec_kernel(const fa__cu_fwd_params p)
 {
 #ifdef FA__CU_SM80
-    constexpr int BN = FA__CU_DEC_BN, PITCH = D + 8, NT = NW * 32, CH = D / 8;
+    constexpr int NB = BN / 8, PITCH = D + 8, NT = NW * 32, CH = D / 8;
     constexpr bool QREG = D <= 128;
 #if __CUDA_ARCH__ >= 900
     /* The merge kernel (launched with programmatic stream serialization) may start its
@@ -937,12 +939,12 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
     /* This warp's ring (F8: K and V both FP8, raw rows of D bytes; else rows of PITCH T). */
     constexpr int ES = F8 ? 1 : 2, RPB = F8 ? D : PITCH * 2; /* element size, bytes per ring row */
     unsigned char *ringK = fa__cu_smem + FA__CU_DEC_ROWS * PITCH * 2 +
-                           warp * fa__cu_dec_warp_bytes(D, STAGES, F8, F8);
+                           warp * fa__cu_dec_warp_bytes(D, STAGES, BN, F8, F8);
     unsigned char *ringV = ringK + STAGES * BN * RPB;
     T *cvtK = reinterpret_cast<T *>(ringV + STAGES * BN * RPB);
     T *cvtV = cvtK + BN * PITCH;
     const int32_t *table = p.block_table ? p.block_table + (int64_t)b * p.bt_stride : NULL;
-    fa__cu_dec_loader<D, ES> lk, lv;
+    fa__cu_dec_loader<D, ES, BN> lk, lv;
     lk.init(reinterpret_cast<const unsigned char *>(p.k), p.k_sb, p.k_ss, (int64_t)hkv * p.k_sh, p.dqk, RPB, lane);
     lv.init(reinterpret_cast<const unsigned char *>(p.v), p.v_sb, p.v_ss, (int64_t)hkv * p.v_sh, p.dv, RPB, lane);
     const int ntiles = n_end - n_beg;
@@ -989,8 +991,8 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
         const T *sKb = reinterpret_cast<const T *>(ringK + st * BN * RPB);
         const T *sVb = reinterpret_cast<const T *>(ringV + st * BN * RPB);
         if (F8) {
-            fa__cu_dec_cvt<T, D>(ringK + st * BN * RPB, cvtK, p.k8, lane);
-            fa__cu_dec_cvt<T, D>(ringV + st * BN * RPB, cvtV, p.v8, lane);
+            fa__cu_dec_cvt<T, D, BN>(ringK + st * BN * RPB, cvtK, p.k8, lane);
+            fa__cu_dec_cvt<T, D, BN>(ringV + st * BN * RPB, cvtV, p.v8, lane);
             __syncwarp();
             sKb = cvtK;
             sVb = cvtV;
@@ -998,38 +1000,45 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
         st = st + 1 == STAGES ? 0 : st + 1;
         nst = nst + 1 == STAGES ? 0 : nst + 1;
 
-        /* S = Q K^T: even and odd k-steps in separate accumulators (half the dependent
-           HMMA chain; the warp has nothing else to issue meanwhile). */
-        float s[2][4], s2[2][4];
+        /* S = Q K^T, NB n8 tiles of keys. With 16-key tiles, even and odd k-steps go to
+           separate accumulators (half the dependent HMMA chain; the warp has nothing else to
+           issue meanwhile); 32-key tiles have four independent chains already. */
+        float s[NB][4], s2[NB][4];
 #pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
+        for (int nt = 0; nt < NB; ++nt)
 #pragma unroll
             for (int c = 0; c < 4; ++c) s[nt][c] = s2[nt][c] = 0.0f;
 #pragma unroll
         for (int kk = 0; kk < D / 16; ++kk) {
-            uint32_t a[4], bk[4];
+            uint32_t a[4];
             if (QREG) {
                 a[0] = qf[QREG ? kk : 0][0]; a[1] = qf[QREG ? kk : 0][1];
                 a[2] = qf[QREG ? kk : 0][2]; a[3] = qf[QREG ? kk : 0][3];
             } else {
                 fa__cu_ldsm4(a, sQ + (lane & 15) * PITCH + kk * 16 + (lane >> 4) * 8);
             }
-            fa__cu_ldsm4(bk, sKb + ((lane & 7) + ((lane >> 4) << 3)) * PITCH + kk * 16 +
-                                 ((lane >> 3) & 1) * 8);
-            fa__cu_mma<T>::run(kk & 1 ? s2[0] : s[0], a, bk[0], bk[1]);
-            fa__cu_mma<T>::run(kk & 1 ? s2[1] : s[1], a, bk[2], bk[3]);
+#pragma unroll
+            for (int kg = 0; kg < BN / 16; ++kg) {
+                uint32_t bk[4];
+                fa__cu_ldsm4(bk, sKb + (kg * 16 + (lane & 7) + ((lane >> 4) << 3)) * PITCH + kk * 16 +
+                                     ((lane >> 3) & 1) * 8);
+                fa__cu_mma<T>::run(BN == 16 && (kk & 1) ? s2[2 * kg] : s[2 * kg], a, bk[0], bk[1]);
+                fa__cu_mma<T>::run(BN == 16 && (kk & 1) ? s2[2 * kg + 1] : s[2 * kg + 1], a, bk[2], bk[3]);
+            }
         }
+        if (BN == 16) {
 #pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
+            for (int nt = 0; nt < NB; ++nt)
 #pragma unroll
-            for (int c = 0; c < 4; ++c) s[nt][c] += s2[nt][c];
+                for (int c = 0; c < 4; ++c) s[nt][c] += s2[nt][c];
+        }
 
         /* Logits in log2 units (scale, softcap, ALiBi), masking on tiles some row sees in part,
            online softmax: the generic path of the tile kernel. */
         const int j0 = (n_beg + warp + it * NW) * BN;
         if (p.softcap > 0.0f || p.alibi) {
 #pragma unroll
-            for (int nt = 0; nt < 2; ++nt)
+            for (int nt = 0; nt < NB; ++nt)
 #pragma unroll
                 for (int c = 0; c < 4; ++c) {
                     const int rr = c >> 1, j = j0 + nt * 8 + (lane & 3) * 2 + (c & 1);
@@ -1040,13 +1049,13 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
                 }
         } else {
 #pragma unroll
-            for (int nt = 0; nt < 2; ++nt)
+            for (int nt = 0; nt < NB; ++nt)
 #pragma unroll
                 for (int c = 0; c < 4; ++c) s[nt][c] *= scale_l2;
         }
         if (!(j0 >= lo_max && j0 + BN - 1 <= hi_min)) { /* rows >= rows need no mask: never written */
 #pragma unroll
-            for (int nt = 0; nt < 2; ++nt)
+            for (int nt = 0; nt < NB; ++nt)
 #pragma unroll
                 for (int c = 0; c < 4; ++c) {
                     const int rr = c >> 1, j = j0 + nt * 8 + (lane & 3) * 2 + (c & 1);
@@ -1056,7 +1065,9 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
         float alpha[2];
 #pragma unroll
         for (int rr = 0; rr < 2; ++rr) {
-            float mx = fmaxf(fmaxf(s[0][2 * rr], s[0][2 * rr + 1]), fmaxf(s[1][2 * rr], s[1][2 * rr + 1]));
+            float mx = fmaxf(s[0][2 * rr], s[0][2 * rr + 1]);
+#pragma unroll
+            for (int nt = 1; nt < NB; ++nt) mx = fmaxf(mx, fmaxf(s[nt][2 * rr], s[nt][2 * rr + 1]));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
             mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
             const float m_new = fmaxf(m_r[rr], mx);
@@ -1065,7 +1076,7 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
             m_r[rr] = m_new;
             float sum = 0.0f;
 #pragma unroll
-            for (int nt = 0; nt < 2; ++nt) {
+            for (int nt = 0; nt < NB; ++nt) {
                 s[nt][2 * rr] = fa__cu_exp2(s[nt][2 * rr] - m_use);
                 s[nt][2 * rr + 1] = fa__cu_exp2(s[nt][2 * rr + 1] - m_use);
                 sum += s[nt][2 * rr] + s[nt][2 * rr + 1];
@@ -1081,17 +1092,20 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
                 acc[dt][3] *= alpha[1];
             }
         }
-        uint32_t pf[4];
-        pf[0] = fa__cu_pair<T>::pack(s[0][0], s[0][1]);
-        pf[1] = fa__cu_pair<T>::pack(s[0][2], s[0][3]);
-        pf[2] = fa__cu_pair<T>::pack(s[1][0], s[1][1]);
-        pf[3] = fa__cu_pair<T>::pack(s[1][2], s[1][3]);
 #pragma unroll
-        for (int dp = 0; dp < D / 16; ++dp) {
-            uint32_t bv[4];
-            fa__cu_ldsm4t(bv, sVb + (lane & 15) * PITCH + dp * 16 + (lane >> 4) * 8);
-            fa__cu_mma<T>::run(acc[2 * dp], pf, bv[0], bv[1]);
-            fa__cu_mma<T>::run(acc[2 * dp + 1], pf, bv[2], bv[3]);
+        for (int kg = 0; kg < BN / 16; ++kg) { /* O += P V, 16 keys per k-step */
+            uint32_t pf[4];
+            pf[0] = fa__cu_pair<T>::pack(s[2 * kg][0], s[2 * kg][1]);
+            pf[1] = fa__cu_pair<T>::pack(s[2 * kg][2], s[2 * kg][3]);
+            pf[2] = fa__cu_pair<T>::pack(s[2 * kg + 1][0], s[2 * kg + 1][1]);
+            pf[3] = fa__cu_pair<T>::pack(s[2 * kg + 1][2], s[2 * kg + 1][3]);
+#pragma unroll
+            for (int dp = 0; dp < D / 16; ++dp) {
+                uint32_t bv[4];
+                fa__cu_ldsm4t(bv, sVb + (kg * 16 + (lane & 15)) * PITCH + dp * 16 + (lane >> 4) * 8);
+                fa__cu_mma<T>::run(acc[2 * dp], pf, bv[0], bv[1]);
+                fa__cu_mma<T>::run(acc[2 * dp + 1], pf, bv[2], bv[3]);
+            }
         }
     }
 
@@ -1150,6 +1164,24 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
     __syncthreads();
 
     const int dv = p.dv;
+    /* Row r's output element d and (d == 0) its LSE, natural log units. */
+    auto store = [&](int r, int d, float o, float lse) {
+        const int i = r / G, h = p.pack_gqa ? hy * G + r % G : hy;
+        const int64_t orow = (p.cu_q ? (int64_t)(q_off + i) * p.o_ss
+                                     : (int64_t)b * p.o_sb + (int64_t)i * p.o_ss) +
+                             (int64_t)h * p.o_sh;
+        if (p.o_f32) reinterpret_cast<float *>(p.o)[orow + d] = o;
+        else {
+            const uint32_t pr = fa__cu_pair<T>::pack(o, 0.0f);
+            reinterpret_cast<unsigned short *>(p.o)[orow + d] = (unsigned short)(pr & 0xffffu);
+        }
+        if (d == 0 && p.lse) {
+            const int64_t lse_sh = p.lse_sh < 0 ? (int64_t)p.cu_q[p.batch] : p.lse_sh;
+            const int64_t off = p.cu_q ? (int64_t)(q_off + i) * p.lse_ss
+                                       : (int64_t)b * p.lse_sb + (int64_t)i * p.lse_ss;
+            p.lse[off + (int64_t)h * lse_sh] = lse;
+        }
+    };
     for (int idx = tid; idx < rows * dv; idx += NT) {
         const int r = idx / dv, d = idx - r * dv;
         const int i = r / G, h = p.pack_gqa ? hy * G + r % G : hy;
@@ -1165,20 +1197,7 @@ fa__cu_dec_kernel(const fa__cu_fwd_params p)
             if (d == 0) p.lse_part[(((int64_t)split * p.batch + b) * p.hq + h) * p.sq + i] = s_lse[r];
             continue;
         }
-        const int64_t orow = (p.cu_q ? (int64_t)(q_off + i) * p.o_ss
-                                     : (int64_t)b * p.o_sb + (int64_t)i * p.o_ss) +
-                             (int64_t)h * p.o_sh;
-        if (p.o_f32) reinterpret_cast<float *>(p.o)[orow + d] = o;
-        else {
-            const uint32_t pr = fa__cu_pair<T>::pack(o, 0.0f);
-            reinterpret_cast<unsigned short *>(p.o)[orow + d] = (unsigned short)(pr & 0xffffu);
-        }
-        if (d == 0 && p.lse) {
-            const int64_t lse_sh = p.lse_sh < 0 ? (int64_t)p.cu_q[p.batch] : p.lse_sh;
-            const int64_t off = p.cu_q ? (int64_t)(q_off + i) * p.lse_ss
-                                       : (int64_t)b * p.lse_sb + (int64_t)i * p.lse_ss;
-            p.lse[off + (int64_t)h * lse_sh] = s_lse[r];
-        }
+        store(r, d, o, s_lse[r]);
     }
 #endif
 }
@@ -1276,18 +1295,29 @@ typedef struct fa__cu_plan {
     int dpad, bn, bm, mod, bf16, splits;
     dim3 grid;
     size_t ws_bytes;
-    int dec, dec_nw, dec_stages, dec_smem, cc; /* decode kernel: on, warps, stages, smem bytes */
+    int dec, dec_nw, dec_stages, dec_bn, dec_smem, cc; /* decode kernel: on, warps, stages, keys per warp tile, smem bytes */
 } fa__cu_plan;
 
-/* Decode kernel shape (warps x ring stages): 0 = the default, -1 = never take the decode path,
-   1.. = the A/B shapes below at D = 128 (for bench/bench_cuda.cu; not an API). On an H100,
-   decode shape, 16 splits: 4x4 2057 GB/s, 4x3 2028, 8x2 2006, 8x3 2021 (one run: a tie). */
+/* Decode kernel shape (warps x ring stages x keys per warp tile): 0 = the default, -1 = never
+   take the decode path, 1.. = the A/B shapes below at D = 128 (for bench/bench_cuda.cu; not an
+   API; 4 = 4 warps x 3 stages of 32-key tiles). 32-key tiles need pages of a multiple of 32
+   keys; otherwise 16-key tiles run. On an H100, decode shape, 16 splits, three rounds in one
+   run (GB/s): 4x4 2070/2085/2105, 4x3 2057/2088/2090, 8x2 2041/2055/2066, 8x3 2042/2081/2081,
+   4x3 with 32-key tiles 2059/2078/2083: a tie, so bf16/f16 keep 4x4. FP8 K/V (D = 128) take
+   the 32-key shape: 1183/1178 GB/s of FP8 bytes against 1040/1045 for 4x4 (half the bytes per
+   key, so the per-tile work weighs double and 32-key tiles halve it per byte). */
 static int fa__cu_dec_variant = 0;
-static void fa__cu_dec_shape(int dpad, int *nw, int *stages)
+static void fa__cu_dec_shape(int dpad, int allow32, int fp8, int *nw, int *stages, int *bn)
 {
     *nw = 4;
     *stages = 3;
+    *bn = FA__CU_DEC_BN;
     if (dpad != 128) return;
+    if ((fa__cu_dec_variant == 4 || (fa__cu_dec_variant == 0 && fp8)) && allow32) {
+        /* 4 warps x 3 stages of 32-key tiles */
+        *bn = 32;
+        return;
+    }
     *stages = 4;
     if (fa__cu_dec_variant == 1) *stages = 3;
     if (fa__cu_dec_variant == 2) { *nw = 8; *stages = 2; }
@@ -1303,7 +1333,7 @@ static int fa__cu_dec_plan(const fa_attn_desc *d, fa__cu_plan *pl, int64_t group
                            int cc_major, int num_sm, int dev)
 {
     fa__cu_fwd_params *p = &pl->p;
-    int nw, stages, smem, smem_blk = 0;
+    int nw, stages, bn, smem, smem_blk = 0;
     int64_t hy, blocks, ktiles, splits = 1;
     pl->dec = 0;
     if (fa__cu_dec_variant < 0 || dev < 0 || dev >= FA__CU_MAX_DEVICES) return 0;
@@ -1320,13 +1350,17 @@ static int fa__cu_dec_plan(const fa_attn_desc *d, fa__cu_plan *pl, int64_t group
             return 0;
         fa__cu_dev_smem_blk[dev] = smem_blk; /* benign race, as above */
     }
-    fa__cu_dec_shape(pl->dpad, &nw, &stages);
-    smem = fa__cu_dec_smem(pl->dpad, nw, stages, p->k8, p->v8);
+    fa__cu_dec_shape(pl->dpad, !d->block_table || d->page_size % 32 == 0, p->k8 != 0, &nw, &stages, &bn);
+    smem = fa__cu_dec_smem(pl->dpad, nw, stages, bn, p->k8, p->v8);
+    if (smem > smem_blk && bn != FA__CU_DEC_BN) { /* smaller shared memory (A100: 163 KB) */
+        fa__cu_dec_shape(pl->dpad, 0, p->k8 != 0, &nw, &stages, &bn);
+        smem = fa__cu_dec_smem(pl->dpad, nw, stages, bn, p->k8, p->v8);
+    }
     if (smem > smem_blk) return 0;
     p->pack_gqa = group > 1;
     hy = group > 1 ? hkv : d->heads_q;
     blocks = hy * d->batch;
-    ktiles = (d->seqlen_k + FA__CU_DEC_BN - 1) / FA__CU_DEC_BN;
+    ktiles = (d->seqlen_k + bn - 1) / bn;
     if (d->num_splits > 0) splits = d->num_splits;
     else if (!d->cu_seqlens_k && blocks < (int64_t)num_sm) {
         /* One block per SM, each warp keeping at least two tiles. Filling every block slot
@@ -1349,6 +1383,7 @@ static int fa__cu_dec_plan(const fa_attn_desc *d, fa__cu_plan *pl, int64_t group
     pl->dec = 1;
     pl->dec_nw = nw;
     pl->dec_stages = stages;
+    pl->dec_bn = bn;
     pl->dec_smem = smem;
     pl->cc = cc_major;
     return 1;
@@ -1605,16 +1640,16 @@ static cudaError_t fa__cu_dispatch(const fa__cu_plan *pl, cudaStream_t st)
     }
 }
 
-template <typename T, int D, int NW, int STAGES, bool F8>
+template <typename T, int D, int NW, int STAGES, bool F8, int BN = FA__CU_DEC_BN>
 static cudaError_t fa__cu_launch_dec(const fa__cu_plan *pl, cudaStream_t st)
 {
-    void (*kern)(const fa__cu_fwd_params) = fa__cu_dec_kernel<T, D, NW, STAGES, F8>;
+    void (*kern)(const fa__cu_fwd_params) = fa__cu_dec_kernel<T, D, NW, STAGES, BN, F8>;
     static unsigned char attr_set[FA__CU_MAX_DEVICES]; /* per instantiation and device */
     int dev = 0;
     cudaError_t e = cudaGetDevice(&dev);
     if (e != cudaSuccess) return e;
     if (dev < 0 || dev >= FA__CU_MAX_DEVICES || !attr_set[dev]) {
-        int smem = fa__cu_dec_smem(D, NW, STAGES, F8, F8);
+        int smem = fa__cu_dec_smem(D, NW, STAGES, BN, F8, F8);
         e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
         if (e != cudaSuccess) return e;
         if (dev >= 0 && dev < FA__CU_MAX_DEVICES) attr_set[dev] = 1; /* benign race */
@@ -1630,6 +1665,7 @@ static cudaError_t fa__cu_dec_dispatch(const fa__cu_plan *pl, cudaStream_t st)
     case 64: return fa__cu_launch_dec<T, 64, 4, 3, F8>(pl, st);
     case 96: return fa__cu_launch_dec<T, 96, 4, 3, F8>(pl, st);
     case 128:
+        if (pl->dec_bn == 32) return fa__cu_launch_dec<T, 128, 4, 3, F8, 32>(pl, st);
         if (pl->dec_nw == 8)
             return pl->dec_stages == 3 ? fa__cu_launch_dec<T, 128, 8, 3, F8>(pl, st)
                                        : fa__cu_launch_dec<T, 128, 8, 2, F8>(pl, st);

@@ -80,7 +80,12 @@ static float time_median(run_fn fn, void *arg, int warm, int reps)
     return med;
 }
 
+static int g_batch_calls = 1; /* decode: calls per timed sample (the figure is per call) */
 static void run_attn(void *arg) { FK(fa_cuda_attn_forward((const fa_attn_desc *)arg, 0)); }
+static void run_attn_n(void *arg)
+{
+    for (int i = 0; i < g_batch_calls; i++) FK(fa_cuda_attn_forward((const fa_attn_desc *)arg, 0));
+}
 
 typedef struct copy_arg { void *dst; const void *src; size_t bytes; } copy_arg;
 static void run_copy(void *arg)
@@ -158,8 +163,9 @@ static void bench_decode(int splits, int page_size, int with_ws, const char *lab
     if (with_ws) { /* what an engine does: one workspace, reused every step */
         FK(fa_cuda_attn_workspace_size(&ad, &ad.workspace_size));
         CK(cudaMalloc(&ad.workspace, ad.workspace_size ? ad.workspace_size : 16));
+        CK(cudaMemset(ad.workspace, 0, ad.workspace_size ? ad.workspace_size : 16));
     }
-    ms = time_median(run_attn, &ad, 5, 100);
+    ms = time_median(run_attn_n, &ad, 5, g_batch_calls > 1 ? 30 : 100) / (float)g_batch_calls;
     if (ad.workspace) cudaFree(ad.workspace);
     bytes = 2.0 * (double)kvn * (double)fa_dtype_size(g_kv_type) + 2.0 * hq * d * 2;
     snprintf(name, sizeof name, "decode %s (splits %lld)", label, (long long)used_splits);
@@ -225,14 +231,40 @@ int main(int argc, char **argv)
     bench_decode(128, 0, 1, "b1 q32/kv8 d128 k32768");
     bench_decode(0, 64, 1, "paged64 b1 q32/kv8 d128 k32768");
     bench_decode(0, 0, 0, "no-workspace b1 q32/kv8 d128 k32768");
-    /* The decode kernel's A/B shapes (warps x stages: v1 4x3, v2 8x2, v3 8x3; default 4x4)
-       and the tile kernel it replaced, on the same shape. */
-    for (int v = 1; v <= 3; v++) {
+    /* The decode kernel's A/B shapes (warps x stages: v0 = default 4x4, v1 4x3, v2 8x2, v3 8x3,
+       v4 4x3 with 32-key warp tiles) and the tile kernel it replaced, on the same shape.
+       Three rounds of the shapes side by side (one sample each is within the run-to-run
+       spread), then the same calls 20 at a time between two events: the GPU time per call
+       without the host's launch latency. */
+    for (int round = 0; round < 3; round++) {
+        for (int v = 0; v <= 4; v++) {
+            char label[64];
+            snprintf(label, sizeof label, "r%d shape-v%d b1 q32/kv8 d128 k32768", round, v);
+            fa__cu_dec_variant = v;
+            bench_decode(0, 0, 1, label);
+        }
+    }
+    fa__cu_dec_variant = 1;
+    bench_decode(33, 0, 1, "shape-v1 two blocks/SM b1 q32/kv8 d128 k32768");
+    g_batch_calls = 20;
+    for (int v = 0; v <= 4; v++) {
         char label[64];
-        snprintf(label, sizeof label, "shape-v%d b1 q32/kv8 d128 k32768", v);
+        snprintf(label, sizeof label, "x20 shape-v%d b1 q32/kv8 d128 k32768", v);
         fa__cu_dec_variant = v;
         bench_decode(0, 0, 1, label);
     }
+    fa__cu_dec_variant = 0;
+    g_batch_calls = 1;
+    g_kv_type = FA_E4M3;
+    for (int round = 0; round < 2; round++) {
+        fa__cu_dec_variant = 0;
+        bench_decode(0, 0, 1, "fp8-e4m3 shape-v0 b1 q32/kv8 d128 k32768");
+        fa__cu_dec_variant = 4;
+        bench_decode(0, 0, 1, "fp8-e4m3 shape-v4 b1 q32/kv8 d128 k32768");
+    }
+    g_kv_type = FA_BF16;
+    fa__cu_dec_variant = 4;
+    bench_decode(0, 64, 1, "paged64 shape-v4 b1 q32/kv8 d128 k32768");
     fa__cu_dec_variant = -1;
     bench_decode(0, 0, 1, "tile-kernel b1 q32/kv8 d128 k32768");
     fa__cu_dec_variant = 0;

@@ -38,6 +38,8 @@ typedef struct cfg {
     int k8, v8;   /* K / V stored as FP8: 0 = no, 1 = e4m3, 2 = e5m2 */
     int kv_scale; /* 0 = none, 1 = per-tensor k_scale/v_scale, 2 = per-head arrays */
     int check_path; /* 1: check that the decode kernel runs exactly when it should */
+    int repeat;     /* 1: call the forward twice on the same workspace, outputs re-poisoned
+                       between the calls; the second call's results are checked */
 } cfg;
 
 static void describe(const cfg *c, char *buf, size_t n)
@@ -315,6 +317,12 @@ static void run_case(const cfg *c)
     }
     st = fa_cuda_attn_forward(&dd, 0);
     CHECKF(st == FA_OK, "fa_cuda_attn_forward: %s (%s) [%s]", fa_status_str(st), fa_last_error(), desc);
+    if (c->repeat && st == FA_OK) { /* the same workspace again: state left by the first call */
+        CK(cudaMemsetAsync(do_, 0xff, ov.elems * oes, 0));
+        if (dlse) CK(cudaMemsetAsync(dlse, 0xff, (size_t)lse_n * sizeof(float), 0));
+        st = fa_cuda_attn_forward(&dd, 0);
+        CHECKF(st == FA_OK, "second fa_cuda_attn_forward: %s (%s) [%s]", fa_status_str(st), fa_last_error(), desc);
+    }
     if (g_expect_path >= 0) { /* decode-shaped problems take the decode kernel, not wgmma */
         int want = planned_dec ? 0 : g_expect_path;
         CHECKF(fa__cu_last_path == want, "took kernel %d, expected %d [%s]", fa__cu_last_path, want, desc);
@@ -395,6 +403,31 @@ done:
 }
 
 /* ---- tests ---- */
+
+/* FA_TEST_ONLY=a,b runs only the tests whose names contain one of the comma-separated parts
+   (a device run that checks one change need not pay for the whole suite). */
+static int test_wanted(const char *name)
+{
+    const char *only = getenv("FA_TEST_ONLY"), *p;
+    if (!only || !*only) return 1;
+    for (p = only; *p;) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char part[64];
+        if (n > 0 && n < sizeof part) {
+            memcpy(part, p, n);
+            part[n] = 0;
+            if (strstr(name, part)) return 1;
+        }
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+#define RUN_IF(name)                             \
+    do {                                         \
+        if (test_wanted(#name)) RUN(name);       \
+    } while (0)
 
 TEST(forward_matches_reference_for_each_head_dim_type_and_causal)
 {
@@ -665,7 +698,7 @@ TEST(decode_kernel_long_cache_32771_keys)
 TEST(decode_kernel_shapes_and_fp8_formats)
 {
     /* Every A/B shape of the D = 128 decode kernel, and each K/V storage pair. */
-    for (int v = 0; v <= 3; v++) {
+    for (int v = 0; v <= 4; v++) {
         fa__cu_dec_variant = v;
         for (int n = 0; n < 9; n++) {
             cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 2, 1 + (n % 4 == 3), 100 + (int)fa_t_randint(3000), 8, 2, 128);
@@ -677,6 +710,44 @@ TEST(decode_kernel_shapes_and_fp8_formats)
             c.page_size = n == 4 ? 32 : 0;
             run_case(&c);
         }
+    }
+    fa__cu_dec_variant = 0;
+}
+
+/* The decode kernel's split-KV path: forced split counts 1, 2, 3, 16, 33, the plan's own and
+   more splits than key tiles, odd key counts, two batches x several KV heads, every output
+   type; a poisoned (0xff) user workspace, used by two calls in a row (outputs re-poisoned
+   between them: the second call must not depend on what the first left there). Then the
+   32-key-tile shape (v4) the same way, with pages of 16 keys (16-key tiles then), 32 keys,
+   and FP8. */
+TEST(decode_forced_splits_and_reused_workspace)
+{
+    static const int splits[] = {1, 2, 3, 16, 33, 0, 500};
+    static const int sks[] = {1, 17, 333, 1001, 4099, 65, 2050};
+    for (int n = 0; n < 7; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 1 + (n % 3 == 1), 1 + (n == 3), sks[n] + (int)fa_t_randint(3), 8, n == 4 ? 8 : 2, n == 5 ? 64 : 128);
+        c.check_path = 1;
+        c.splits = splits[n];
+        c.causal = n == 4;
+        c.user_ws = 1;
+        c.repeat = 1;
+        c.o_f32 = n == 2;
+        c.lse = n != 6;
+        c.k8 = c.v8 = n == 6 ? 1 : 0;
+        c.seqused = n == 1;
+        run_case(&c);
+    }
+    fa__cu_dec_variant = 4;
+    for (int n = 0; n < 5; n++) {
+        cfg c = base_cfg(n & 1 ? FA_F16 : FA_BF16, 2, 1, 1000 + (int)fa_t_randint(3000), 16, 4, 128);
+        c.check_path = 1;
+        c.splits = n == 0 ? 0 : 5 * n;
+        c.user_ws = 1;
+        c.repeat = 1;
+        c.page_size = n == 2 ? 16 : (n == 3 ? 32 : 0);
+        c.k8 = c.v8 = n == 4 ? 2 : 0;
+        c.causal = n & 1;
+        run_case(&c);
     }
     fa__cu_dec_variant = 0;
 }
@@ -860,24 +931,25 @@ int main(void)
     printf("device: %s (sm_%d%d, %d SMs)\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
     g_hopper = prop.major == 9 && prop.minor == 0;
     if (getenv("FLASHATTN_CUDA_NO_WGMMA") && getenv("FLASHATTN_CUDA_NO_WGMMA")[0] == '1') g_hopper = 0;
-    RUN(hopper_wgmma_prefill);
-    RUN(forward_matches_reference_for_each_head_dim_type_and_causal);
-    RUN(other_head_dims_run_zero_padded);
-    RUN(causal_is_bottom_right_aligned_for_any_shape);
-    RUN(window_softcap_alibi_and_scale);
-    RUN(gqa_mqa_and_decode_with_split_kv);
-    RUN(forced_splits_match_and_take_a_user_workspace);
-    RUN(varlen_seqused_and_paged_kv);
-    RUN(strided_layouts_padded_output_and_f32_output);
-    RUN(nan_in_k_reaches_exactly_the_rows_that_see_it);
-    RUN(empty_key_ranges_give_zero_and_minus_inf);
-    RUN(fp8_kv_and_dequant_scales);
-    RUN(decode_kernel_random_features_and_odd_key_lengths);
-    RUN(decode_kernel_long_cache_32771_keys);
-    RUN(decode_kernel_shapes_and_fp8_formats);
-    RUN(random_configurations);
-    RUN(errors_are_reported_before_any_launch);
-    RUN(merge_matches_cpu_merge);
+    RUN_IF(hopper_wgmma_prefill);
+    RUN_IF(forward_matches_reference_for_each_head_dim_type_and_causal);
+    RUN_IF(other_head_dims_run_zero_padded);
+    RUN_IF(causal_is_bottom_right_aligned_for_any_shape);
+    RUN_IF(window_softcap_alibi_and_scale);
+    RUN_IF(gqa_mqa_and_decode_with_split_kv);
+    RUN_IF(forced_splits_match_and_take_a_user_workspace);
+    RUN_IF(varlen_seqused_and_paged_kv);
+    RUN_IF(strided_layouts_padded_output_and_f32_output);
+    RUN_IF(nan_in_k_reaches_exactly_the_rows_that_see_it);
+    RUN_IF(empty_key_ranges_give_zero_and_minus_inf);
+    RUN_IF(fp8_kv_and_dequant_scales);
+    RUN_IF(decode_kernel_random_features_and_odd_key_lengths);
+    RUN_IF(decode_kernel_long_cache_32771_keys);
+    RUN_IF(decode_kernel_shapes_and_fp8_formats);
+    RUN_IF(decode_forced_splits_and_reused_workspace);
+    RUN_IF(random_configurations);
+    RUN_IF(errors_are_reported_before_any_launch);
+    RUN_IF(merge_matches_cpu_merge);
     printf("%lld GPU configurations compared with fa_attn_reference (%lld on the decode kernel)\n",
            (long long)g_cases, (long long)g_dec_cases);
     return fa_test_summary();

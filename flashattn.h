@@ -6,7 +6,8 @@
    AVX2, NEON) and multi-threaded, plus the building blocks it is made of: bit-exact FP8/f16/bf16
    conversion, lock-free ring queues, a task pool and cache-line-aligned hash tables. No
    dependencies beyond the C standard library (and pthreads where threads are used). The same
-   descriptor runs on NVIDIA GPUs (sm_80+) through the optional flashattn_cuda.cuh.
+   descriptor runs on NVIDIA GPUs (sm_80+) through the optional flashattn_cuda.cuh (on H100/H200
+   prefill takes a wgmma/TMA kernel, decode a kernel of its own).
 
    QUICK START
    -----------
@@ -103,7 +104,9 @@
    ---------------
    0.1.0  core; fp8 (exact FP8/E8M0 conversion, bulk conversion, scaling recipes); exact tiled
           attention (forward, SIMD, threads, split-KV, FP8 K/V, sparse masks), reference, merge;
-          masks; queues and pool; hash tables; CUDA forward/merge (mma.sync)
+          masks; queues and pool; hash tables; CUDA forward/merge (mma.sync, sm_90a wgmma/TMA
+          prefill, decode kernel); CPU decode tiles that read K/V in place, decode units over
+          several kv heads
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */

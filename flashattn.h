@@ -3619,6 +3619,10 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
    next is a whole token (all heads) further on, so the hardware's stream prefetcher sees only
    short runs. */
 #define FA__PREFETCH 16
+/* Decode tiles also ask for each K/V row this many keys ahead into L2 (a tile ahead): a decode
+   tile is short, so the 16-key L1 prefetch alone leaves the next tile's first rows in flight
+   (dev, 2 threads, bf16, 32768 keys, token-major: 12.0 -> 18.1 GB/s against 25.9 for a copy). */
+#define FA__AHEAD 64
 static FA__UNUSED void fa__prefetch_t0(const void *p, size_t bytes)
 {
 #if defined(__GNUC__) || defined(__clang__)
@@ -3696,8 +3700,8 @@ typedef struct fa__attn_kernels {
     void (*ktrans32)(uint32_t *kt, const uint32_t *kr, int64_t nk, int64_t np);
     /* decode tiles (at most FA__DEC_ROWS rows, head dims multiples of 16): S and P V straight
        from the K and V rows where they lie (krow[j], vrow[j]: key j's rows; entries up to
-       nk + FA__PREFETCH, NULL past the keys, drive the prefetch: kpf bytes from krow[j] ahead
-       and vpf bytes from vrow[j] into L1, kspan / vspan bytes into L2 (a whole token's heads)). dec_qk: s[r][j] = q[r] . k_j for r < nrows (q padded to
+       nk + FA__AHEAD, NULL past the keys, drive the prefetch: kpf bytes of krow[j + FA__PREFETCH]
+       and vpf of vrow[j] into L1, kspan / vspan bytes of the rows FA__AHEAD keys ahead into L2). dec_qk: s[r][j] = q[r] . k_j for r < nrows (q padded to
        a multiple of 4 rows). dec_pv: as pv, from vrow. NULL where unavailable. */
     void (*dec_qk)(const float *q, int64_t dk, const void *const *krow, const void *const *vrow, fa_dtype kt,
                    int64_t nk, float *s, int64_t nrows, size_t kpf, size_t vpf, size_t kspan, size_t vspan);
@@ -4083,12 +4087,12 @@ FA__AVX2_AI void fa__dec_qk_body_avx2(const float *q, int64_t dk, const void *co
         for (j = 0; j < n; j++) {
             const void *kr = krow[j0 + j];
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            if (krow[j0 + j + FA__PREFETCH]) {
-                fa__prefetch_t0(krow[j0 + j + FA__PREFETCH], kbytes);
-                fa__prefetch_l2(krow[j0 + j + FA__PREFETCH], kspan);
+            if (krow[j0 + j + FA__PREFETCH]) fa__prefetch_t0(krow[j0 + j + FA__PREFETCH], kbytes);
+            if (kspan && krow[j0 + j + FA__AHEAD]) {
+                fa__prefetch_l2(krow[j0 + j + FA__AHEAD], kspan);
+                fa__prefetch_l2(vrow[j0 + j + FA__AHEAD], vspan);
             }
             fa__prefetch_t0(vrow[j0 + j], vbytes);
-            fa__prefetch_l2(vrow[j0 + j], vspan);
             for (e = 0; e < dk; e += 16) { /* dk is a multiple of 16 */
                 __m256 k0 = fa__ld8_avx2(kr, e, t), k1 = fa__ld8_avx2(kr, e + 8, t);
                 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), k0, a0);
@@ -4502,7 +4506,7 @@ FA__AVX512_AI __m512 fa__hsum16x16_avx512(const __m512 *a)
     return _mm512_add_ps(_mm512_shuffle_f32x4(d0, d1, 0x88), _mm512_shuffle_f32x4(d0, d1, 0xdd));
 }
 
-/* s[r][j] = q[r] . k_j for NR (1 or 4) rows and keys j < nk; krow[j] for j < nk + FA__PREFETCH
+/* s[r][j] = q[r] . k_j for NR (1 or 4) rows and keys j < nk; krow[j] for j < nk + FA__AHEAD
    (NULL past the end) also drives the prefetch of the K and V rows ahead. */
 FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void *const *krow,
                                           const void *const *vrow, int64_t nk, float *s, fa_dtype t,
@@ -4517,12 +4521,12 @@ FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void
             const void *kr = krow[j0 + j];
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
             /* K a few keys ahead; this key's V row, which P V reads once the tile's S is done */
-            if (krow[j0 + j + FA__PREFETCH]) {
-                fa__prefetch_t0(krow[j0 + j + FA__PREFETCH], kbytes);
-                fa__prefetch_l2(krow[j0 + j + FA__PREFETCH], kspan);
+            if (krow[j0 + j + FA__PREFETCH]) fa__prefetch_t0(krow[j0 + j + FA__PREFETCH], kbytes);
+            if (kspan && krow[j0 + j + FA__AHEAD]) {
+                fa__prefetch_l2(krow[j0 + j + FA__AHEAD], kspan);
+                fa__prefetch_l2(vrow[j0 + j + FA__AHEAD], vspan);
             }
             fa__prefetch_t0(vrow[j0 + j], vbytes);
-            fa__prefetch_l2(vrow[j0 + j], vspan);
             for (e = 0; e + 32 <= dk; e += 32) {
                 __m512 k0 = fa__ld16_avx512(kr, e, t), k1 = fa__ld16_avx512(kr, e + 16, t);
                 a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), k0, a0);
@@ -5019,7 +5023,7 @@ static const fa__attn_kernels *fa__attn_pick_kernels(void)
 
 typedef struct fa__attn_ws {
     float *q, *kt, *v, *s, *o, *m, *l, *krows;
-    const void **kp, **vp; /* decode tiles: the K and V rows of the tile's keys, then FA__PREFETCH more */
+    const void **kp, **vp; /* decode tiles: the K and V rows of the tile's keys, then FA__AHEAD more */
     int32_t *c0, *c1;
     unsigned char *seen;
 } fa__attn_ws;
@@ -5042,8 +5046,8 @@ static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int
     FA__CARVE(m, float, (size_t)FA__ROWS * f);
     FA__CARVE(l, float, (size_t)FA__ROWS * f);
     FA__CARVE(krows, float, (size_t)(FA__BK * dk) * f);
-    FA__CARVE(kp, const void *, (size_t)(FA__BK + FA__PREFETCH) * sizeof(void *));
-    FA__CARVE(vp, const void *, (size_t)(FA__BK + FA__PREFETCH) * sizeof(void *));
+    FA__CARVE(kp, const void *, (size_t)(FA__BK + FA__AHEAD) * sizeof(void *));
+    FA__CARVE(vp, const void *, (size_t)(FA__BK + FA__AHEAD) * sizeof(void *));
     FA__CARVE(c0, int32_t, (size_t)FA__ROWS * sizeof(int32_t));
     FA__CARVE(c1, int32_t, (size_t)FA__ROWS * sizeof(int32_t));
     FA__CARVE(seen, unsigned char, (size_t)FA__ROWS);
@@ -5072,7 +5076,7 @@ typedef struct fa__unit_ctx {
     fa__seq s;
     int64_t nrows, rows_pad, dvp;
     size_t kpf, vpf;     /* decode tiles: bytes of each K / V row to prefetch into L1 */
-    size_t kspan, vspan; /* and into L2 (0: none): a token's rows of every kv head */
+    size_t kspan, vspan; /* and of the rows FA__AHEAD keys ahead into L2 (0: none) */
     float kmul, vmul;
     int post;      /* per-element score terms: softcap, ALiBi, a score callback (partial mask
                       tiles add their element test) */
@@ -5097,9 +5101,9 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     /* the logits' scale; a decode tile's K rows are not scaled by k_scale on the way in */
     const float sscale = dec ? p->scale * x->kmul : p->scale;
 
-    if (dec) { /* the tile's K and V rows, and the next FA__PREFETCH keys' for the prefetch */
-        int64_t nptr = x->s.sk - j0 < nk + FA__PREFETCH ? x->s.sk - j0 : nk + FA__PREFETCH;
-        for (j = 0; j < nk + FA__PREFETCH; j++) {
+    if (dec) { /* the tile's K and V rows, and the next FA__AHEAD keys' for the prefetch */
+        int64_t nptr = x->s.sk - j0 < nk + FA__AHEAD ? x->s.sk - j0 : nk + FA__AHEAD;
+        for (j = 0; j < nk + FA__AHEAD; j++) {
             int64_t ko, vo;
             if (j >= nptr) {
                 w->kp[j] = w->vp[j] = NULL;
@@ -5207,9 +5211,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
 }
 
 /* The part of a several-kv-head unit that reads kv head u->hk + g: its group of rows (one
-   query), the workspace rows of that group, the head's K/V scales. When the heads of a token
-   lie next to each other, the first head's tiles also prefetch the whole token's K/V rows into
-   L2 (a tile of every head is a few hundred KiB: more than L1 holds, well within L2). */
+   query), the workspace rows of that group, the head's K/V scales. */
 static void fa__sub_unit(const fa__unit_ctx *x, int64_t g, fa__unit_ctx *xs, fa__unit *us, fa__attn_ws *ws)
 {
     const fa__attn_plan *p = x->p;
@@ -5236,8 +5238,6 @@ static void fa__sub_unit(const fa__unit_ctx *x, int64_t g, fa__unit_ctx *xs, fa_
     xs->rows_pad = (p->group + FA__MR - 1) / FA__MR * FA__MR;
     xs->kmul = fa__kv_scale(d->k_scale, d->k_head_scale, hk);
     xs->vmul = fa__kv_scale(d->v_scale, d->v_head_scale, hk);
-    if (!g && p->ks.head == p->dk) xs->kspan = x->kpf * (size_t)x->u->nhk;
-    if (!g && p->vs.head == p->dv) xs->vspan = x->vpf * (size_t)x->u->nhk;
 }
 
 /* Runs unit u; with splits > 1 only the key tiles of share `split` of its visible union. With
@@ -5268,7 +5268,8 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
             (K->dec_fp8 || (!fa__is_fp8(d->k_type) && !fa__is_fp8(d->v_type)));
     x.kpf = (size_t)dk * fa_dtype_size(d->k_type);
     x.vpf = (size_t)dv * fa_dtype_size(d->v_type);
-    x.kspan = x.vspan = 0;
+    x.kspan = x.kpf;
+    x.vspan = x.vpf;
     x.bf16 = K->qk_bf16 && d->q_type == FA_BF16 && d->k_type == FA_BF16 && x.kmul == 1.0f && !x.few_rows && !x.dec &&
              (u->nhk == 1 || !d->k_head_scale); /* bf16 pairs take no scale: every head's must be 1 */
     x.np = (dk + 1) / 2;

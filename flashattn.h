@@ -3623,39 +3623,18 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
    tile is short, so the 16-key L1 prefetch alone leaves the next tile's first rows in flight
    (dev, 2 threads, bf16, 32768 keys, token-major: 12.0 -> 18.1 GB/s against 25.9 for a copy). */
 #define FA__AHEAD 64
-static FA__UNUSED void fa__prefetch_t0(const void *p, size_t bytes)
-{
+/* Prefetches the cache lines of [p, p + bytes): LOC is __builtin_prefetch's locality (3: into L1,
+   2: into L2, 0: non-temporal); a constant, hence a macro. */
 #if defined(__GNUC__) || defined(__clang__)
-    const char *c = (const char *)p;
-    size_t off;
-    for (off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 3);
+#define FA__PREFETCH_LINES(p, bytes, LOC)                                                       \
+    do {                                                                                       \
+        const char *c_ = (const char *)(p);                                                    \
+        size_t off_, n_ = (bytes);                                                             \
+        for (off_ = 0; off_ < n_; off_ += 64) __builtin_prefetch(c_ + off_, 0, LOC);           \
+    } while (0)
 #else
-    (void)p;
-    (void)bytes;
+#define FA__PREFETCH_LINES(p, bytes, LOC) ((void)(p), (void)(bytes))
 #endif
-}
-static FA__UNUSED void fa__prefetch_l2(const void *p, size_t bytes)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    const char *c = (const char *)p;
-    size_t off;
-    for (off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 2);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-static void fa__prefetch_row(const void *p, size_t bytes)
-{
-#if defined(__GNUC__) || defined(__clang__)
-    const char *c = (const char *)p;
-    size_t off;
-    for (off = 0; off < bytes; off += 64) __builtin_prefetch(c + off, 0, 0);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
 
 #define FA__QK_CHUNK 32 /* head dims summed before adding into S: error grows with chunk + dk/chunk, not dk */
 #define FA__EXP_LO (-87.3365478515625f) /* ln(FLT_MIN): below it exp() flushes to 0 */
@@ -3700,11 +3679,11 @@ typedef struct fa__attn_kernels {
     void (*ktrans32)(uint32_t *kt, const uint32_t *kr, int64_t nk, int64_t np);
     /* decode tiles (at most FA__DEC_ROWS rows, head dims multiples of 16): S and P V straight
        from the K and V rows where they lie (krow[j], vrow[j]: key j's rows; entries up to
-       nk + FA__AHEAD, NULL past the keys, drive the prefetch: kpf bytes of krow[j + FA__PREFETCH]
-       and vpf of vrow[j] into L1, kspan / vspan bytes of the rows FA__AHEAD keys ahead into L2). dec_qk: s[r][j] = q[r] . k_j for r < nrows (q padded to
-       a multiple of 4 rows). dec_pv: as pv, from vrow. NULL where unavailable. */
+       nk + FA__AHEAD, NULL past the keys, drive the prefetch of kpf / vpf bytes per K / V row:
+       krow[j + FA__PREFETCH] and vrow[j] into L1, both FA__AHEAD keys ahead into L2).
+       dec_qk: s[r][j] = q[r] . k_j for r < nrows (q padded to a multiple of 4 rows). dec_pv: as pv, from vrow. NULL where unavailable. */
     void (*dec_qk)(const float *q, int64_t dk, const void *const *krow, const void *const *vrow, fa_dtype kt,
-                   int64_t nk, float *s, int64_t nrows, size_t kpf, size_t vpf, size_t kspan, size_t vspan);
+                   int64_t nk, float *s, int64_t nrows, size_t kpf, size_t vpf);
     void (*dec_pv)(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt, int64_t dv,
                    int64_t nrows, const int32_t *c0, const int32_t *c1);
     int dec_fp8; /* dec_qk / dec_pv also read FP8 K/V */
@@ -4075,8 +4054,7 @@ FA__AVX2_AI __m256 fa__hsum8x8_avx2(const __m256 *a)
 }
 
 FA__AVX2_AI void fa__dec_qk_body_avx2(const float *q, int64_t dk, const void *const *krow, const void *const *vrow,
-                                      int64_t nk, float *s, fa_dtype t, int nr, size_t kbytes, size_t vbytes,
-                                      size_t kspan, size_t vspan)
+                                      int64_t nk, float *s, fa_dtype t, int nr, size_t kbytes, size_t vbytes)
 {
     __m256 acc[4][8];
     float tmp[8];
@@ -4087,12 +4065,14 @@ FA__AVX2_AI void fa__dec_qk_body_avx2(const float *q, int64_t dk, const void *co
         for (j = 0; j < n; j++) {
             const void *kr = krow[j0 + j];
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            if (krow[j0 + j + FA__PREFETCH]) fa__prefetch_t0(krow[j0 + j + FA__PREFETCH], kbytes);
-            if (kspan && krow[j0 + j + FA__AHEAD]) {
-                fa__prefetch_l2(krow[j0 + j + FA__AHEAD], kspan);
-                fa__prefetch_l2(vrow[j0 + j + FA__AHEAD], vspan);
+            if (kbytes) { /* K a few keys ahead and this key's V into L1, both a tile ahead into L2 */
+                if (krow[j0 + j + FA__PREFETCH]) FA__PREFETCH_LINES(krow[j0 + j + FA__PREFETCH], kbytes, 3);
+                FA__PREFETCH_LINES(vrow[j0 + j], vbytes, 3);
+                if (krow[j0 + j + FA__AHEAD]) {
+                    FA__PREFETCH_LINES(krow[j0 + j + FA__AHEAD], kbytes, 2);
+                    FA__PREFETCH_LINES(vrow[j0 + j + FA__AHEAD], vbytes, 2);
+                }
             }
-            fa__prefetch_t0(vrow[j0 + j], vbytes);
             for (e = 0; e < dk; e += 16) { /* dk is a multiple of 16 */
                 __m256 k0 = fa__ld8_avx2(kr, e, t), k1 = fa__ld8_avx2(kr, e + 8, t);
                 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), k0, a0);
@@ -4187,19 +4167,18 @@ FA__AVX2_AI void fa__dec_pv_body_avx2(float *o, int64_t dvp, const float *p, con
 }
 
 static FA__AVX2 void fa__dec_qk_avx2(const float *q, int64_t dk, const void *const *krow, const void *const *vrow,
-                                     fa_dtype kt, int64_t nk, float *s, int64_t nrows, size_t kb, size_t vb,
-                                     size_t kspan, size_t vspan)
+                                     fa_dtype kt, int64_t nk, float *s, int64_t nrows, size_t kb, size_t vb)
 {
     int64_t r;
     for (r = 0; r < nrows; r += 4) {
         const float *qr = q + r * dk;
         float *sr = s + r * FA__BK;
         int nr = nrows - r == 1 ? 1 : 4;
-        size_t k1 = r ? 0 : kb, v1 = r ? 0 : vb, ks = r ? 0 : kspan, vs = r ? 0 : vspan;
+        size_t k1 = r ? 0 : kb, v1 = r ? 0 : vb; /* the first group of rows prefetches */
 #define FA__DEC_QK_CASE(T)                                                                            \
     case T:                                                                                           \
-        if (nr == 1) fa__dec_qk_body_avx2(qr, dk, krow, vrow, nk, sr, T, 1, k1, v1, ks, vs);          \
-        else fa__dec_qk_body_avx2(qr, dk, krow, vrow, nk, sr, T, 4, k1, v1, ks, vs);                  \
+        if (nr == 1) fa__dec_qk_body_avx2(qr, dk, krow, vrow, nk, sr, T, 1, k1, v1);                  \
+        else fa__dec_qk_body_avx2(qr, dk, krow, vrow, nk, sr, T, 4, k1, v1);                          \
         break;
         switch (kt) {
             FA__DEC_QK_CASE(FA_F32) FA__DEC_QK_CASE(FA_F16) FA__DEC_QK_CASE(FA_BF16)
@@ -4510,7 +4489,7 @@ FA__AVX512_AI __m512 fa__hsum16x16_avx512(const __m512 *a)
    (NULL past the end) also drives the prefetch of the K and V rows ahead. */
 FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void *const *krow,
                                           const void *const *vrow, int64_t nk, float *s, fa_dtype t,
-                                          int nr, size_t kbytes, size_t vbytes, size_t kspan, size_t vspan)
+                                          int nr, size_t kbytes, size_t vbytes)
 {
     __m512 acc[4][16];
     int64_t j0, j, e;
@@ -4521,12 +4500,14 @@ FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void
             const void *kr = krow[j0 + j];
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
             /* K a few keys ahead; this key's V row, which P V reads once the tile's S is done */
-            if (krow[j0 + j + FA__PREFETCH]) fa__prefetch_t0(krow[j0 + j + FA__PREFETCH], kbytes);
-            if (kspan && krow[j0 + j + FA__AHEAD]) {
-                fa__prefetch_l2(krow[j0 + j + FA__AHEAD], kspan);
-                fa__prefetch_l2(vrow[j0 + j + FA__AHEAD], vspan);
+            if (kbytes) { /* K a few keys ahead and this key's V into L1, both a tile ahead into L2 */
+                if (krow[j0 + j + FA__PREFETCH]) FA__PREFETCH_LINES(krow[j0 + j + FA__PREFETCH], kbytes, 3);
+                FA__PREFETCH_LINES(vrow[j0 + j], vbytes, 3);
+                if (krow[j0 + j + FA__AHEAD]) {
+                    FA__PREFETCH_LINES(krow[j0 + j + FA__AHEAD], kbytes, 2);
+                    FA__PREFETCH_LINES(vrow[j0 + j + FA__AHEAD], vbytes, 2);
+                }
             }
-            fa__prefetch_t0(vrow[j0 + j], vbytes);
             for (e = 0; e + 32 <= dk; e += 32) {
                 __m512 k0 = fa__ld16_avx512(kr, e, t), k1 = fa__ld16_avx512(kr, e + 16, t);
                 a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), k0, a0);
@@ -4660,8 +4641,7 @@ FA__AVX512_AI void fa__dec_pv_body_avx512(float *o, int64_t dvp, const float *p,
 }
 
 static FA__AVX512 void fa__dec_qk_avx512(const float *q, int64_t dk, const void *const *krow, const void *const *vrow,
-                                         fa_dtype kt, int64_t nk, float *s, int64_t nrows, size_t kb, size_t vb,
-                                         size_t kspan, size_t vspan)
+                                         fa_dtype kt, int64_t nk, float *s, int64_t nrows, size_t kb, size_t vb)
 {
     int64_t r;
     for (r = 0; r < nrows; r += 4) {
@@ -4670,10 +4650,8 @@ static FA__AVX512 void fa__dec_qk_avx512(const float *q, int64_t dk, const void 
         int nr = nrows - r == 1 ? 1 : 4;
 #define FA__DEC_QK_CASE(T)                                                                          \
     case T:                                                                                         \
-        if (nr == 1) fa__dec_qk_body_avx512(qr, dk, krow, vrow, nk, sr, T, 1, r ? 0 : kb, r ? 0 : vb, \
-                                            r ? 0 : kspan, r ? 0 : vspan);                      \
-        else fa__dec_qk_body_avx512(qr, dk, krow, vrow, nk, sr, T, 4, r ? 0 : kb, r ? 0 : vb,      \
-                                    r ? 0 : kspan, r ? 0 : vspan);                              \
+        if (nr == 1) fa__dec_qk_body_avx512(qr, dk, krow, vrow, nk, sr, T, 1, r ? 0 : kb, r ? 0 : vb); \
+        else fa__dec_qk_body_avx512(qr, dk, krow, vrow, nk, sr, T, 4, r ? 0 : kb, r ? 0 : vb);      \
         break;
         switch (kt) {
             FA__DEC_QK_CASE(FA_F32) FA__DEC_QK_CASE(FA_F16) FA__DEC_QK_CASE(FA_BF16) FA__DEC_QK_CASE(FA_E4M3)
@@ -5075,8 +5053,7 @@ typedef struct fa__unit_ctx {
     const fa__attn_ws *w;
     fa__seq s;
     int64_t nrows, rows_pad, dvp;
-    size_t kpf, vpf;     /* decode tiles: bytes of each K / V row to prefetch into L1 */
-    size_t kspan, vspan; /* and of the rows FA__AHEAD keys ahead into L2 (0: none) */
+    size_t kpf, vpf; /* decode tiles: bytes of each K / V row to prefetch */
     float kmul, vmul;
     int post;      /* per-element score terms: softcap, ALiBi, a score callback (partial mask
                       tiles add their element test) */
@@ -5113,7 +5090,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
             w->kp[j] = fa__elem_ptr(d->k, d->k_type, ko);
             w->vp[j] = fa__elem_ptr(d->v, d->v_type, vo);
         }
-        K->dec_qk(w->q, dk, w->kp, w->vp, d->k_type, nk, w->s, x->nrows, x->kpf, x->vpf, x->kspan, x->vspan);
+        K->dec_qk(w->q, dk, w->kp, w->vp, d->k_type, nk, w->s, x->nrows, x->kpf, x->vpf);
     }
     /* V tile, padded; K tile transposed for the register-blocked S = Q K^T, or with few rows
        (decode) each K row dotted with the queries as it streams in */
@@ -5121,8 +5098,8 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         int64_t ko, vo;
         if (j0 + j + FA__PREFETCH < x->s.sk) { /* rows are strided: ask for the ones ahead */
             fa__kv_offsets(p, &x->s, u->b, j0 + j + FA__PREFETCH, u->hk, &ko, &vo);
-            fa__prefetch_row(fa__elem_ptr(d->k, d->k_type, ko), (size_t)dk * fa_dtype_size(d->k_type));
-            fa__prefetch_row(fa__elem_ptr(d->v, d->v_type, vo), (size_t)dv * fa_dtype_size(d->v_type));
+            FA__PREFETCH_LINES(fa__elem_ptr(d->k, d->k_type, ko), (size_t)dk * fa_dtype_size(d->k_type), 0);
+            FA__PREFETCH_LINES(fa__elem_ptr(d->v, d->v_type, vo), (size_t)dv * fa_dtype_size(d->v_type), 0);
         }
         fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
         if (x->bf16) {
@@ -5268,8 +5245,6 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
             (K->dec_fp8 || (!fa__is_fp8(d->k_type) && !fa__is_fp8(d->v_type)));
     x.kpf = (size_t)dk * fa_dtype_size(d->k_type);
     x.vpf = (size_t)dv * fa_dtype_size(d->v_type);
-    x.kspan = x.kpf;
-    x.vspan = x.vpf;
     x.bf16 = K->qk_bf16 && d->q_type == FA_BF16 && d->k_type == FA_BF16 && x.kmul == 1.0f && !x.few_rows && !x.dec &&
              (u->nhk == 1 || !d->k_head_scale); /* bf16 pairs take no scale: every head's must be 1 */
     x.np = (dk + 1) / 2;

@@ -3652,8 +3652,10 @@ static float fa__nanmax(float a, float b)
 
 typedef struct fa__attn_kernels {
     const char *name;
-    /* s[r][0..FA__BK) = sum_d q[r][d] * kt[d][.] for r < rows (rows a multiple of FA__MR) */
-    void (*qk)(const float *q, int64_t dk, const float *kt, float *s, int64_t rows);
+    /* s[r][0..FA__BK) = sum_d q[r][d] * kt[d][.] for r < rows (rows a multiple of FA__MR). ncols
+       (NULL = all): row group g (rows g*FA__MR..) needs only its first ncols[g] keys, a multiple
+       of 16 (a causal diagonal tile); the kernel may leave the rest of its rows unwritten. */
+    void (*qk)(const float *q, int64_t dk, const float *kt, float *s, int64_t rows, const int32_t *ncols);
     /* s[0..n) *= scale; returns the NaN-propagating max (or -inf for n = 0) */
     float (*scale_max)(float *s, int64_t n, float scale);
     /* s[i] = exp(s[i] - m) in place; returns the sum */
@@ -3702,22 +3704,23 @@ static float fa__dot_f32(const float *a, const float *b, int64_t n)
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-static void fa__qk_scalar(const float *q, int64_t dk, const float *kt, float *s, int64_t rows)
+static void fa__qk_scalar(const float *q, int64_t dk, const float *kt, float *s, int64_t rows, const int32_t *ncols)
 {
     int64_t r, d, c, d0;
     float acc[FA__BK];
     for (r = 0; r < rows; r++) {
         float *sr = s + r * FA__BK;
-        for (c = 0; c < FA__BK; c++) sr[c] = 0.0f;
+        int64_t nc = ncols ? ncols[r / FA__MR] : FA__BK;
+        for (c = 0; c < nc; c++) sr[c] = 0.0f;
         for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
             int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
-            for (c = 0; c < FA__BK; c++) acc[c] = 0.0f;
+            for (c = 0; c < nc; c++) acc[c] = 0.0f;
             for (d = d0; d < d1; d++) {
                 float qv = q[r * dk + d];
                 const float *kr = kt + d * FA__BK;
-                for (c = 0; c < FA__BK; c++) acc[c] += qv * kr[c];
+                for (c = 0; c < nc; c++) acc[c] += qv * kr[c];
             }
-            for (c = 0; c < FA__BK; c++) sr[c] += acc[c];
+            for (c = 0; c < nc; c++) sr[c] += acc[c];
         }
     }
 }
@@ -3826,36 +3829,52 @@ static FA__AVX2 __m256 fa__exp256(__m256 x)
     return _mm256_blendv_ps(res, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN stays NaN */
 }
 
-static FA__AVX2 void fa__qk_avx2(const float *q, int64_t dk, const float *kt, float *s, int64_t rows)
+static FA__AVX2 void fa__qk_avx2(const float *q, int64_t dk, const float *kt, float *s, int64_t rows, const int32_t *ncols)
 {
     int64_t r, d, d0;
     int h;
     /* 4 rows x 32 keys at a time: 16 accumulators of 8 floats */
     for (r = 0; r < rows; r += FA__MR)
-        for (h = 0; h < FA__BK; h += 32)
+        for (h = 0; h < (ncols ? ncols[r / FA__MR] : FA__BK); h += 32)
             for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
                 int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
-                __m256 a[4][4];
-                int i, j;
-                for (i = 0; i < 4; i++)
-                    for (j = 0; j < 4; j++) a[i][j] = _mm256_setzero_ps();
+                /* named accumulators: gcc -O2 keeps a loop-indexed array of them in memory */
+                __m256 z = _mm256_setzero_ps();
+                __m256 a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+                __m256 a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
                 for (d = d0; d < d1; d++) {
                     const float *kr = kt + d * FA__BK + h;
                     __m256 k0 = _mm256_loadu_ps(kr), k1 = _mm256_loadu_ps(kr + 8);
                     __m256 k2 = _mm256_loadu_ps(kr + 16), k3 = _mm256_loadu_ps(kr + 24);
-                    for (i = 0; i < 4; i++) {
-                        __m256 qv = _mm256_broadcast_ss(q + (r + i) * dk + d);
-                        a[i][0] = _mm256_fmadd_ps(qv, k0, a[i][0]);
-                        a[i][1] = _mm256_fmadd_ps(qv, k1, a[i][1]);
-                        a[i][2] = _mm256_fmadd_ps(qv, k2, a[i][2]);
-                        a[i][3] = _mm256_fmadd_ps(qv, k3, a[i][3]);
-                    }
+#define FA__QK_ROW(I)                                                                             \
+    do {                                                                                          \
+        __m256 qv = _mm256_broadcast_ss(q + (r + I) * dk + d);                                    \
+        a##I##0 = _mm256_fmadd_ps(qv, k0, a##I##0);                                               \
+        a##I##1 = _mm256_fmadd_ps(qv, k1, a##I##1);                                               \
+        a##I##2 = _mm256_fmadd_ps(qv, k2, a##I##2);                                               \
+        a##I##3 = _mm256_fmadd_ps(qv, k3, a##I##3);                                               \
+    } while (0)
+                    FA__QK_ROW(0);
+                    FA__QK_ROW(1);
+                    FA__QK_ROW(2);
+                    FA__QK_ROW(3);
+#undef FA__QK_ROW
                 }
-                for (i = 0; i < 4; i++)
-                    for (j = 0; j < 4; j++) {
-                        float *dst = s + (r + i) * FA__BK + h + 8 * j;
-                        _mm256_storeu_ps(dst, d0 ? _mm256_add_ps(_mm256_loadu_ps(dst), a[i][j]) : a[i][j]);
-                    }
+#define FA__QK_ST(I, J)                                                                           \
+    do {                                                                                          \
+        float *dst = s + (r + I) * FA__BK + h + 8 * J;                                            \
+        _mm256_storeu_ps(dst, d0 ? _mm256_add_ps(_mm256_loadu_ps(dst), a##I##J) : a##I##J);       \
+    } while (0)
+#define FA__QK_ST_ROW(I)                                                                          \
+    do {                                                                                          \
+        FA__QK_ST(I, 0); FA__QK_ST(I, 1); FA__QK_ST(I, 2); FA__QK_ST(I, 3);                       \
+    } while (0)
+                FA__QK_ST_ROW(0);
+                FA__QK_ST_ROW(1);
+                FA__QK_ST_ROW(2);
+                FA__QK_ST_ROW(3);
+#undef FA__QK_ST_ROW
+#undef FA__QK_ST
             }
 }
 
@@ -3933,24 +3952,31 @@ static FA__AVX2 void fa__pv_avx2(float *o, const float *s, const float *v, int64
         int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
         fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
         if (nr == FA__MR && a < b) {
+            /* 4 rows x 16 dims, in named accumulators: gcc -O2 keeps a loop-indexed array of
+               them in memory */
             for (e = 0; e < dvp; e += 16) {
-                __m256 acc[4][2];
-                for (i = 0; i < 4; i++) {
-                    acc[i][0] = _mm256_loadu_ps(o + (r + i) * dvp + e);
-                    acc[i][1] = _mm256_loadu_ps(o + (r + i) * dvp + e + 8);
-                }
+                __m256 x00 = _mm256_loadu_ps(o + r * dvp + e), x01 = _mm256_loadu_ps(o + r * dvp + e + 8);
+                __m256 x10 = _mm256_loadu_ps(o + (r + 1) * dvp + e), x11 = _mm256_loadu_ps(o + (r + 1) * dvp + e + 8);
+                __m256 x20 = _mm256_loadu_ps(o + (r + 2) * dvp + e), x21 = _mm256_loadu_ps(o + (r + 2) * dvp + e + 8);
+                __m256 x30 = _mm256_loadu_ps(o + (r + 3) * dvp + e), x31 = _mm256_loadu_ps(o + (r + 3) * dvp + e + 8);
                 for (c = a; c < b; c++) {
                     __m256 v0 = _mm256_loadu_ps(v + c * dvp + e), v1 = _mm256_loadu_ps(v + c * dvp + e + 8);
-                    for (i = 0; i < 4; i++) {
-                        __m256 p = _mm256_broadcast_ss(s + (r + i) * FA__BK + c);
-                        acc[i][0] = _mm256_fmadd_ps(p, v0, acc[i][0]);
-                        acc[i][1] = _mm256_fmadd_ps(p, v1, acc[i][1]);
-                    }
+#define FA__PV_FMA(I)                                                                             \
+    do {                                                                                          \
+        __m256 p = _mm256_broadcast_ss(s + (r + I) * FA__BK + c);                                 \
+        x##I##0 = _mm256_fmadd_ps(p, v0, x##I##0);                                                \
+        x##I##1 = _mm256_fmadd_ps(p, v1, x##I##1);                                                \
+    } while (0)
+                    FA__PV_FMA(0);
+                    FA__PV_FMA(1);
+                    FA__PV_FMA(2);
+                    FA__PV_FMA(3);
+#undef FA__PV_FMA
                 }
-                for (i = 0; i < 4; i++) {
-                    _mm256_storeu_ps(o + (r + i) * dvp + e, acc[i][0]);
-                    _mm256_storeu_ps(o + (r + i) * dvp + e + 8, acc[i][1]);
-                }
+                _mm256_storeu_ps(o + r * dvp + e, x00); _mm256_storeu_ps(o + r * dvp + e + 8, x01);
+                _mm256_storeu_ps(o + (r + 1) * dvp + e, x10); _mm256_storeu_ps(o + (r + 1) * dvp + e + 8, x11);
+                _mm256_storeu_ps(o + (r + 2) * dvp + e, x20); _mm256_storeu_ps(o + (r + 2) * dvp + e + 8, x21);
+                _mm256_storeu_ps(o + (r + 3) * dvp + e, x30); _mm256_storeu_ps(o + (r + 3) * dvp + e + 8, x31);
             }
         } else {
             a = b = 0;
@@ -4209,6 +4235,7 @@ static const fa__attn_kernels fa__kernels_avx2 = {
 
 /* ---- AVX-512 ---- */
 #define FA__AVX512 __attribute__((target("avx512f")))
+#define FA__AVX512_AI static inline __attribute__((always_inline, target("avx512f")))
 
 static FA__AVX512 __m512 fa__exp512(__m512 x)
 {
@@ -4232,34 +4259,72 @@ static FA__AVX512 __m512 fa__exp512(__m512 x)
     return _mm512_mask_mov_ps(res, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
 }
 
-static FA__AVX512 void fa__qk_avx512(const float *q, int64_t dk, const float *kt, float *s, int64_t rows)
+/* One group of 4 rows over the first nb (1-4, a constant once inlined) 16-key blocks of the
+   tile. The accumulators are named variables: gcc keeps an array indexed by a loop whose bound
+   is a parameter in memory, even when the loop unrolls. */
+FA__AVX512_AI void fa__qk_rows_avx512(const float *q, int64_t dk, const float *kt, float *s, int nb)
 {
-    int64_t r, d, d0;
-    for (r = 0; r < rows; r += FA__MR)
-        for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
-            int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
-            __m512 a[4][4];
-            int i, j;
-            for (i = 0; i < 4; i++)
-                for (j = 0; j < 4; j++) a[i][j] = _mm512_setzero_ps();
-            for (d = d0; d < d1; d++) {
-                const float *kr = kt + d * FA__BK;
-                __m512 k0 = _mm512_loadu_ps(kr), k1 = _mm512_loadu_ps(kr + 16);
-                __m512 k2 = _mm512_loadu_ps(kr + 32), k3 = _mm512_loadu_ps(kr + 48);
-                for (i = 0; i < 4; i++) {
-                    __m512 qv = _mm512_set1_ps(q[(r + i) * dk + d]);
-                    a[i][0] = _mm512_fmadd_ps(qv, k0, a[i][0]);
-                    a[i][1] = _mm512_fmadd_ps(qv, k1, a[i][1]);
-                    a[i][2] = _mm512_fmadd_ps(qv, k2, a[i][2]);
-                    a[i][3] = _mm512_fmadd_ps(qv, k3, a[i][3]);
-                }
-            }
-            for (i = 0; i < 4; i++)
-                for (j = 0; j < 4; j++) {
-                    float *dst = s + (r + i) * FA__BK + 16 * j;
-                    _mm512_storeu_ps(dst, d0 ? _mm512_add_ps(_mm512_loadu_ps(dst), a[i][j]) : a[i][j]);
-                }
+    int64_t d, d0;
+    for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
+        int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
+        __m512 z = _mm512_setzero_ps();
+        __m512 a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+        __m512 a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
+        for (d = d0; d < d1; d++) {
+            const float *kr = kt + d * FA__BK;
+            __m512 k0 = _mm512_loadu_ps(kr), k1 = z, k2 = z, k3 = z;
+            if (nb > 1) k1 = _mm512_loadu_ps(kr + 16);
+            if (nb > 2) k2 = _mm512_loadu_ps(kr + 32);
+            if (nb > 3) k3 = _mm512_loadu_ps(kr + 48);
+#define FA__QK_ROW(I)                                                                             \
+    do {                                                                                          \
+        __m512 qv = _mm512_set1_ps(q[I * dk + d]);                                                \
+        a##I##0 = _mm512_fmadd_ps(qv, k0, a##I##0);                                               \
+        if (nb > 1) a##I##1 = _mm512_fmadd_ps(qv, k1, a##I##1);                                   \
+        if (nb > 2) a##I##2 = _mm512_fmadd_ps(qv, k2, a##I##2);                                   \
+        if (nb > 3) a##I##3 = _mm512_fmadd_ps(qv, k3, a##I##3);                                   \
+    } while (0)
+            FA__QK_ROW(0);
+            FA__QK_ROW(1);
+            FA__QK_ROW(2);
+            FA__QK_ROW(3);
+#undef FA__QK_ROW
         }
+#define FA__QK_ST(I, J)                                                                           \
+    do {                                                                                          \
+        float *dst = s + I * FA__BK + 16 * J;                                                     \
+        _mm512_storeu_ps(dst, d0 ? _mm512_add_ps(_mm512_loadu_ps(dst), a##I##J) : a##I##J);       \
+    } while (0)
+#define FA__QK_ST_ROW(I)                                                                          \
+    do {                                                                                          \
+        FA__QK_ST(I, 0);                                                                          \
+        if (nb > 1) FA__QK_ST(I, 1);                                                              \
+        if (nb > 2) FA__QK_ST(I, 2);                                                              \
+        if (nb > 3) FA__QK_ST(I, 3);                                                              \
+    } while (0)
+        FA__QK_ST_ROW(0);
+        FA__QK_ST_ROW(1);
+        FA__QK_ST_ROW(2);
+        FA__QK_ST_ROW(3);
+#undef FA__QK_ST_ROW
+#undef FA__QK_ST
+    }
+}
+
+static FA__AVX512 void fa__qk_avx512(const float *q, int64_t dk, const float *kt, float *s, int64_t rows, const int32_t *ncols)
+{
+    int64_t r;
+    for (r = 0; r < rows; r += FA__MR) {
+        const float *qr = q + r * dk;
+        float *sr = s + r * FA__BK;
+        switch (ncols ? ncols[r / FA__MR] / 16 : 4) { /* a constant block count for each body */
+        case 0: break;
+        case 1: fa__qk_rows_avx512(qr, dk, kt, sr, 1); break;
+        case 2: fa__qk_rows_avx512(qr, dk, kt, sr, 2); break;
+        case 3: fa__qk_rows_avx512(qr, dk, kt, sr, 3); break;
+        default: fa__qk_rows_avx512(qr, dk, kt, sr, 4); break;
+        }
+    }
 }
 
 static FA__AVX512 float fa__scale_max_avx512(float *s, int64_t n, float scale)
@@ -4402,7 +4467,6 @@ static FA__AVX512 void fa__pv_avx512(float *o, const float *s, const float *v, i
 
 /* 16 elements of type t at src (element index i) as f32. Inlined where t is a constant, so each
    kernel below gets a loop with one conversion and no switch. */
-#define FA__AVX512_AI static inline __attribute__((always_inline, target("avx512f")))
 FA__AVX512_AI __m512 fa__e4m3x16_avx512(__m128i bytes)
 {
     /* normal codes: f32 bits = (code & 0x7f) << 20 plus the exponent bias difference
@@ -4821,13 +4885,13 @@ static float32x4_t fa__exp128(float32x4_t x)
     return vbslq_f32(vceqq_f32(x, x), res, x); /* NaN stays NaN */
 }
 
-static void fa__qk_neon(const float *q, int64_t dk, const float *kt, float *s, int64_t rows)
+static void fa__qk_neon(const float *q, int64_t dk, const float *kt, float *s, int64_t rows, const int32_t *ncols)
 {
     int64_t r, d, d0;
     int h, i, j;
     /* 4 rows x 16 keys: 16 accumulators of 4 floats */
     for (r = 0; r < rows; r += FA__MR)
-        for (h = 0; h < FA__BK; h += 16)
+        for (h = 0; h < (ncols ? ncols[r / FA__MR] : FA__BK); h += 16)
             for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
                 int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
                 float32x4_t a[4][4];
@@ -5118,8 +5182,23 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         K->ktrans32((uint32_t *)(void *)w->kt, (const uint32_t *)(const void *)w->krows, nk, x->np);
         K->qk_bf16((const uint32_t *)(const void *)w->q, x->np, (const uint32_t *)(const void *)w->kt, w->s, x->rows_pad);
     } else if (!x->few_rows) {
+        /* a row group needs the keys up to its rows' last visible one: on a causal diagonal
+           tile, the first groups skip most of the tile */
+        int32_t ncols[FA__ROWS / FA__MR];
+        int cut = 0;
+        for (r = 0; r < x->rows_pad; r += FA__MR) {
+            int64_t rr, need = 0;
+            for (rr = r; rr < r + FA__MR && rr < x->nrows; rr++) {
+                int64_t lo, hi;
+                fa__row_range(p, &x->s, u->i0 + rr / u->nh, &lo, &hi);
+                if (hi > lo && hi - j0 > need) need = hi - j0;
+            }
+            need = need > FA__BK ? FA__BK : (need + 15) & ~(int64_t)15;
+            ncols[r / FA__MR] = (int32_t)need;
+            cut |= need < FA__BK;
+        }
         K->ktrans(w->kt, w->krows, nk, dk);
-        K->qk(w->q, dk, w->kt, w->s, x->rows_pad);
+        K->qk(w->q, dk, w->kt, w->s, x->rows_pad, cut ? ncols : NULL);
     }
 
     for (r = 0; r < x->nrows; r++) {

@@ -4888,31 +4888,48 @@ static float32x4_t fa__exp128(float32x4_t x)
 static void fa__qk_neon(const float *q, int64_t dk, const float *kt, float *s, int64_t rows, const int32_t *ncols)
 {
     int64_t r, d, d0;
-    int h, i, j;
+    int h;
     /* 4 rows x 16 keys: 16 accumulators of 4 floats */
     for (r = 0; r < rows; r += FA__MR)
         for (h = 0; h < (ncols ? ncols[r / FA__MR] : FA__BK); h += 16)
             for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
                 int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
-                float32x4_t a[4][4];
-                for (i = 0; i < 4; i++)
-                    for (j = 0; j < 4; j++) a[i][j] = vdupq_n_f32(0.0f);
+                /* named accumulators: gcc -O2 keeps a loop-indexed array of them in memory */
+                float32x4_t z = vdupq_n_f32(0.0f);
+                float32x4_t a00 = z, a01 = z, a02 = z, a03 = z, a10 = z, a11 = z, a12 = z, a13 = z;
+                float32x4_t a20 = z, a21 = z, a22 = z, a23 = z, a30 = z, a31 = z, a32 = z, a33 = z;
                 for (d = d0; d < d1; d++) {
                     const float *kr = kt + d * FA__BK + h;
                     float32x4_t k0 = vld1q_f32(kr), k1 = vld1q_f32(kr + 4), k2 = vld1q_f32(kr + 8), k3 = vld1q_f32(kr + 12);
-                    for (i = 0; i < 4; i++) {
-                        float qv = q[(r + i) * dk + d];
-                        a[i][0] = vfmaq_n_f32(a[i][0], k0, qv);
-                        a[i][1] = vfmaq_n_f32(a[i][1], k1, qv);
-                        a[i][2] = vfmaq_n_f32(a[i][2], k2, qv);
-                        a[i][3] = vfmaq_n_f32(a[i][3], k3, qv);
-                    }
+#define FA__QK_ROW(I)                                                                             \
+    do {                                                                                          \
+        float qv = q[(r + I) * dk + d];                                                           \
+        a##I##0 = vfmaq_n_f32(a##I##0, k0, qv);                                                   \
+        a##I##1 = vfmaq_n_f32(a##I##1, k1, qv);                                                   \
+        a##I##2 = vfmaq_n_f32(a##I##2, k2, qv);                                                   \
+        a##I##3 = vfmaq_n_f32(a##I##3, k3, qv);                                                   \
+    } while (0)
+                    FA__QK_ROW(0);
+                    FA__QK_ROW(1);
+                    FA__QK_ROW(2);
+                    FA__QK_ROW(3);
+#undef FA__QK_ROW
                 }
-                for (i = 0; i < 4; i++)
-                    for (j = 0; j < 4; j++) {
-                        float *dst = s + (r + i) * FA__BK + h + 4 * j;
-                        vst1q_f32(dst, d0 ? vaddq_f32(vld1q_f32(dst), a[i][j]) : a[i][j]);
-                    }
+#define FA__QK_ST(I, J)                                                                           \
+    do {                                                                                          \
+        float *dst = s + (r + I) * FA__BK + h + 4 * J;                                            \
+        vst1q_f32(dst, d0 ? vaddq_f32(vld1q_f32(dst), a##I##J) : a##I##J);                        \
+    } while (0)
+#define FA__QK_ST_ROW(I)                                                                          \
+    do {                                                                                          \
+        FA__QK_ST(I, 0); FA__QK_ST(I, 1); FA__QK_ST(I, 2); FA__QK_ST(I, 3);                       \
+    } while (0)
+                FA__QK_ST_ROW(0);
+                FA__QK_ST_ROW(1);
+                FA__QK_ST_ROW(2);
+                FA__QK_ST_ROW(3);
+#undef FA__QK_ST_ROW
+#undef FA__QK_ST
             }
 }
 

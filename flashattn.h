@@ -1376,6 +1376,16 @@ extern "C" {
 #define FA__UNLIKELY(x) (x)
 #endif
 
+/* Unrolls the loop that follows completely, so a small array of vectors it indexes can live in
+   registers: gcc -O2 does not unroll such loops by itself and keeps the array in memory. */
+#if defined(__clang__)
+#define FA__UNROLL _Pragma("unroll")
+#elif defined(__GNUC__) && __GNUC__ >= 8
+#define FA__UNROLL _Pragma("GCC unroll 16")
+#else
+#define FA__UNROLL
+#endif
+
 #define FA__ERRMSG_CAP 256
 static FA__TLS char fa__errmsg[FA__ERRMSG_CAP];
 
@@ -4072,6 +4082,7 @@ FA__AVX2_AI __m256 fa__hsum8x8_avx2(const __m256 *a)
 {
     __m256 b[4], c0, c1;
     int i;
+    FA__UNROLL
     for (i = 0; i < 4; i++)
         b[i] = _mm256_add_ps(_mm256_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm256_unpackhi_ps(a[2 * i], a[2 * i + 1]));
     c0 = _mm256_add_ps(_mm256_shuffle_ps(b[0], b[1], 0x44), _mm256_shuffle_ps(b[0], b[1], 0xee));
@@ -4540,8 +4551,10 @@ FA__AVX512_AI __m512 fa__hsum16x16_avx512(const __m512 *a)
 {
     __m512 b[8], c[4], d0, d1;
     int i;
+    FA__UNROLL
     for (i = 0; i < 8; i++) /* per 128-bit lane: [a0 a1 a0 a1] partials */
         b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]), _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    FA__UNROLL
     for (i = 0; i < 4; i++) /* per 128-bit lane: one partial of each of keys 4i..4i+3 */
         c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44), _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xee));
     d0 = _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
@@ -4748,29 +4761,35 @@ static FA__AVX512 void fa__tr16_avx512(const float *src, int64_t lds, float *dst
 {
     __m512 r[16], t[16];
     int i, j;
+    FA__UNROLL
     for (i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * lds);
+    FA__UNROLL
     for (i = 0; i < 8; i++) {
         t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
         t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
     }
+    FA__UNROLL
     for (i = 0; i < 4; i++) {
         r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
         r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
         r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
         r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
     }
+    FA__UNROLL
     for (j = 0; j < 4; j++) {
         t[j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0x88);
         t[4 + j] = _mm512_shuffle_f32x4(r[j], r[4 + j], 0xdd);
         t[8 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0x88);
         t[12 + j] = _mm512_shuffle_f32x4(r[8 + j], r[12 + j], 0xdd);
     }
+    FA__UNROLL
     for (j = 0; j < 4; j++) {
         r[j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0x88);
         r[8 + j] = _mm512_shuffle_f32x4(t[j], t[8 + j], 0xdd);
         r[4 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0x88);
         r[12 + j] = _mm512_shuffle_f32x4(t[4 + j], t[12 + j], 0xdd);
     }
+    FA__UNROLL
     for (i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * ldd, r[i]);
 }
 

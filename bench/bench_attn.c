@@ -1,7 +1,7 @@
 /* bench/bench_attn.c - attention forward on the CPU, side by side with its baselines.
 
    usage: build/bench_attn [max_seqlen [reps [threads [sections]]]]
-          defaults: 8192, 3, all logical CPUs, "abcd"
+          defaults: 8192, 3, all logical CPUs, "abcde"
    sections: a  tiled vs naive f32 vs the double reference, one thread (time, extra memory)
              b  prefill f32 d=128: tiled on 1 and N threads vs OpenBLAS sgemm (the ceiling) and
                 vs "what a user would write" (sgemm QK^T, row softmax, sgemm PV), when OpenBLAS
@@ -10,6 +10,8 @@
              d  decode: 1 query, 32 q-heads / 8 kv-heads, d=128, KV 4k..32k in f32/bf16/f16/e4m3,
                 GB/s of K+V read vs a multi-threaded copy in the same run: "cold" calls, each
                 after a copy and a read that evict the caches, and "warm" back-to-back calls
+             e  causal against non-causal per useful FLOP (f32, d=128): the two calls alternate
+                in one process and the ratio is the median over the pairs
 
    FLOPs = 4*b*h*sq*sk*d (halved when causal). Times are medians of `reps` runs. "extra mem" is
    the peak of the library's (or the naive method's) own allocations during the call, measured
@@ -91,13 +93,14 @@ static void fmt_mem(char *buf, size_t n, size_t bytes)
 static void section_b(int64_t max_s, int reps, int threads);
 static void section_c(int reps, int threads);
 static void section_d(int reps, int threads);
+static void section_e(int64_t max_s, int reps, int threads);
 
 int main(int argc, char **argv)
 {
     int64_t max_s = argc > 1 ? atoll(argv[1]) : 8192;
     int reps = argc > 2 ? atoi(argv[2]) : 3;
     int threads = argc > 3 ? atoi(argv[3]) : fa_cpu_count();
-    const char *sections = argc > 4 ? argv[4] : "abcd";
+    const char *sections = argc > 4 ? argv[4] : "abcde";
     int64_t dims[2] = {64, 128}, s, di;
     int causal;
     if (reps < 1) reps = 1;
@@ -107,6 +110,7 @@ int main(int argc, char **argv)
     if (strchr(sections, 'b')) section_b(max_s, reps, threads);
     if (strchr(sections, 'c')) section_c(reps, threads);
     if (strchr(sections, 'd')) section_d(reps, threads);
+    if (strchr(sections, 'e')) section_e(max_s, reps, threads);
     if (!strchr(sections, 'a')) return 0;
     printf("\n== a: tiled vs naive vs reference\n");
     printf("fa_attn_forward (tiled) vs naive f32 (full score matrix) vs fa_attn_reference (double);\n"
@@ -484,4 +488,48 @@ static void section_d(int reps, int threads)
         }
     free(src); free(dst);
     fa_pool_destroy(pool, FA_POOL_FINISH);
+}
+
+/* Causal attention does half the FLOPs of non-causal; per useful FLOP it should be as fast. The
+   calls alternate (non-causal, causal, ...) so that both see the same machine. */
+static void section_e(int64_t max_s, int reps, int threads)
+{
+    int64_t s, d = 128;
+    int nt[2], ti, r;
+    nt[0] = 1; nt[1] = threads;
+    printf("\n== e: causal vs non-causal per useful FLOP, f32, d=128, one head per thread, %d alternating pairs\n", reps);
+    printf("%-8s %8s | %12s %12s %8s\n", "seqlen", "threads", "non-causal", "causal", "ratio");
+    for (ti = 0; ti < (threads > 1 ? 2 : 1); ti++)
+        for (s = 1024; s <= max_s; s *= 2) {
+            int64_t heads = nt[ti], n = s * heads * d;
+            float *q = (float *)malloc((size_t)n * 4), *k = (float *)malloc((size_t)n * 4);
+            float *v = (float *)malloc((size_t)n * 4), *o = (float *)malloc((size_t)n * 4);
+            double fl = 4.0 * (double)s * s * d * heads, tn[16], tc[16], ratio[16];
+            fa_pool *pool = make_pool(nt[ti]);
+            size_t wsb = 0;
+            void *ws;
+            fa_attn_desc desc;
+            fill(q, n); fill(k, n); fill(v, n);
+            memset(&desc, 0, sizeof desc);
+            desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = heads; desc.head_dim = d;
+            desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.pool = pool;
+            if (fa_attn_workspace_size(&desc, &wsb) != FA_OK) { fprintf(stderr, "%s\n", fa_last_error()); exit(1); }
+            ws = fa_aligned_alloc(wsb, 64);
+            desc.workspace = ws; desc.workspace_size = wsb;
+            fa_attn_forward(&desc);
+            for (r = 0; r < reps; r++) {
+                double t0;
+                desc.causal = 0;
+                t0 = bench_now(); fa_attn_forward(&desc); tn[r] = bench_now() - t0;
+                desc.causal = 1;
+                t0 = bench_now(); fa_attn_forward(&desc); tc[r] = bench_now() - t0;
+                ratio[r] = (0.5 * fl / tc[r]) / (fl / tn[r]);
+            }
+            printf("%-8lld %8d | %8.1f GF/s %7.1f GF/s %7.3f\n", (long long)s, nt[ti], fl / bench_median(tn, reps) * 1e-9,
+                   0.5 * fl / bench_median(tc, reps) * 1e-9, bench_median(ratio, reps));
+            fflush(stdout);
+            fa_aligned_free(ws);
+            fa_pool_destroy(pool, FA_POOL_FINISH);
+            free(q); free(k); free(v); free(o);
+        }
 }

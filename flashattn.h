@@ -5180,24 +5180,20 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
 
     if (dec) { /* the tile's K and V rows, and the next FA__AHEAD keys' for the prefetch */
         int64_t nptr = x->s.sk - j0 < nk + FA__AHEAD ? x->s.sk - j0 : nk + FA__AHEAD;
-        if (!d->block_table) { /* rows a fixed stride apart */
-            int64_t ko, vo;
+        const int64_t ksb = p->ks.seq * (int64_t)fa_dtype_size(d->k_type);
+        const int64_t vsb = p->vs.seq * (int64_t)fa_dtype_size(d->v_type);
+        for (j = 0; j < nptr;) { /* runs of keys a fixed stride apart: the whole range, or a page */
+            int64_t ko, vo, t, run = nptr - j;
             const unsigned char *kb, *vb;
-            int64_t ksb = p->ks.seq * (int64_t)fa_dtype_size(d->k_type), vsb = p->vs.seq * (int64_t)fa_dtype_size(d->v_type);
-            fa__kv_offsets(p, &x->s, u->b, j0, u->hk, &ko, &vo);
+            if (d->block_table && d->page_size - (j0 + j) % d->page_size < run) run = d->page_size - (j0 + j) % d->page_size;
+            fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
             kb = (const unsigned char *)fa__elem_ptr(d->k, d->k_type, ko);
             vb = (const unsigned char *)fa__elem_ptr(d->v, d->v_type, vo);
-            for (j = 0; j < nptr; j++) {
-                w->kp[j] = kb + j * ksb;
-                w->vp[j] = vb + j * vsb;
+            for (t = 0; t < run; t++) {
+                w->kp[j + t] = kb + t * ksb;
+                w->vp[j + t] = vb + t * vsb;
             }
-        } else {
-            for (j = 0; j < nptr; j++) {
-                int64_t ko, vo;
-                fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
-                w->kp[j] = fa__elem_ptr(d->k, d->k_type, ko);
-                w->vp[j] = fa__elem_ptr(d->v, d->v_type, vo);
-            }
+            j += run;
         }
         for (j = nptr; j < nk + FA__AHEAD; j++) w->kp[j] = w->vp[j] = NULL;
         K->dec_qk(w->q, dk, w->kp, w->vp, d->k_type, nk, w->s, x->nrows, x->kpf, x->vpf);

@@ -119,13 +119,13 @@ COMPILE_CHECK_SRC := tests/compile/impl.c
 compile-check: | $(BUILD)
 	@set -e; \
 	for cc in "gcc -std=c99" "gcc -std=c11" $(if $(HAVE_CLANG),"clang -std=c99" "clang -std=c11"); do \
-	  $$cc $(WARN) -I. -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_impl.o; \
+	  $$cc $(WARN) -O2 -I. -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_impl.o; \
 	  $$cc $(WARN) -I. -DFLASHATTN_STATIC -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_static.o; \
 	  $$cc $(WARN) -I. -DFLASHATTN_NO_SIMD -DFLASHATTN_NO_THREADS -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_plain.o; \
 	  echo "compile-check ok: $$cc"; \
 	done; \
 	for cxx in $(if $(HAVE_GXX),"g++ -std=c++17") $(if $(HAVE_CLANGXX),"clang++ -std=c++17"); do \
-	  $$cxx $(WARN) -I. -x c++ -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cxx_impl.o; \
+	  $$cxx $(WARN) -O2 -I. -x c++ -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cxx_impl.o; \
 	  echo "compile-check ok: $$cxx"; \
 	done; \
 	$(CC) $(CSTD) $(WARN) -I. tests/compile/tu_a.c tests/compile/tu_b.c -o $(BUILD)/two_tu $(LDLIBS); \

@@ -91,6 +91,7 @@ static void fmt_mem(char *buf, size_t n, size_t bytes)
 }
 
 static void section_b(int64_t max_s, int reps, int threads);
+static void check_cores(int threads);
 static void section_c(int reps, int threads);
 static void section_d(int reps, int threads);
 static void section_e(int64_t max_s, int reps, int threads);
@@ -107,6 +108,7 @@ int main(int argc, char **argv)
     if (reps > 16) reps = 16;
     if (threads < 1) threads = 1;
     bench_print_machine();
+    if (threads > 1) check_cores(threads);
     if (strchr(sections, 'b')) section_b(max_s, reps, threads);
     if (strchr(sections, 'c')) section_c(reps, threads);
     if (strchr(sections, 'd')) section_d(reps, threads);
@@ -532,4 +534,39 @@ static void section_e(int64_t max_s, int reps, int threads)
             fa_pool_destroy(pool, FA_POOL_FINISH);
             free(q); free(k); free(v); free(o);
         }
+}
+
+/* A throughput-bound arithmetic loop on 1 thread, then on every thread at once. On a VM whose
+   virtual CPUs can land on the hyperthreads of one physical core, the N-thread rate falls to
+   about 1x at times; the line printed says which case this run saw. */
+typedef struct { double t[64]; } spin_job;
+static void spin_part(void *ctx, int64_t i, int worker)
+{
+    spin_job *j = (spin_job *)ctx;
+    volatile float sink;
+    float a[16];
+    double t0 = bench_now();
+    int k, it;
+    (void)worker;
+    for (k = 0; k < 16; k++) a[k] = (float)k;
+    for (it = 0; it < 2000000; it++)
+        for (k = 0; k < 16; k++) a[k] = a[k] * 0.9999999f + 1e-7f;
+    sink = a[0] + a[15];
+    (void)sink;
+    j->t[i] = bench_now() - t0;
+}
+
+static void check_cores(int threads)
+{
+    fa_pool *pool = make_pool(threads);
+    spin_job j;
+    double one, all = 0;
+    int i, n = threads < 64 ? threads : 64;
+    spin_part(&j, 0, 0);
+    one = j.t[0];
+    fa_pool_parallel_for(pool, n, spin_part, &j);
+    for (i = 0; i < n; i++) all += j.t[i];
+    printf("core check: an arithmetic loop on each of %d threads at once took %.2fx its time alone%s\n", n, all / n / one,
+           all / n / one > 1.3 ? " (threads share cores: N-thread figures of this run are low)" : "");
+    fa_pool_destroy(pool, FA_POOL_FINISH);
 }

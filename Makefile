@@ -3,7 +3,8 @@
 #   make demo       build and run examples/demo.c
 #   make test       every test, optimised and under ASan+UBSan (TSan for threaded tests),
 #                   plus header compile checks (C99/C11/C++17, gcc/clang, two TUs, nvcc),
-#                   plus a short bounded run of each tests/fuzz_*.c libFuzzer target
+#                   plus a short bounded run of each tests/fuzz_*.c libFuzzer target, plus the
+#                   attention and fp8 tests on the NEON paths under qemu-aarch64 when present
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS (needs clang + libFuzzer)
 #   make bench      build and run every bench/bench_*.c
 #   make examples   build every example
@@ -25,7 +26,7 @@ HAVE_GXX   := $(shell command -v g++ >/dev/null 2>&1 && echo 1)
 HAVE_CLANGXX := $(shell command -v clang++ >/dev/null 2>&1 && echo 1)
 NVCC       ?= $(shell command -v nvcc 2>/dev/null)
 # Optional AArch64 cross compiler (apt-get install gcc-aarch64-linux-gnu): compile-checks the
-# NEON paths; with qemu-user, `make test-neon` also runs the fp8 tests on them.
+# NEON paths; with qemu-user too, `make test` also runs the attention and fp8 tests on them.
 AARCH64_CC ?= $(shell command -v aarch64-linux-gnu-gcc 2>/dev/null)
 QEMU_AARCH64 ?= $(shell command -v qemu-aarch64 2>/dev/null)
 
@@ -103,7 +104,14 @@ FUZZ_BINS := $(if $(HAVE_LIBFUZZER),$(addprefix $(BUILD)/,$(FUZZERS)))
 $(BUILD)/fuzz_%: tests/fuzz_%.c $(DEPS) | $(BUILD)
 	clang $(FUZZF) -I. $< -o $@
 
-test-build: $(TEST_BINS) $(FUZZ_BINS)
+# ---- NEON: with an AArch64 cross compiler and qemu-user (.ci/run installs them when it can),
+# the attention and fp8 tests are also built for aarch64 and run under qemu, beside the others.
+NEON_TESTS := test_attn test_fp8
+NEON_BINS  := $(if $(and $(AARCH64_CC),$(QEMU_AARCH64)),$(addprefix $(BUILD)/,$(addsuffix .arm64,$(NEON_TESTS))))
+$(BUILD)/%.arm64: tests/%.c $(DEPS) | $(BUILD)
+	$(AARCH64_CC) -std=c11 $(WARN) -O2 -static -DFA_TEST_SANITIZED=1 -I. $< -o $@ $(LDLIBS)
+
+test-build: $(TEST_BINS) $(FUZZ_BINS) $(NEON_BINS)
 
 fuzz: $(FUZZ_BINS)
 	@if [ -z "$(FUZZ_BINS)" ]; then echo "fuzz: clang with libFuzzer not found"; exit 1; fi
@@ -142,6 +150,9 @@ compile-check: | $(BUILD)
 
 test-run: test-build examples
 	@set -e; fail=0; \
+	for b in $(NEON_BINS); do \
+	  ( if $(QEMU_AARCH64) $$b > $$b.log 2>&1; then echo 0; else echo 1; fi > $$b.rc ) & \
+	done; \
 	for e in $(EXAMPLES); do \
 	  echo "== example $$e"; \
 	  if ! $(BUILD)/ex_$$e > $(BUILD)/ex_$$e.out 2>&1; then cat $(BUILD)/ex_$$e.out; echo "!! example $$e FAILED"; fail=1; fi; \
@@ -162,19 +173,22 @@ test-run: test-build examples
 	       >$(BUILD)/$$f.log 2>&1; then tail -40 $(BUILD)/$$f.log; echo "!! $$f FAILED"; fail=1; \
 	  else tail -1 $(BUILD)/$$f.log; fi; \
 	done; \
+	wait; \
+	for b in $(NEON_BINS); do \
+	  echo "== $$(basename $$b) (qemu-aarch64, NEON paths)"; tail -1 $$b.log; \
+	  if [ "$$(cat $$b.rc)" != 0 ]; then grep -v "^ok " $$b.log | tail -40; echo "!! $$b FAILED"; fail=1; fi; \
+	done; \
 	if [ $$fail -ne 0 ]; then echo "TESTS FAILED"; exit 1; fi; echo "ALL TESTS PASSED"
 
 test: compile-check
 	@$(MAKE) test-run
 
-# NEON paths of the fp8 section, cross-compiled and run under qemu-user (optional, not in CI).
+# The NEON tests alone (make test runs them too when the tools are there).
 .PHONY: test-neon
-test-neon: | $(BUILD)
-	@if [ -z "$(AARCH64_CC)" ] || [ -z "$(QEMU_AARCH64)" ]; then \
-	  echo "test-neon: needs aarch64-linux-gnu-gcc and qemu-aarch64"; exit 1; fi
-	$(AARCH64_CC) -std=c11 $(WARN) -O2 -static -DFA_TEST_SANITIZED=1 -I. tests/test_fp8.c \
-	  -o $(BUILD)/test_fp8.arm64 $(LDLIBS)
-	$(QEMU_AARCH64) $(BUILD)/test_fp8.arm64
+test-neon: $(NEON_BINS) | $(BUILD)
+	@if [ -z "$(NEON_BINS)" ]; then echo "test-neon: needs aarch64-linux-gnu-gcc and qemu-aarch64"; exit 1; fi
+	@for b in $(NEON_BINS); do echo "== $$b"; $(QEMU_AARCH64) $$b > $$b.log 2>&1 || { cat $$b.log; exit 1; }; \
+	  tail -1 $$b.log; done
 
 # ---- examples ----
 $(BUILD)/ex_%: examples/%.c flashattn.h | $(BUILD)

@@ -3861,7 +3861,8 @@ static FA__AVX2 __m256 fa__exp256(__m256 x)
     return _mm256_blendv_ps(res, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN stays NaN */
 }
 
-static FA__AVX2 void fa__qk_avx2(const float *q, int64_t dk, const float *kt, float *s, int64_t rows, const int32_t *ncols)
+static FA__AVX2 void fa__qk_avx2(const float *q, int64_t dk, const float *kt, float *s, int64_t rows,
+                                 const int32_t *ncols)
 {
     int64_t r, d, d0;
     int h;
@@ -4344,7 +4345,8 @@ FA__AVX512_AI void fa__qk_rows_avx512(const float *q, int64_t dk, const float *k
     }
 }
 
-static FA__AVX512 void fa__qk_avx512(const float *q, int64_t dk, const float *kt, float *s, int64_t rows, const int32_t *ncols)
+static FA__AVX512 void fa__qk_avx512(const float *q, int64_t dk, const float *kt, float *s, int64_t rows,
+                                     const int32_t *ncols)
 {
     int64_t r;
     for (r = 0; r < rows; r += FA__MR) {
@@ -5207,7 +5209,8 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         for (j = 0; j < nptr;) { /* runs of keys a fixed stride apart: the whole range, or a page */
             int64_t ko, vo, t, run = nptr - j;
             const unsigned char *kb, *vb;
-            if (d->block_table && d->page_size - (j0 + j) % d->page_size < run) run = d->page_size - (j0 + j) % d->page_size;
+            if (d->block_table && d->page_size - (j0 + j) % d->page_size < run)
+                run = d->page_size - (j0 + j) % d->page_size; /* to the end of the page */
             fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
             kb = (const unsigned char *)fa__elem_ptr(d->k, d->k_type, ko);
             vb = (const unsigned char *)fa__elem_ptr(d->v, d->v_type, vo);

@@ -4504,16 +4504,16 @@ static FA__AVX512 void fa__pv_avx512(float *o, const float *s, const float *v, i
    kernel below gets a loop with one conversion and no switch. */
 FA__AVX512_AI __m512 fa__e4m3x16_avx512(__m128i bytes)
 {
-    /* normal codes: f32 bits = (code & 0x7f) << 20 plus the exponent bias difference
-       (127 - 7) << 23; subnormal codes (exponent 0): mantissa * 2^-9; 0x7f: NaN */
-    const __m512i bias = _mm512_set1_epi32(120 << 23), m7f = _mm512_set1_epi32(0x7f);
-    __m512i x = _mm512_cvtepu8_epi32(bytes);
-    __m512i mag = _mm512_and_si512(x, m7f);
-    __m512 f = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(mag, 20), bias));
-    __mmask16 sub = _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8));
-    f = _mm512_mask_mul_ps(f, sub, _mm512_cvtepi32_ps(mag), _mm512_set1_ps(0.001953125f));
-    f = _mm512_mask_mov_ps(f, _mm512_cmpeq_epi32_mask(mag, m7f), _mm512_set1_ps(NAN));
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(f), _mm512_slli_epi32(_mm512_andnot_si512(m7f, x), 24)));
+    /* An E4M3 code's sign and 7 magnitude bits, placed at bits 15 and 13..7 of an IEEE half,
+       give a half worth the E4M3 value / 256 (the exponent biases differ by 8; subnormals and
+       zeros included): a widening, two shifts and a mask, the half -> f32 conversion, and an
+       exact scale by 256. The NaN codes (0x7f, 0xff) are patched after a byte compare. */
+    const __m256i x = _mm256_cvtepu8_epi16(bytes); /* code in the low byte of each 16-bit lane */
+    const __m256i h = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(x, 8), 1), _mm256_set1_epi16((short)0xbf80));
+    __m512 f = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+    const int nan = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(bytes, _mm_set1_epi8(0x7f)), _mm_set1_epi8(0x7f)));
+    if (FA__UNLIKELY(nan)) f = _mm512_mask_mov_ps(f, (__mmask16)nan, _mm512_set1_ps(NAN));
+    return f;
 }
 FA__AVX512_AI __m512 fa__ld16_avx512(const void *src, int64_t i, fa_dtype t)
 {
@@ -4523,10 +4523,9 @@ FA__AVX512_AI __m512 fa__ld16_avx512(const void *src, int64_t i, fa_dtype t)
             _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i))), 16));
     case FA_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i)));
     case FA_E4M3: return fa__e4m3x16_avx512(_mm_loadu_si128((const __m128i *)((const uint8_t *)src + i)));
-    case FA_E5M2: { /* E5M2 is the top byte of an IEEE half */
-        __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const uint8_t *)src + i)));
-        return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_slli_epi32(x, 8)));
-    }
+    case FA_E5M2: /* E5M2 is the top byte of an IEEE half */
+        return _mm512_cvtph_ps(
+            _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)((const uint8_t *)src + i))), 8));
     default: return _mm512_loadu_ps((const float *)src + i);
     }
 }

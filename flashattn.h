@@ -4023,7 +4023,7 @@ static FA__AVX2 void fa__pv_avx2(float *o, const float *s, const float *v, int64
     }
 }
 
-/* f16 (F16C) and bf16 (a 16-bit shift) rows to f32, 8 at a time */
+/* f16 (F16C), bf16 (a 16-bit shift) and FP8 rows to f32, 8 at a time */
 static FA__AVX2 void fa__load_avx2(float *dst, const void *src, fa_dtype t,
                                    int64_t n, float mul)
 {
@@ -4042,6 +4042,26 @@ static FA__AVX2 void fa__load_avx2(float *dst, const void *src, fa_dtype t,
     } else if (t == FA_F32) {
         const float *s32 = (const float *)src;
         for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_loadu_ps(s32 + i), vm));
+    } else if (t == FA_E4M3) {
+        /* through an IEEE half worth value / 256 (see fa__e4m3x16_avx512); mul * 256 is exact, so
+           each element is rounded once, as in the scalar decode. 8 codes with a NaN go scalar. */
+        const uint8_t *s8 = (const uint8_t *)src;
+        const __m256 vm256 = _mm256_set1_ps(mul * 256.0f);
+        for (; i + 8 <= n; i += 8) {
+            __m128i b = _mm_loadl_epi64((const __m128i *)(s8 + i)), x = _mm_cvtepu8_epi16(b);
+            __m128i h = _mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(x, 8), 1), _mm_set1_epi16((short)0xbf80));
+            if (FA__UNLIKELY(_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(b, _mm_set1_epi8(0x7f)), _mm_set1_epi8(0x7f))) & 0xff)) {
+                fa__load_row(dst + i, s8 + i, t, 8, mul);
+                continue;
+            }
+            _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_cvtph_ps(h), vm256));
+        }
+    } else if (t == FA_E5M2) { /* the top byte of an IEEE half */
+        const uint8_t *s8 = (const uint8_t *)src;
+        for (; i + 8 <= n; i += 8) {
+            __m128i h = _mm_slli_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(s8 + i))), 8);
+            _mm256_storeu_ps(dst + i, _mm256_mul_ps(_mm256_cvtph_ps(h), vm));
+        }
     }
     if (i < n) fa__load_row(dst + i, fa__elem_ptr(src, t, i), t, n - i, mul);
 }

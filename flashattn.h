@@ -116,7 +116,8 @@
           prefill, decode kernel); CPU decode tiles that read K/V in place, decode units over
           several kv heads
    0.1.1  attn: -O2 builds as fast as -O3 (named accumulators), causal diagonal tiles skip
-          masked S blocks, decode row pointers by stride (1.15-1.26x); g++ -Wall -Werror clean
+          masked S blocks, decode row pointers by stride (1.15-1.26x), FP8 K/V loads through
+          IEEE halves (AVX-512, AVX2); g++ -Wall -Werror clean
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */

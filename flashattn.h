@@ -5107,6 +5107,27 @@ static void fa__load_neon(float *dst, const void *src, fa_dtype t, int64_t n, fl
     } else if (t == FA_F32) {
         const float *s32 = (const float *)src;
         for (; i + 4 <= n; i += 4) vst1q_f32(dst + i, vmulq_n_f32(vld1q_f32(s32 + i), mul));
+    } else if (t == FA_E4M3 || t == FA_E5M2) {
+        /* 8 codes through IEEE halves: E5M2 is a half's top byte; E4M3's sign and magnitude at
+           bits 15 and 13..7 make a half worth value / 256 (see fa__e4m3x16_avx512), and
+           mul * 256 is exact. E4M3 groups holding a NaN code go scalar. */
+        const uint8_t *s8 = (const uint8_t *)src;
+        const float m = t == FA_E4M3 ? mul * 256.0f : mul;
+        for (; i + 8 <= n; i += 8) {
+            uint8x8_t b = vld1_u8(s8 + i);
+            uint16x8_t h = vshlq_n_u16(vmovl_u8(b), 8);
+            float16x8_t f;
+            if (t == FA_E4M3) {
+                if (FA__UNLIKELY(vmaxv_u8(vceq_u8(vand_u8(b, vdup_n_u8(0x7f)), vdup_n_u8(0x7f))))) {
+                    fa__load_row(dst + i, s8 + i, t, 8, mul);
+                    continue;
+                }
+                h = vandq_u16(vreinterpretq_u16_s16(vshrq_n_s16(vreinterpretq_s16_u16(h), 1)), vdupq_n_u16(0xbf80));
+            }
+            f = vreinterpretq_f16_u16(h);
+            vst1q_f32(dst + i, vmulq_n_f32(vcvt_f32_f16(vget_low_f16(f)), m));
+            vst1q_f32(dst + i + 4, vmulq_n_f32(vcvt_f32_f16(vget_high_f16(f)), m));
+        }
     }
     if (i < n) fa__load_row(dst + i, fa__elem_ptr(src, t, i), t, n - i, mul);
 }

@@ -3829,6 +3829,13 @@ static FA__UNUSED void fa__pv_common(int64_t nr, const int32_t *c0, const int32_
 }
 
 #if defined(FA__X86)
+/* Bit i set when byte i of b is an E4M3 NaN code (0x7f or 0xff); SSE2, shared by the AVX2 and
+   AVX-512 FP8 loads, which decode the other codes through IEEE halves. */
+static inline __attribute__((target("sse2"))) int fa__e4m3_nan_bits(__m128i b)
+{
+    return _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(b, _mm_set1_epi8(0x7f)), _mm_set1_epi8(0x7f)));
+}
+
 /* ---- AVX2 + FMA ---- */
 #define FA__AVX2 __attribute__((target("avx2,fma,f16c"))) /* chosen only when all three exist */
 
@@ -4051,7 +4058,7 @@ static FA__AVX2 void fa__load_avx2(float *dst, const void *src, fa_dtype t,
         for (; i + 8 <= n; i += 8) {
             __m128i b = _mm_loadl_epi64((const __m128i *)(s8 + i)), x = _mm_cvtepu8_epi16(b);
             __m128i h = _mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(x, 8), 1), _mm_set1_epi16((short)0xbf80));
-            if (FA__UNLIKELY(_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(b, _mm_set1_epi8(0x7f)), _mm_set1_epi8(0x7f))) & 0xff)) {
+            if (FA__UNLIKELY(fa__e4m3_nan_bits(b) & 0xff)) { /* the upper 8 bytes are zero */
                 fa__load_row(dst + i, s8 + i, t, 8, mul);
                 continue;
             }
@@ -4532,7 +4539,7 @@ FA__AVX512_AI __m512 fa__e4m3x16_avx512(__m128i bytes)
     const __m256i x = _mm256_cvtepu8_epi16(bytes); /* code in the low byte of each 16-bit lane */
     const __m256i h = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(x, 8), 1), _mm256_set1_epi16((short)0xbf80));
     __m512 f = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
-    const int nan = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(bytes, _mm_set1_epi8(0x7f)), _mm_set1_epi8(0x7f)));
+    const int nan = fa__e4m3_nan_bits(bytes);
     if (FA__UNLIKELY(nan)) f = _mm512_mask_mov_ps(f, (__mmask16)nan, _mm512_set1_ps(NAN));
     return f;
 }
@@ -5243,6 +5250,14 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     /* the logits' scale; a decode tile's K rows are not scaled by k_scale on the way in */
     const float sscale = dec ? p->scale * x->kmul : p->scale;
 
+    for (r = 0; r < x->nrows; r++) { /* each row's visible keys in the tile: [c0, c1) */
+        int64_t lo, hi;
+        fa__row_range(p, &x->s, u->i0 + r / u->nh, &lo, &hi);
+        lo = lo < j0 ? j0 : lo > j1 ? j1 : lo; /* clipped to the tile, so the offsets fit */
+        hi = hi > j1 ? j1 : hi < j0 ? j0 : hi;
+        w->c0[r] = (int32_t)(lo - j0);
+        w->c1[r] = (int32_t)(hi - j0);
+    }
     if (dec) { /* the tile's K and V rows, and the next FA__AHEAD keys' for the prefetch */
         int64_t nptr = x->s.sk - j0 < nk + FA__AHEAD ? x->s.sk - j0 : nk + FA__AHEAD;
         const int64_t ksb = p->ks.seq * (int64_t)fa_dtype_size(d->k_type);
@@ -5296,12 +5311,9 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         int cut = 0;
         for (r = 0; r < x->rows_pad; r += FA__MR) {
             int64_t rr, need = 0;
-            for (rr = r; rr < r + FA__MR && rr < x->nrows; rr++) {
-                int64_t lo, hi;
-                fa__row_range(p, &x->s, u->i0 + rr / u->nh, &lo, &hi);
-                if (hi > lo && hi - j0 > need) need = hi - j0;
-            }
-            need = need > FA__BK ? FA__BK : (need + 15) & ~(int64_t)15;
+            for (rr = r; rr < r + FA__MR && rr < x->nrows; rr++)
+                if (w->c0[rr] < w->c1[rr] && w->c1[rr] > need) need = w->c1[rr];
+            need = (need + 15) & ~(int64_t)15;
             ncols[r / FA__MR] = (int32_t)need;
             cut |= need < FA__BK;
         }
@@ -5310,12 +5322,9 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     }
 
     for (r = 0; r < x->nrows; r++) {
-        int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, lo, hi, c0, c1, c;
+        int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, c0 = w->c0[r], c1 = w->c1[r], c;
         float *sr = w->s + r * FA__BK, mx, mnew, corr, sum;
-        fa__row_range(p, &x->s, i, &lo, &hi);
-        c0 = (lo > j0 ? lo : j0) - j0;
-        c1 = (hi < j1 ? hi : j1) - j0;
-        w->c0[r] = w->c1[r] = 0;
+        w->c0[r] = w->c1[r] = 0; /* set again below once the row takes part in the tile */
         if (c0 >= c1) continue;
         if (x->post || masked) { /* full tiles of a plain mask take the vector path below */
             float slope = d->alibi_slopes ? d->alibi_slopes[u->b * d->alibi_batch_stride + h] : 0.0f;

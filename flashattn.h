@@ -1028,7 +1028,15 @@ typedef struct fa_pool_desc {
     int    threads;                  /* worker threads; 0 = fa_cpu_count() - 1, at least 1 */
     size_t queue_capacity;           /* tasks per priority queue; 0 = 4096 */
     const fa_allocator *allocator;   /* NULL = FLASHATTN_MALLOC; copied */
+    /* How long an idle worker, and a parallel_for caller waiting for its helpers, keep polling
+       before they sleep. Waking a sleeping thread costs 5-100+ us (most in virtual machines),
+       which is the whole of a short decode step; a model's next call usually comes sooner.
+       0 = FA_POOL_DEFAULT_SPIN_NS when the workers and the caller fit the CPUs, else a few
+       polls only; < 0 = a few polls only; at most FA_POOL_MAX_SPIN_NS (1 s). */
+    int64_t spin_ns;
 } fa_pool_desc;
+#define FA_POOL_DEFAULT_SPIN_NS 100000
+#define FA_POOL_MAX_SPIN_NS 1000000000
 
 typedef fa_status (*fa_task_fn)(void *arg);
 
@@ -8252,6 +8260,7 @@ struct fa_pool {
     fa_allocator alloc;             /* copy of the caller's allocator; zero = default */
     int has_alloc;
     int nthreads;
+    int64_t spin_ns;                /* polling time of idle waits before they sleep; 0 = none */
     fa__worker *workers;
     fa_mpmc queues[FA_PRIO_COUNT_]; /* by rank: 0 high, 1 normal, 2 low */
     fa__event work_ev;              /* idle workers sleep here */
@@ -8458,6 +8467,21 @@ static int fa__pool_has_work(fa_pool *p)
     return 0;
 }
 
+/* The polling phase of an idle wait, called after its i-th fa__cpu_relax() step (i from 0):
+   returns 1 when the wait should stop polling and sleep. The first FA__WAIT_SPINS steps always
+   poll; then the clock is read every 64 steps and polling goes on for the pool's spin_ns, or
+   until the pool is told to exit. *end starts at -1. */
+static int fa__spin_over(fa_pool *p, int i, int64_t *end)
+{
+    int64_t now;
+    if (i < FA__WAIT_SPINS) return 0;
+    if (p->spin_ns <= 0 || fa__ld(&p->exit_now, FA__RELAXED)) return 1; /* relaxed: a hint */
+    if (i & 63) return 0;
+    now = fa__now_ns();
+    if (*end < 0) *end = now + p->spin_ns;
+    return now >= *end;
+}
+
 static void *fa__worker_main(void *arg)
 {
     fa__worker *w = (fa__worker *)arg;
@@ -8467,12 +8491,14 @@ static void *fa__worker_main(void *arg)
     fa__tls_worker = w->id;
     for (;;) {
         int i, found = 0;
+        int64_t spin_end;
         if (fa__pool_take(p, &t)) { fa__pool_dispatch(p, w, &t); continue; }
         if (fa__pool_move_due(p)) continue;
         if (fa__ld(&p->exit_now, FA__ACQUIRE)) break; /* acquire: pairs with destroy's release */
-        for (i = 0; i < FA__WAIT_SPINS && !found; i++) {
+        for (i = 0, spin_end = -1; !found; i++) {
             fa__cpu_relax();
             found = fa__pool_take(p, &t);
+            if (!found && fa__spin_over(p, i, &spin_end)) break;
         }
         if (found) { fa__pool_dispatch(p, w, &t); continue; }
         /* Sleep until work arrives (see "events" in the queue implementation). */
@@ -8554,13 +8580,20 @@ FLASHATTN_DEF fa_status fa_pool_create(fa_pool **out, const fa_pool_desc *desc)
     if (d.threads < 0 || d.threads > FA__POOL_MAX_THREADS)
         return fa__fail(FA_ERR_INVALID, "fa_pool_create: threads (%d) must be 0..%d", d.threads,
                         FA__POOL_MAX_THREADS);
+    if (d.spin_ns > FA_POOL_MAX_SPIN_NS)
+        return fa__fail(FA_ERR_INVALID, "fa_pool_create: spin_ns (%lld) must be at most %lld", (long long)d.spin_ns,
+                        (long long)FA_POOL_MAX_SPIN_NS);
     if (d.threads == 0) d.threads = fa_cpu_count() > 1 ? fa_cpu_count() - 1 : 1;
+    /* default polling only when every worker and the caller can have a CPU of their own: a
+       poller on a shared CPU takes time from the thread it waits for */
+    if (d.spin_ns == 0) d.spin_ns = d.threads + 1 <= fa_cpu_count() ? FA_POOL_DEFAULT_SPIN_NS : -1;
     if (d.queue_capacity == 0) d.queue_capacity = FA__POOL_DEFAULT_QCAP;
     p = (fa_pool *)fa__alloc(d.allocator, sizeof *p, FA_CACHELINE);
     if (!p) return fa__fail(FA_ERR_NOMEM, "fa_pool_create: cannot allocate the pool");
     memset(p, 0, sizeof *p);
     if (d.allocator) { p->alloc = *d.allocator; p->has_alloc = 1; }
     p->nthreads = d.threads;
+    p->spin_ns = d.spin_ns > 0 ? d.spin_ns : 0;
     fa__st(&p->next_due, INT64_MAX, FA__RELAXED); /* relaxed: published by pthread_create */
     if (pthread_mutex_init(&p->delay_mu, (const pthread_mutexattr_t *)0) != 0) {
         fa__free(d.allocator, p, sizeof *p);
@@ -8769,8 +8802,9 @@ FLASHATTN_DEF fa_status fa_pool_parallel_for(fa_pool *p, int64_t n,
     /* acq_rel: we see the helpers' results once left reaches 0 (they release into it) */
     if (fa__sub(&j->left, cnt, FA__ACQ_REL) != cnt) {
         int s;
+        int64_t spin_end = -1;
         /* acquire: as above, the helpers' results are visible once left reads 0 */
-        for (s = 0; s < FA__WAIT_SPINS && fa__ld(&j->left, FA__ACQUIRE) != 0; s++)
+        for (s = 0; fa__ld(&j->left, FA__ACQUIRE) != 0 && !fa__spin_over(p, s, &spin_end); s++)
             fa__cpu_relax();
         if (fa__ld(&j->left, FA__ACQUIRE) != 0) {
             fa__add(&j->done_ev.waiters, 1u, FA__RELAXED); /* relaxed: ordered by the sync */

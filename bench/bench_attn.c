@@ -12,6 +12,9 @@
                 after a copy and a read that evict the caches, and "warm" back-to-back calls
              e  causal against non-causal per useful FLOP (f32, d=128): the two calls alternate
                 in one process and the ratio is the median over the pairs
+             f  decode latency of short KV caches (bf16, shape of d, back-to-back calls): a pool
+                whose idle threads poll for FA_POOL_DEFAULT_SPIN_NS against one whose threads
+                sleep at once, calls alternating between the two
 
    FLOPs = 4*b*h*sq*sk*d (halved when causal). Times are medians of `reps` runs. "extra mem" is
    the peak of the library's (or the naive method's) own allocations during the call, measured
@@ -95,6 +98,7 @@ static void check_cores(int threads);
 static void section_c(int reps, int threads);
 static void section_d(int reps, int threads);
 static void section_e(int64_t max_s, int reps, int threads);
+static void section_f(int reps, int threads);
 
 int main(int argc, char **argv)
 {
@@ -108,11 +112,20 @@ int main(int argc, char **argv)
     if (reps > 16) reps = 16;
     if (threads < 1) threads = 1;
     bench_print_machine();
+    {
+        unsigned cf = fa_cpu_features();
+        printf("attention kernels: %s\n", (cf & FA_CPU_AVX512F) && (cf & FA_CPU_AVX512_BF16) ? "AVX-512 + AVX512_BF16"
+                                           : (cf & FA_CPU_AVX512F)                       ? "AVX-512"
+                                           : (cf & FA_CPU_AVX2) && (cf & FA_CPU_FMA)       ? "AVX2+FMA"
+                                           : (cf & FA_CPU_NEON)                          ? "NEON"
+                                                                                         : "scalar");
+    }
     if (threads > 1) check_cores(threads);
     if (strchr(sections, 'b')) section_b(max_s, reps, threads);
     if (strchr(sections, 'c')) section_c(reps, threads);
     if (strchr(sections, 'd')) section_d(reps, threads);
     if (strchr(sections, 'e')) section_e(max_s, reps, threads);
+    if (strchr(sections, 'f')) section_f(reps, threads);
     if (!strchr(sections, 'a')) return 0;
     printf("\n== a: tiled vs naive vs reference\n");
     printf("fa_attn_forward (tiled) vs naive f32 (full score matrix) vs fa_attn_reference (double);\n"
@@ -163,19 +176,21 @@ int main(int argc, char **argv)
 #include <cblas.h>
 #endif
 
-static fa_pool *make_pool(int threads)
+static fa_pool *make_pool_spin(int threads, int64_t spin_ns)
 {
     fa_pool *pool = NULL;
     fa_pool_desc pd;
     if (threads <= 1) return NULL;
     memset(&pd, 0, sizeof pd);
     pd.threads = threads - 1; /* the calling thread works too */
+    pd.spin_ns = spin_ns;
     if (fa_pool_create(&pool, &pd) != FA_OK) {
         fprintf(stderr, "pool: %s\n", fa_last_error());
         return NULL;
     }
     return pool;
 }
+static fa_pool *make_pool(int threads) { return make_pool_spin(threads, 0); }
 
 static void fill(float *x, int64_t n)
 {
@@ -569,4 +584,61 @@ static void check_cores(int threads)
     printf("core check: an arithmetic loop on each of %d threads at once took %.2fx its time alone%s\n", n, all / n / one,
            all / n / one > 1.3 ? " (threads share cores: N-thread figures of this run are low)" : "");
     fa_pool_destroy(pool, FA_POOL_FINISH);
+}
+
+/* A decode step of a short cache takes tens of microseconds, about what waking a sleeping
+   thread costs (more in a VM): the pool's polling time decides it. Two pools, one polling for
+   the default time and one sleeping at once, run alternate calls on the same data. */
+static void section_f(int reps, int threads)
+{
+    int64_t hq = 32, hkv = 8, d = 128, sk;
+    fa_pool *pools[2];
+    int r, pi;
+    if (threads < 2) return;
+    pools[0] = make_pool_spin(threads, 0);
+    pools[1] = make_pool_spin(threads, -1);
+    printf("\n== f: decode latency, bf16 K/V, 1 query, %lld q-heads / %lld kv-heads, d=%lld, %d threads, back-to-back calls\n",
+           (long long)hq, (long long)hkv, (long long)d, threads);
+    printf("   pool threads polling %d us (the default) against sleeping at once; medians of %d alternating calls\n",
+           FA_POOL_DEFAULT_SPIN_NS / 1000, 8 * reps);
+    printf("%-10s | %10s %8s | %10s %8s | %8s\n", "KV length", "polling", "GB/s", "sleeping", "GB/s", "speed-up");
+    for (sk = 512; sk <= 16384; sk *= 2) {
+        size_t kvbytes = (size_t)(2 * sk * hkv * d) * 2, wsb = 0, i;
+        uint16_t *k = (uint16_t *)malloc(kvbytes / 2), *v = (uint16_t *)malloc(kvbytes / 2);
+        float *q = (float *)malloc((size_t)(hq * d) * 4), *o = (float *)malloc((size_t)(hq * d) * 4);
+        double t[2][128], med[2];
+        fa_attn_desc desc;
+        void *ws;
+        int n = 8 * reps > 128 ? 128 : 8 * reps;
+        for (i = 0; i < kvbytes / 4; i++) {
+            k[i] = fa_f32_to_bf16((float)rand() / RAND_MAX - 0.5f);
+            v[i] = fa_f32_to_bf16((float)rand() / RAND_MAX - 0.5f);
+        }
+        fill(q, hq * d);
+        memset(&desc, 0, sizeof desc);
+        desc.batch = 1; desc.seqlen_q = 1; desc.seqlen_k = sk; desc.heads_q = hq; desc.heads_kv = hkv; desc.head_dim = d;
+        desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.k_type = desc.v_type = FA_BF16; desc.causal = 1;
+        desc.pool = pools[0];
+        if (fa_attn_workspace_size(&desc, &wsb) != FA_OK) { fprintf(stderr, "%s\n", fa_last_error()); exit(1); }
+        ws = fa_aligned_alloc(wsb, 64);
+        desc.workspace = ws; desc.workspace_size = wsb;
+        for (pi = 0; pi < 2; pi++) { desc.pool = pools[pi]; fa_attn_forward(&desc); fa_attn_forward(&desc); }
+        for (r = 0; r < n; r++)
+            for (pi = 0; pi < 2; pi++) {
+                double t0;
+                desc.pool = pools[pi];
+                fa_attn_forward(&desc); /* the call before, as in a model's layer loop */
+                t0 = bench_now();
+                fa_attn_forward(&desc);
+                t[pi][r] = bench_now() - t0;
+            }
+        for (pi = 0; pi < 2; pi++) med[pi] = bench_median(t[pi], n);
+        printf("%-10lld | %8.1fus %8.1f | %8.1fus %8.1f | %7.2fx\n", (long long)sk, med[0] * 1e6, (double)kvbytes / med[0] * 1e-9,
+               med[1] * 1e6, (double)kvbytes / med[1] * 1e-9, med[1] / med[0]);
+        fflush(stdout);
+        fa_aligned_free(ws);
+        free(k); free(v); free(q); free(o);
+    }
+    fa_pool_destroy(pools[0], FA_POOL_FINISH);
+    fa_pool_destroy(pools[1], FA_POOL_FINISH);
 }

@@ -155,6 +155,37 @@ TEST(parallel_for_runs_every_index_once_with_distinct_worker_indices)
     run_pf(NULL, 100, 0); /* no pool: serial, worker 0 */
 }
 
+/* spin_ns: bounds checked; any polling time leaves parallel_for exact and destroy prompt
+   (workers polling for work still see the exit) */
+TEST(spin_ns_is_checked_and_any_polling_time_keeps_results_and_shutdown)
+{
+    static const int64_t spins[] = {-1, 0, 1, 2000000, FA_POOL_MAX_SPIN_NS};
+    fa_pool *p = NULL;
+    fa_pool_desc d;
+    size_t k;
+    int r;
+    memset(&d, 0, sizeof d);
+    d.threads = 2;
+    d.spin_ns = FA_POOL_MAX_SPIN_NS + 1;
+    CHECK(fa_pool_create(&p, &d) == FA_ERR_INVALID && p == NULL);
+    CHECK(strstr(fa_last_error(), "spin_ns") != NULL);
+    for (k = 0; k < sizeof spins / sizeof spins[0]; k++) {
+        double t0;
+        d.spin_ns = spins[k];
+        p = NULL;
+        CHECK(fa_pool_create(&p, &d) == FA_OK && p != NULL);
+        if (!p) continue;
+        for (r = 0; r < 10 * SCALE; r++) run_pf(p, 1 + fa_t_randint(40), 0);
+        run_pf(p, 1000, 0);
+        CHECK(fa_pool_submit(p, nop_task, NULL, FA_PRIO_NORMAL) == FA_OK);
+        CHECK(fa_pool_wait_idle(p, (int64_t)30 * 1000000000) == FA_OK);
+        t0 = t_now();
+        CHECK(fa_pool_destroy(p, FA_POOL_FINISH) == FA_OK);
+        /* a 1 s polling time must not hold the shutdown: exit_now ends the polling */
+        CHECKF(t_now() - t0 < 0.5, "spin_ns %lld: destroy took %.3f s", (long long)spins[k], t_now() - t0);
+    }
+}
+
 TEST(nested_parallel_for_inside_tiles_does_not_deadlock)
 {
     fa_pool *p = make_pool(2, 0);
@@ -642,6 +673,7 @@ int main(void)
     fa_test_init();
     RUN(bad_input_is_rejected_with_clear_status);
     RUN(parallel_for_runs_every_index_once_with_distinct_worker_indices);
+    RUN(spin_ns_is_checked_and_any_polling_time_keeps_results_and_shutdown);
     RUN(nested_parallel_for_inside_tiles_does_not_deadlock);
     RUN(concurrent_parallel_for_callers_share_the_pool);
     RUN(parallel_for_from_inside_submitted_tasks_completes);

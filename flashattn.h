@@ -3179,6 +3179,7 @@ typedef struct fa__attn_plan {
     int64_t heads_per_unit, q_per_unit, n_hchunks; /* unit shape: see fa__attn_unit */
     int64_t kv_per_unit;      /* kv heads per unit: 1, or all of them for decode (see schedule) */
     int64_t units;            /* work units before KV splitting */
+    int tile_major;           /* units ordered query tile first (causal/window: unequal units) */
     int64_t splits;           /* KV splits per unit (split-KV / FlashDecoding); 1 = none */
     size_t parts_off, prefix_off; /* workspace offsets of split partials and the varlen index */
 } fa__attn_plan;
@@ -3370,6 +3371,7 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
             if (sk > ksum) ksum = sk;
         }
     p->units = units;
+    p->tile_major = d->causal || d->use_window;
     if (d->num_splits > 0) p->splits = d->num_splits;
     else if (units > 0 && units < 2 * p->workers && ksum >= 4 * FA__BK)
         p->splits = (4 * p->workers + units - 1) / units; /* ~4 pieces per thread: balance */
@@ -3659,11 +3661,15 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
 /* K/V rows this many keys ahead are prefetched: a row of one head is a few cache lines, and the
    next is a whole token (all heads) further on, so the hardware's stream prefetcher sees only
    short runs. */
+#ifndef FA__PREFETCH
 #define FA__PREFETCH 16
+#endif
 /* Decode tiles also ask for each K/V row this many keys ahead into L2 (a tile ahead): a decode
    tile is short, so the 16-key L1 prefetch alone leaves the next tile's first rows in flight
    (dev, 2 threads, bf16, 32768 keys, token-major: 12.0 -> 18.1 GB/s against 25.9 for a copy). */
+#ifndef FA__AHEAD
 #define FA__AHEAD 64
+#endif
 /* Prefetches the cache lines of [p, p + bytes): LOC is __builtin_prefetch's locality (3: into L1,
    2: into L2, 0: non-temporal); a constant, hence a macro. */
 #if defined(__GNUC__) || defined(__clang__)
@@ -5584,7 +5590,7 @@ typedef struct fa__attn_job {
 static void fa__attn_unit_at(const fa__attn_job *job, int64_t idx, fa__unit *u)
 {
     const fa__attn_plan *p = job->p;
-    int64_t b, sq, nqt, rest, hc;
+    int64_t b, sq, nqt, rest, hc, tile;
     if (job->prefix) { /* binary search for the sequence that owns idx */
         int64_t lo = 0, hi = p->batch;
         while (hi - lo > 1) {
@@ -5602,7 +5608,19 @@ static void fa__attn_unit_at(const fa__attn_job *job, int64_t idx, fa__unit *u)
         sq = p->sq_max;
     }
     nqt = (sq + p->q_per_unit - 1) / p->q_per_unit;
-    rest = idx / nqt;
+    /* Query tiles last to first: with causal masking the last tiles see the most keys, so the
+       pool's dynamic claiming starts the longest units first and ends on short ones. When units
+       are unequal (causal, window) the tile is the outer index, so that every head's longest
+       tile comes before any head's shorter ones; otherwise the heads are, so that threads
+       working at the same time share a head's K/V in cache. */
+    if (p->tile_major) {
+        int64_t per_tile = p->hkv / p->kv_per_unit * p->n_hchunks;
+        tile = idx / per_tile;
+        rest = idx % per_tile;
+    } else {
+        tile = idx % nqt;
+        rest = idx / nqt;
+    }
     hc = rest % p->n_hchunks;
     u->b = b;
     u->nhk = p->kv_per_unit;
@@ -5611,9 +5629,7 @@ static void fa__attn_unit_at(const fa__attn_job *job, int64_t idx, fa__unit *u)
     u->nh = p->group * u->nhk - hc * p->heads_per_unit < p->heads_per_unit
                 ? p->group * u->nhk - hc * p->heads_per_unit
                 : p->heads_per_unit;
-    /* query tiles last to first: with causal masking the last tiles see the most keys, so the
-       pool's dynamic claiming starts the longest units first and ends on short ones */
-    u->i0 = (nqt - 1 - idx % nqt) * p->q_per_unit;
+    u->i0 = (nqt - 1 - tile) * p->q_per_unit;
     u->nq = sq - u->i0 < p->q_per_unit ? sq - u->i0 : p->q_per_unit;
 }
 

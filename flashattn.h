@@ -3383,8 +3383,15 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
     ws_splits = p->splits;
     if (!d->num_splits && p->splits > 1 && p->splits > ksum / (4 * FA__BK)) {
         /* at least 4 key tiles per split: each split costs a Q load, a partial row write and
-           its share of the merge (16-core Xeon, 4096-key decode: 16 splits 66 GB/s, 64: 48) */
-        p->splits = ksum / (4 * FA__BK) > 1 ? ksum / (4 * FA__BK) : 1;
+           its share of the merge (16-core Xeon, 4096-key decode: 16 splits 66 GB/s, 64: 48);
+           but a short cache still gets a split per thread, down to one tile each (16-core Xeon,
+           512 keys: 2 splits of 4 tiles took 141 us, all on 2 threads). Both stay within
+           ws_splits. */
+        int64_t per_thread = (p->workers + units - 1) / units, tiles = (ksum + FA__BK - 1) / FA__BK;
+        p->splits = ksum / (4 * FA__BK);
+        if (per_thread > tiles) per_thread = tiles;
+        if (p->splits < per_thread) p->splits = per_thread;
+        if (p->splits < 1) p->splits = 1;
     }
     p->ws_worker = fa__attn_ws_layout(NULL, NULL, p->dk, p->dv);
     if (fa__mul_size(p->ws_worker, (size_t)p->workers, &bytes))

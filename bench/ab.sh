@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# bench/ab.sh - A/B of fa_attn_forward on the CPU: flashattn.h at a git revision (A) against the
+# working tree's (B), both linked into one program and called alternately (see bench/ab_main.c).
+#   usage: bench/ab.sh REV [threads sq sk hq hkv d dtype causal cold calls splits]
+#   default: 1 thread, decode (sq 1, sk 4096, 32/8 heads, d 128, bf16), warm, 30 calls
+#   e.g.     bench/ab.sh HEAD 2 1024 1024 2 2 128 f32 1 0 10 0     (causal prefill, 2 threads)
+set -eu
+rev=${1:?usage: bench/ab.sh REV [threads sq sk hq hkv d dtype causal cold calls splits]}
+shift
+args=("$@")
+[ ${#args[@]} -eq 0 ] && args=(1 1 4096 32 8 128 bf16 1 0 30 0)
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+git show "$rev:flashattn.h" > "$tmp/a.h"
+cp flashattn.h "$tmp/b.h"
+CC=${CC:-cc}
+FLAGS=${AB_CFLAGS:--O3}
+$CC $FLAGS -DAB_SIDE=a "-DAB_HEADER=\"$tmp/a.h\"" -c bench/ab_tu.c -o "$tmp/a.o"
+$CC $FLAGS -DAB_SIDE=b "-DAB_HEADER=\"$tmp/b.h\"" -c bench/ab_tu.c -o "$tmp/b.o"
+$CC $FLAGS -I. bench/ab_main.c "$tmp/a.o" "$tmp/b.o" -o "$tmp/ab" -lm -lpthread
+"$tmp/ab" "${args[@]}"

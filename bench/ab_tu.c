@@ -1,0 +1,43 @@
+/* bench/ab_tu.c - one side of bench/ab.sh: the library from the header AB_HEADER, all static
+   (FLASHATTN_STATIC), behind three functions named with the suffix AB_SIDE (a or b), so that two
+   versions of flashattn.h link into one program. */
+#define FLASHATTN_STATIC
+#define FLASHATTN_IMPLEMENTATION
+#include AB_HEADER
+#include <stdio.h>
+#include <string.h>
+static const char *ab_name_a = "A", *ab_name_b = "B";
+
+#define AB_CAT2(x, y) x##y
+#define AB_CAT(x, y) AB_CAT2(x, y)
+
+int AB_CAT(ab_forward_, AB_SIDE)(const fa_attn_desc *d);
+void *AB_CAT(ab_pool_, AB_SIDE)(int threads);
+size_t AB_CAT(ab_workspace_, AB_SIDE)(const fa_attn_desc *d);
+
+int AB_CAT(ab_forward_, AB_SIDE)(const fa_attn_desc *d)
+{
+    fa_status st = fa_attn_forward(d);
+    if (st != FA_OK) fprintf(stderr, "side " "%s: %s\n", AB_CAT(ab_name_, AB_SIDE), fa_last_error());
+    return (int)st;
+}
+
+/* the pool of this side's library (the pool type is private to each version); threads - 1
+   workers, the caller being the last thread; NULL for one thread */
+void *AB_CAT(ab_pool_, AB_SIDE)(int threads)
+{
+    fa_pool *p = (fa_pool *)0;
+    fa_pool_desc pd;
+    if (threads < 2) return (void *)0;
+    memset(&pd, 0, sizeof pd);
+    pd.threads = threads - 1;
+    if (fa_pool_create(&p, &pd) != FA_OK) return (void *)0;
+    return p;
+}
+
+size_t AB_CAT(ab_workspace_, AB_SIDE)(const fa_attn_desc *d)
+{
+    size_t n = 0;
+    if (fa_attn_workspace_size(d, &n) != FA_OK) return 0;
+    return n;
+}

@@ -23,7 +23,8 @@ int AB_CAT(ab_forward_, AB_SIDE)(const fa_attn_desc *d)
 }
 
 /* the pool of this side's library (the pool type is private to each version); threads - 1
-   workers, the caller being the last thread; NULL for one thread */
+   workers, the caller being the last thread; NULL for one thread. Its threads sleep as soon as
+   they are idle, so both sides pay the same wake-up on every call. */
 void *AB_CAT(ab_pool_, AB_SIDE)(int threads)
 {
     fa_pool *p = (fa_pool *)0;
@@ -31,6 +32,9 @@ void *AB_CAT(ab_pool_, AB_SIDE)(int threads)
     if (threads < 2) return (void *)0;
     memset(&pd, 0, sizeof pd);
     pd.threads = threads - 1;
+#ifdef FA_POOL_DEFAULT_SPIN_NS
+    pd.spin_ns = -1; /* idle threads of one side must not poll on the CPUs the other side uses */
+#endif
     if (fa_pool_create(&p, &pd) != FA_OK) return (void *)0;
     return p;
 }

@@ -280,6 +280,15 @@ static void section_b(int64_t max_s, int reps, int threads)
     openblas_set_num_threads(threads);
     sgn = sgemm_gflops(2048, reps);
     openblas_set_num_threads(1);
+    /* OpenBLAS's threads spin for a while after their last job: on a machine with no spare CPU
+       they would take one from the first timings below (dev, 2 threads, s=512: 1.0x instead of
+       2x). Let them go to sleep first. */
+    {
+        struct timespec ts;
+        ts.tv_sec = 0;
+        ts.tv_nsec = 500000000L;
+        nanosleep(&ts, NULL);
+    }
     printf("\n== b: prefill, f32, d=128, batch 1, %d heads; OpenBLAS sgemm 2048^3: %.1f GFLOP/s on 1 thread, %.1f on %d\n",
            threads, sg1, sgn, threads);
 #else

@@ -5404,7 +5404,10 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         w->c1[r] = (int32_t)c1;
         any = 1;
         mnew = fa__nanmax(w->m[r], mx);
-        corr = expf(w->m[r] - mnew); /* 0 on a row's first visible tile (m = -inf) */
+        /* 0 on a row's first visible tile (m = -inf); exactly 1 while a finite max holds, which
+           after the first tiles is most of them (expf(0) is 1 too: the shortcut changes no bit,
+           and -inf or NaN maxima still take expf) */
+        corr = w->m[r] == mnew && mnew > -INFINITY ? 1.0f : expf(w->m[r] - mnew);
         if (w->seen[r] && corr != 1.0f) K->scale(w->o + r * dvp, dvp, corr);
         sum = K->exp_sum(sr + c0, c1 - c0, mnew);
         if (dec && x->vmul != 1.0f) K->scale(sr + c0, c1 - c0, x->vmul); /* v_scale, as P V reads raw V */

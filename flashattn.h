@@ -3194,7 +3194,6 @@ typedef struct fa__attn_plan {
     int64_t heads_per_unit, q_per_unit, n_hchunks; /* unit shape: see fa__attn_unit */
     int64_t kv_per_unit;      /* kv heads per unit: 1, or all of them for decode (see schedule) */
     int64_t units;            /* work units before KV splitting */
-    int tile_major;           /* units ordered query tile first (causal/window: unequal units) */
     int64_t splits;           /* KV splits per unit (split-KV / FlashDecoding); 1 = none */
     size_t parts_off, prefix_off; /* workspace offsets of split partials and the varlen index */
 } fa__attn_plan;
@@ -3390,7 +3389,6 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
             if (sk > ksum) ksum = sk;
         }
     p->units = units;
-    p->tile_major = d->causal || d->use_window;
     if (d->num_splits > 0) p->splits = d->num_splits;
     else if (units > 0 && units < 2 * p->workers && ksum >= 4 * FA__BK)
         p->splits = (4 * p->workers + units - 1) / units; /* ~4 pieces per thread: balance */
@@ -5654,7 +5652,7 @@ static void fa__attn_unit_at(const fa__attn_job *job, int64_t idx, fa__unit *u)
        tile before any shorter one (no thread is left with a long unit at the end), while each
        thread keeps to about one head at a time, whose K/V stay in its cache (one thread, 16
        heads, s=1024: tile-first across all heads ran at 0.91x). Otherwise heads go first. */
-    if (p->tile_major) {
+    if (p->d->causal || p->d->use_window) {
         int64_t nhc = p->hkv / p->kv_per_unit * p->n_hchunks, g = p->workers < nhc ? p->workers : nhc;
         int64_t grp = idx / (g * nqt), base = grp * g, gsize = nhc - base < g ? nhc - base : g;
         int64_t within = idx - grp * g * nqt;
@@ -8643,16 +8641,17 @@ FLASHATTN_DEF fa_status fa_pool_create(fa_pool **out, const fa_pool_desc *desc)
         return fa__fail(FA_ERR_INVALID, "fa_pool_create: spin_ns (%lld) must be at most %lld", (long long)d.spin_ns,
                         (long long)FA_POOL_MAX_SPIN_NS);
     if (d.threads == 0) d.threads = fa_cpu_count() > 1 ? fa_cpu_count() - 1 : 1;
-    /* default polling only when every worker and the caller can have a CPU of their own: a
-       poller on a shared CPU takes time from the thread it waits for */
-    if (d.spin_ns == 0) d.spin_ns = d.threads + 1 <= fa_cpu_count() ? FA_POOL_DEFAULT_SPIN_NS : -1;
     if (d.queue_capacity == 0) d.queue_capacity = FA__POOL_DEFAULT_QCAP;
     p = (fa_pool *)fa__alloc(d.allocator, sizeof *p, FA_CACHELINE);
     if (!p) return fa__fail(FA_ERR_NOMEM, "fa_pool_create: cannot allocate the pool");
     memset(p, 0, sizeof *p);
     if (d.allocator) { p->alloc = *d.allocator; p->has_alloc = 1; }
     p->nthreads = d.threads;
-    p->spin_ns = d.spin_ns > 0 ? d.spin_ns : 0;
+    /* default polling only when every worker and the caller can have a CPU of their own: a
+       poller on a shared CPU takes time from the thread it waits for */
+    p->spin_ns = d.spin_ns > 0                                      ? d.spin_ns
+                 : d.spin_ns == 0 && d.threads + 1 <= fa_cpu_count() ? FA_POOL_DEFAULT_SPIN_NS
+                                                                     : 0;
     fa__st(&p->next_due, INT64_MAX, FA__RELAXED); /* relaxed: published by pthread_create */
     if (pthread_mutex_init(&p->delay_mu, (const pthread_mutexattr_t *)0) != 0) {
         fa__free(d.allocator, p, sizeof *p);

@@ -6,10 +6,11 @@
 #include AB_HEADER
 #include <stdio.h>
 #include <string.h>
-static const char *ab_name_a = "A", *ab_name_b = "B";
 
 #define AB_CAT2(x, y) x##y
 #define AB_CAT(x, y) AB_CAT2(x, y)
+#define AB_STR2(x) #x
+#define AB_STR(x) AB_STR2(x)
 
 int AB_CAT(ab_forward_, AB_SIDE)(const fa_attn_desc *d);
 void *AB_CAT(ab_pool_, AB_SIDE)(int threads);
@@ -18,7 +19,7 @@ size_t AB_CAT(ab_workspace_, AB_SIDE)(const fa_attn_desc *d);
 int AB_CAT(ab_forward_, AB_SIDE)(const fa_attn_desc *d)
 {
     fa_status st = fa_attn_forward(d);
-    if (st != FA_OK) fprintf(stderr, "side " "%s: %s\n", AB_CAT(ab_name_, AB_SIDE), fa_last_error());
+    if (st != FA_OK) fprintf(stderr, "side " AB_STR(AB_SIDE) ": %s\n", fa_last_error());
     return (int)st;
 }
 

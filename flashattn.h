@@ -114,7 +114,10 @@
      each unless that leaves threads idle, then go down to one tile per split. Unscaled f32 K
      is transposed from where it lies (no copy into the workspace first). A unit holds 128
      (query, head) rows, twice the mask's default query block, so that each K/V tile's load and
-     transpose serve twice the rows.
+     transpose serve twice the rows. Decode with bf16 Q and bf16 K on AVX512_BF16 computes the
+     scores by vdpbf16ps on the K rows as they lie (products of bf16 values are exact in f32,
+     so nothing is lost against converting K first); f32 Q keeps the f32 kernel, since splitting
+     it into bf16 parts would either lose bits or cost more than the conversion it saves.
    - Hash: erase leaves a tombstone only where a group is full; a table that runs out of room
      with at most 25/32 live slots is rehashed in place (no allocation), otherwise it doubles.
      fa_cmap keeps replaced tables until fa_cmap_reclaim or destroy.
@@ -133,6 +136,7 @@
           attn: causal/windowed units claimed query tile first within groups of heads; short
           decode caches split across every thread (16-core Xeon, 512-1024 keys: 2.4-2.7x);
           f32 K transposed in place (prefill 1.02-1.04x); 128-row units (prefill 1.02-1.13x)
+   0.1.3  attn: decode scores for bf16 Q and K by vdpbf16ps (AVX512_BF16)
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */
@@ -141,8 +145,8 @@
 
 #define FLASHATTN_VERSION_MAJOR 0
 #define FLASHATTN_VERSION_MINOR 1
-#define FLASHATTN_VERSION_PATCH 2
-#define FLASHATTN_VERSION_STRING "0.1.2"
+#define FLASHATTN_VERSION_PATCH 3
+#define FLASHATTN_VERSION_STRING "0.1.3"
 /* One number for comparisons: major*10000 + minor*100 + patch. */
 #define FLASHATTN_VERSION (FLASHATTN_VERSION_MAJOR * 10000 + FLASHATTN_VERSION_MINOR * 100 + \
                            FLASHATTN_VERSION_PATCH)
@@ -3760,6 +3764,11 @@ typedef struct fa__attn_kernels {
     void (*dec_pv)(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt, int64_t dv,
                    int64_t nrows, const int32_t *c0, const int32_t *c1);
     int dec_fp8; /* dec_qk / dec_pv also read FP8 K/V */
+    /* dec_qk for bf16 Q and bf16 K (AVX512_BF16): q holds each row's bf16 pairs (np 32-bit
+       words per row, as qk_bf16's); the same S, prefetch and padding contract. NULL where
+       unavailable. */
+    void (*dec_qk_bf16)(const uint32_t *q, int64_t np, const void *const *krow, const void *const *vrow,
+                        int64_t nk, float *s, int64_t nrows, size_t kpf, size_t vpf);
 } fa__attn_kernels;
 
 /* ---- scalar ---- */
@@ -3851,7 +3860,7 @@ static void fa__ktrans_scalar(float *kt, const float *kr, int64_t krs, int64_t n
 
 static const fa__attn_kernels fa__kernels_scalar = {
     "scalar", fa__qk_scalar, fa__scale_max_scalar, fa__exp_sum_scalar, fa__scale_scalar, fa__pv_scalar,
-    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL, 0};
+    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL, 0, NULL};
 
 /* The rows of a block share the keys in the intersection of their intervals; the keys
    outside it are done row by row. Returns the intersection [*a, *b) (empty: *a >= *b). */
@@ -4331,7 +4340,7 @@ static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, cons
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
     fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, fa__dec_qk_avx2, fa__dec_pv_avx2,
-    0};
+    0, NULL};
 
 /* ---- AVX-512 ---- */
 #define FA__AVX512 __attribute__((target("avx512f")))
@@ -4898,7 +4907,7 @@ static FA__AVX512 void fa__ktrans_avx512(float *kt, const float *kr, int64_t krs
 
 static const fa__attn_kernels fa__kernels_avx512 = {
     "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
-    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, NULL, NULL, fa__dec_qk_avx512, fa__dec_pv_avx512, 1};
+    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, NULL, NULL, fa__dec_qk_avx512, fa__dec_pv_avx512, 1, NULL};
 
 /* ---- AVX-512 with AVX512_BF16: S = Q K^T on bf16 pairs (vdpbf16ps) ---- */
 #define FA__AVX512BF16 __attribute__((target("avx512f,avx512bf16")))
@@ -4961,10 +4970,115 @@ static FA__AVX512BF16 void fa__qk_bf16_avx512(const uint32_t *q, int64_t np, con
         }
 }
 
+/* Decode S for bf16 Q and bf16 K: each vdpbf16ps lane adds two exact bf16 products in f32, read
+   from the K row as it lies (no conversion, half the loads of f32). A block of up to 64 pairs
+   (128 dims) of each of the NR (1 or 4) rows stays in registers while the keys go by; NC (1-4)
+   chunks of 16 pairs, the last one masked to its ml pairs. Partial dots go to acc[r][j]
+   (added when the block is not the first). */
+#define FA__AVX512BF16_AI static inline __attribute__((always_inline, target("avx512f,avx512bf16")))
+FA__AVX512BF16_AI void fa__dec_qkb_block(const uint32_t *q, int64_t np, int64_t p0, const void *const *krow,
+                                         const void *const *vrow, int64_t n, __m512 (*acc)[16], int nr, int nc,
+                                         __mmask16 ml, size_t kbytes, size_t vbytes)
+{
+    const __m512i z = _mm512_setzero_si512();
+    const __mmask16 m0 = nc == 1 ? ml : 0xffff, m1 = nc == 2 ? ml : 0xffff, m2 = nc == 3 ? ml : 0xffff, m3 = ml;
+    const uint32_t *q0 = q + p0, *q1 = q0 + np, *q2 = q1 + np, *q3 = q2 + np;
+    int64_t j;
+#define FA__DQB_Q(R)                                                                              \
+    const __m512i q##R##a = _mm512_maskz_loadu_epi32(m0, q##R),                                   \
+                  q##R##b = nc > 1 ? _mm512_maskz_loadu_epi32(m1, q##R + 16) : z,                 \
+                  q##R##c = nc > 2 ? _mm512_maskz_loadu_epi32(m2, q##R + 32) : z,                 \
+                  q##R##d = nc > 3 ? _mm512_maskz_loadu_epi32(m3, q##R + 48) : z
+    FA__DQB_Q(0);
+    FA__DQB_Q(1);
+    FA__DQB_Q(2);
+    FA__DQB_Q(3);
+#undef FA__DQB_Q
+    (void)q1a; (void)q1b; (void)q1c; (void)q1d; (void)q2a; (void)q2b; (void)q2c; (void)q2d;
+    (void)q3a; (void)q3b; (void)q3c; (void)q3d;
+    for (j = 0; j < n; j++) {
+        const uint32_t *kr = (const uint32_t *)krow[j] + p0;
+        __m512i k0, k1 = z, k2 = z, k3 = z;
+        if (kbytes) { /* as fa__dec_qk_body_avx512 */
+            if (krow[j + FA__PREFETCH]) FA__PREFETCH_LINES(krow[j + FA__PREFETCH], kbytes, 3);
+            FA__PREFETCH_LINES(vrow[j], vbytes, 3);
+            if (krow[j + FA__AHEAD]) {
+                FA__PREFETCH_LINES(krow[j + FA__AHEAD], kbytes, 2);
+                FA__PREFETCH_LINES(vrow[j + FA__AHEAD], vbytes, 2);
+            }
+        }
+        k0 = _mm512_maskz_loadu_epi32(m0, kr);
+        if (nc > 1) k1 = _mm512_maskz_loadu_epi32(m1, kr + 16);
+        if (nc > 2) k2 = _mm512_maskz_loadu_epi32(m2, kr + 32);
+        if (nc > 3) k3 = _mm512_maskz_loadu_epi32(m3, kr + 48);
+#define FA__DQB_ROW(R)                                                                            \
+    do {                                                                                          \
+        __m512 a = _mm512_dpbf16_ps(_mm512_setzero_ps(), (__m512bh)q##R##a, (__m512bh)k0);        \
+        __m512 b = _mm512_setzero_ps();                                                           \
+        if (nc > 1) b = _mm512_dpbf16_ps(b, (__m512bh)q##R##b, (__m512bh)k1);                     \
+        if (nc > 2) a = _mm512_dpbf16_ps(a, (__m512bh)q##R##c, (__m512bh)k2);                     \
+        if (nc > 3) b = _mm512_dpbf16_ps(b, (__m512bh)q##R##d, (__m512bh)k3);                     \
+        a = _mm512_add_ps(a, b);                                                                  \
+        acc[R][j] = p0 ? _mm512_add_ps(acc[R][j], a) : a;                                         \
+    } while (0)
+        FA__DQB_ROW(0);
+        if (nr > 1) {
+            FA__DQB_ROW(1);
+            FA__DQB_ROW(2);
+            FA__DQB_ROW(3);
+        }
+#undef FA__DQB_ROW
+    }
+}
+
+static FA__AVX512BF16 void fa__dec_qk_bf16_avx512(const uint32_t *q, int64_t np, const void *const *krow,
+                                                  const void *const *vrow, int64_t nk, float *s, int64_t nrows,
+                                                  size_t kb, size_t vb)
+{
+    __m512 acc[4][16];
+    int64_t r, j0, j, p0;
+    for (r = 0; r < nrows; r += 4) {
+        const uint32_t *qr = q + r * np;
+        float *sr = s + r * FA__BK;
+        int nr = nrows - r == 1 ? 1 : 4, i;
+        for (j0 = 0; j0 < nk; j0 += 16) {
+            int64_t n = nk - j0 < 16 ? nk - j0 : 16;
+            for (p0 = 0; p0 < np; p0 += 64) {
+                int64_t left = np - p0 < 64 ? np - p0 : 64;
+                int nc = (int)((left + 15) / 16);
+                __mmask16 ml = (__mmask16)(left % 16 ? (1u << (left % 16)) - 1 : 0xffffu);
+                /* the prefetch rides on the first row group's first block */
+                size_t kpf = r == 0 && p0 == 0 ? kb : 0, vpf = r == 0 && p0 == 0 ? vb : 0;
+#define FA__DQB_CALL(NR, NC) fa__dec_qkb_block(qr, np, p0, krow + j0, vrow + j0, n, acc, NR, NC, ml, kpf, vpf)
+                if (nr == 1) {
+                    switch (nc) {
+                    case 1: FA__DQB_CALL(1, 1); break;
+                    case 2: FA__DQB_CALL(1, 2); break;
+                    case 3: FA__DQB_CALL(1, 3); break;
+                    default: FA__DQB_CALL(1, 4); break;
+                    }
+                } else {
+                    switch (nc) {
+                    case 1: FA__DQB_CALL(4, 1); break;
+                    case 2: FA__DQB_CALL(4, 2); break;
+                    case 3: FA__DQB_CALL(4, 3); break;
+                    default: FA__DQB_CALL(4, 4); break;
+                    }
+                }
+#undef FA__DQB_CALL
+            }
+            for (j = n; j < 16; j++)
+                for (i = 0; i < nr; i++) acc[i][j] = _mm512_setzero_ps();
+            for (i = 0; i < nr; i++)
+                _mm512_mask_storeu_ps(sr + i * FA__BK + j0, (__mmask16)((1u << n) - 1), fa__hsum16x16_avx512(acc[i]));
+        }
+    }
+}
+
 static const fa__attn_kernels fa__kernels_avx512_bf16 = {
     "avx512_bf16", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
     fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, fa__qk_bf16_avx512, fa__ktrans32_avx512,
-    fa__dec_qk_avx512, fa__dec_pv_avx512, 1};
+    fa__dec_qk_avx512, fa__dec_pv_avx512, 1, fa__dec_qk_bf16_avx512};
 #endif /* FA__X86 */
 
 #if defined(FA__NEON) && defined(__aarch64__)
@@ -5192,7 +5306,7 @@ static float fa__dot_neon(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_neon = {
     "neon", fa__qk_neon, fa__scale_max_neon, fa__exp_sum_neon, fa__scale_neon, fa__pv_neon,
-    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL, 0};
+    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL, 0, NULL};
 #endif /* FA__NEON && __aarch64__ */
 
 /* The best kernels the CPU (and fa_cpu_features_override) allows. */
@@ -5270,6 +5384,7 @@ typedef struct fa__unit_ctx {
     int few_rows;  /* decode-sized unit: S by dots while K streams in */
     int dec;       /* decode-sized unit with K->dec_qk: unmasked tiles read K and V in place */
     int bf16;      /* bf16 Q and K on AVX512_BF16: S from bf16 pairs (K->qk_bf16) */
+    int dec_bf16;  /* a decode tile of bf16 Q and K on AVX512_BF16: S by K->dec_qk_bf16 */
     int64_t np;    /* bf16 pairs per row: ceil(head_dim / 2) */
 } fa__unit_ctx;
 
@@ -5316,7 +5431,10 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
             j += run;
         }
         for (j = nptr; j < nk + FA__AHEAD; j++) w->kp[j] = w->vp[j] = NULL;
-        K->dec_qk(w->q, dk, w->kp, w->vp, d->k_type, nk, w->s, x->nrows, x->kpf, x->vpf);
+        if (x->dec_bf16)
+            K->dec_qk_bf16((const uint32_t *)(const void *)w->q, x->np, w->kp, w->vp, nk, w->s, x->nrows, x->kpf, x->vpf);
+        else
+            K->dec_qk(w->q, dk, w->kp, w->vp, d->k_type, nk, w->s, x->nrows, x->kpf, x->vpf);
     }
     /* V tile, padded; K tile transposed for the register-blocked S = Q K^T, or with few rows
        (decode) each K row dotted with the queries as it streams in. Unscaled f32 K rows a fixed
@@ -5448,7 +5566,7 @@ static void fa__sub_unit(const fa__unit_ctx *x, int64_t g, fa__unit_ctx *xs, fa_
     us->h0 = x->u->h0 + r0;
     us->nh = p->group;
     us->nhk = 1;
-    ws->q += r0 * (x->bf16 ? x->np : p->dk); /* bf16 rows hold np 32-bit pairs */
+    ws->q += r0 * (x->bf16 || x->dec_bf16 ? x->np : p->dk); /* bf16 rows hold np 32-bit pairs */
     ws->s += r0 * FA__BK;
     ws->o += r0 * x->dvp;
     ws->m += r0;
@@ -5494,6 +5612,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     x.vpf = (size_t)dv * fa_dtype_size(d->v_type);
     x.bf16 = K->qk_bf16 && d->q_type == FA_BF16 && d->k_type == FA_BF16 && x.kmul == 1.0f && !x.few_rows && !x.dec &&
              (u->nhk == 1 || !d->k_head_scale); /* bf16 pairs take no scale: every head's must be 1 */
+    x.dec_bf16 = x.dec && K->dec_qk_bf16 && d->q_type == FA_BF16 && d->k_type == FA_BF16 && !d->mask; /* masked tiles dot f32 rows */
     x.np = (dk + 1) / 2;
     fa__attn_seq(p, u->b, &x.s);
 
@@ -5502,12 +5621,12 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         if (r < x.nrows) {
             int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
             const void *src = fa__elem_ptr(d->q, d->q_type, x.s.q_base + (x.s.q_tok0 + i) * p->qs.seq + h * p->qs.head);
-            if (x.bf16) {
+            if (x.bf16 || x.dec_bf16) {
                 fa__bf16_pairs((uint16_t *)(void *)w->q + r * 2 * x.np, src, dk);
             } else {
                 K->load(w->q + r * dk, src, d->q_type, dk, 1.0f);
             }
-        } else if (x.bf16) {
+        } else if (x.bf16 || x.dec_bf16) {
             memset((uint16_t *)(void *)w->q + r * 2 * x.np, 0, (size_t)x.np * 4);
         } else {
             memset(w->q + r * dk, 0, (size_t)dk * sizeof(float));

@@ -5,7 +5,7 @@
    difference between the two outputs.
 
    usage (through bench/ab.sh): ab threads sq sk hq hkv d dtype causal cold calls splits
-     dtype: f32 | bf16 | f16 (K and V; Q and O stay f32)
+     dtype: f32 | bf16 | f16 (K and V; Q and O stay f32) | bf16q (Q, K and V bf16)
      cold:  1 = each call after a 256 MiB read (K/V from DRAM), 0 = back to back
      splits: fa_attn_desc.num_splits (0 = the library's choice)
    Both sides must share fa_attn_desc's layout: a revision from before a change of the
@@ -64,7 +64,7 @@ static uint16_t ab_f16(float f) /* |f| < 1, normal or zero after rounding: enoug
 
 int main(int argc, char **argv)
 {
-    int threads, causal, cold, calls, r;
+    int threads, causal, cold, calls, r, qbf;
     int64_t sq, sk, hq, hkv, d, splits;
     fa_dtype kt;
     size_t es, nkv, nq, i, ebytes = (size_t)256 << 20;
@@ -78,7 +78,8 @@ int main(int argc, char **argv)
     }
     threads = atoi(argv[1]); sq = atoll(argv[2]); sk = atoll(argv[3]); hq = atoll(argv[4]); hkv = atoll(argv[5]);
     d = atoll(argv[6]); causal = atoi(argv[8]); cold = atoi(argv[9]); calls = atoi(argv[10]); splits = atoll(argv[11]);
-    kt = !strcmp(argv[7], "bf16") ? FA_BF16 : !strcmp(argv[7], "f16") ? FA_F16 : FA_F32;
+    qbf = !strcmp(argv[7], "bf16q");
+    kt = !strcmp(argv[7], "bf16") || qbf ? FA_BF16 : !strcmp(argv[7], "f16") ? FA_F16 : FA_F32;
     es = kt == FA_F32 ? 4 : 2;
     if (calls < 1) calls = 1;
     nkv = (size_t)(sk * hkv * d);
@@ -96,10 +97,12 @@ int main(int argc, char **argv)
         else { ((uint16_t *)k)[i] = ab_f16(a); ((uint16_t *)v)[i] = ab_f16(b); }
     }
     for (i = 0; i < nq; i++) q[i] = ab_rand();
+    if (qbf) /* bf16 rows in the same buffer (its first half) */
+        for (i = 0; i < nq; i++) ((uint16_t *)q)[i] = ab_bf16(q[i]);
     memset(ev, 1, ebytes);
     memset(&da, 0, sizeof da);
     da.batch = 1; da.seqlen_q = sq; da.seqlen_k = sk; da.heads_q = hq; da.heads_kv = hkv; da.head_dim = d;
-    da.q = q; da.k = k; da.v = v; da.k_type = da.v_type = kt; da.causal = causal; da.num_splits = splits;
+    da.q = q; da.k = k; da.v = v; da.k_type = da.v_type = kt; da.q_type = qbf ? FA_BF16 : FA_F32; da.causal = causal; da.num_splits = splits;
     db = da;
     da.o = oa; db.o = ob;
     da.pool = ab_pool_a(threads); db.pool = ab_pool_b(threads);

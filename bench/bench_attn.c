@@ -460,12 +460,14 @@ static void section_d(int reps, int threads)
            (long long)hq, (long long)hkv, (long long)d, threads, copy_gbs);
     printf("cold: each call after a %zu MiB copy and a read of it, %% copy = median over (copy, call) pairs; warm: back-to-back calls\n",
            cbytes >> 20);
+    printf("Q is f32, except bf16*: Q, K and V bf16\n");
     printf("%-10s | %6s | %9s %7s %7s | %9s %7s %7s | %10s\n", "KV length", "K/V", "cold time", "GB/s", "% copy",
            "warm time", "GB/s", "% copy", "K/V memory");
     for (sk = 4096; sk <= 32768; sk *= 2)
-        for (ti = 0; ti < 4; ti++) {
-            static const fa_dtype kts[4] = {FA_F32, FA_BF16, FA_F16, FA_E4M3};
+        for (ti = 0; ti < 5; ti++) {
+            static const fa_dtype kts[5] = {FA_F32, FA_BF16, FA_BF16, FA_F16, FA_E4M3};
             fa_dtype kt = kts[ti];
+            int qbf = ti == 2; /* bf16 queries as well (an all-bf16 model) */
             size_t es = fa_dtype_size(kt), kvbytes = (size_t)(2 * sk * hkv * d) * es, wsb = 0;
             unsigned char *k = (unsigned char *)malloc(kvbytes / 2), *v = (unsigned char *)malloc(kvbytes / 2);
             float *q = (float *)malloc((size_t)(hq * d) * 4), *o = (float *)malloc((size_t)(hq * d) * 4);
@@ -482,9 +484,12 @@ static void section_d(int reps, int threads)
                 else { ((uint16_t *)k)[i] = fa_f32_to_bf16(a); ((uint16_t *)v)[i] = fa_f32_to_bf16(b); }
             }
             fill(q, hq * d);
+            if (qbf) /* bf16 rows in the first half of q */
+                for (i = 0; i < (size_t)(hq * d); i++) ((uint16_t *)q)[i] = fa_f32_to_bf16(q[i]);
             memset(&desc, 0, sizeof desc);
             desc.batch = 1; desc.seqlen_q = 1; desc.seqlen_k = sk; desc.heads_q = hq; desc.heads_kv = hkv; desc.head_dim = d;
             desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.k_type = desc.v_type = kt; desc.causal = 1;
+            desc.q_type = qbf ? FA_BF16 : FA_F32;
             if (kt == FA_E4M3) desc.k_scale = desc.v_scale = 0.125f; /* an FP8 KV cache with its dequant scale */
             desc.pool = pool;
             if (fa_attn_workspace_size(&desc, &wsb) != FA_OK) { fprintf(stderr, "%s\n", fa_last_error()); exit(1); }
@@ -507,7 +512,7 @@ static void section_d(int reps, int threads)
             tw = time_forward(&desc, reps);
             warm_gbs = (double)kvbytes / tw * 1e-9;
             printf("%-10lld | %6s | %7.3fms %7.1f %6.0f%% | %7.3fms %7.1f %6.0f%% | %6.1f MiB\n", (long long)sk,
-                   fa_dtype_name(kt), cold_t * 1e3, cold_gbs, cold_pct, tw * 1e3, warm_gbs, 100 * warm_gbs / copy_gbs,
+                   qbf ? "bf16*" : fa_dtype_name(kt), cold_t * 1e3, cold_gbs, cold_pct, tw * 1e3, warm_gbs, 100 * warm_gbs / copy_gbs,
                    (double)kvbytes / (1 << 20));
             fflush(stdout);
             free(k); free(v); free(q); free(o);

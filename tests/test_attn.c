@@ -1379,6 +1379,69 @@ TEST(decode_units_of_several_kv_heads_match_reference)
     }
 }
 
+/* bf16 queries against bf16 keys take the vdpbf16ps decode kernel where the CPU has AVX512_BF16
+   (head dims in blocks of 128, the last block 8-64 pairs, masked). Every head dim in 16s up to
+   256, GQA groups 1-8, key counts around the 16-key and 64-key blocks, K scales, V of each float
+   type, a NaN key that must poison exactly its kv head's rows; on every dispatch path, alone and
+   on the pool. */
+TEST(bf16_query_decode_matches_reference_for_every_head_dim_and_group)
+{
+    static const int64_t dims[] = {16, 32, 48, 64, 80, 112, 128, 144, 192, 256};
+    static const int64_t groups[] = {1, 2, 3, 4, 8};
+    static const int64_t lens[] = {1, 7, 16, 63, 65, 130};
+    static const fa_dtype vts[] = {FA_BF16, FA_F16, FA_F32};
+    int di, path, cases = 0;
+    for (di = 0; di < 10; di++) {
+        int64_t dd = dims[di], g = groups[fa_t_randint(5)], hkv = 1 + fa_t_randint(3), hq = g * hkv;
+        int64_t sk = fa_t_randint(3) ? lens[fa_t_randint(6)] : 200 + fa_t_randint(400), i, n;
+        fa_dtype vt = vts[fa_t_randint(3)];
+        int nan_key = fa_t_randint(3) == 0 && sk > 3;
+        size_t ves = fa_dtype_size(vt);
+        uint16_t *q = (uint16_t *)malloc((size_t)(hq * dd) * 2), *k = (uint16_t *)malloc((size_t)(sk * hkv * dd) * 2);
+        unsigned char *v = (unsigned char *)malloc((size_t)(sk * hkv * dd) * ves);
+        float *o = (float *)malloc((size_t)(hq * dd) * 4), *r = (float *)malloc((size_t)(hq * dd) * 4);
+        fa_attn_desc d;
+        for (i = 0; i < hq * dd; i++) q[i] = fa_f32_to_bf16((float)fa_t_normal());
+        for (i = 0; i < sk * hkv * dd; i++) {
+            float x = (float)fa_t_normal();
+            k[i] = fa_f32_to_bf16((float)fa_t_normal());
+            if (vt == FA_BF16) ((uint16_t *)v)[i] = fa_f32_to_bf16(x);
+            else if (vt == FA_F16) ((uint16_t *)v)[i] = fa_f32_to_f16(x);
+            else ((float *)v)[i] = x;
+        }
+        if (nan_key) k[(3 * hkv + 0) * dd + dd - 1] = 0x7fc0; /* key 3, kv head 0, last dim */
+        memset(&d, 0, sizeof d);
+        d.batch = 1; d.seqlen_q = 1; d.seqlen_k = sk; d.heads_q = hq; d.heads_kv = hkv; d.head_dim = dd;
+        d.q = q; d.k = k; d.v = v; d.q_type = d.k_type = FA_BF16; d.v_type = vt; d.o = r; d.causal = 1;
+        if (fa_t_randint(2)) d.k_scale = (float)fa_t_uniform(0.25, 2.0);
+        CHECK(fa_attn_reference(&d) == FA_OK);
+        d.o = o;
+        for (path = 0; path < NPATHS; path++) {
+            double worst = 0;
+            fa_status st;
+            for (i = 0; i < hq * dd; i++) o[i] = -12345.0f;
+            fa_cpu_features_override(paths[path].mask);
+            d.pool = path == NPATHS - 1 ? test_pool : NULL;
+            d.num_splits = path == NPATHS - 1 ? fa_t_randint(4) : 0;
+            st = fa_attn_forward(&d);
+            fa_cpu_features_override(~0u);
+            CHECKF(st == FA_OK, "%s: %s", paths[path].name, fa_last_error());
+            for (n = 0; n < hq * dd; n++) {
+                /* a NaN key reaches every query head of kv head 0 and no other */
+                int poisoned = nan_key && n / dd < g;
+                double err = poisoned ? (isnan(o[n]) ? 0 : INFINITY) : fabs((double)o[n] - r[n]);
+                if (!(err <= 1e30)) err = INFINITY;
+                if (err > worst) worst = err;
+            }
+            CHECKF(worst <= 1e-5, "%s: d %lld, %lld/%lld heads, %lld keys, v %s, nan %d: max error %g", paths[path].name,
+                   (long long)dd, (long long)hq, (long long)hkv, (long long)sk, fa_dtype_name(vt), nan_key, worst);
+            cases++;
+        }
+        free(q); free(k); free(v); free(o); free(r);
+    }
+    CHECK(cases == 10 * NPATHS);
+}
+
 TEST(split_kv_decode_on_a_pool_matches_reference)
 {
     int64_t hq = 8, hkv = 2, dd = 64, sk = 3000, i, e, ns;
@@ -1441,6 +1504,7 @@ int main(void)
     }
     RUN(split_kv_decode_on_a_pool_matches_reference);
     RUN(decode_units_of_several_kv_heads_match_reference);
+    RUN(bf16_query_decode_matches_reference_for_every_head_dim_and_group);
     RUN(vector_exp_is_accurate_on_every_path);
     RUN(row_loads_match_the_scalar_decode_on_every_path);
     RUN(reference_matches_a_hand_computed_case);

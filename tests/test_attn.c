@@ -682,10 +682,10 @@ static void coverage_add(int *cov, const problem *p)
     cov[C_SCALE] += d->k_scale != 0 || d->k_head_scale != NULL;
     cov[C_MASK] += d->mask != NULL;
     { /* a unit of at most 8 rows with head dims in 16s: the AVX-512 in-place decode tiles */
-        int64_t g = p->hq / p->hkv, hpu = g < 64 ? g : 64, qpu = 64 / hpu;
+        int64_t g = p->hq / p->hkv, hpu = g < FA__ROWS ? g : FA__ROWS, qpu = FA__ROWS / hpu;
         int64_t last = p->sq > 0 ? (p->sq - 1) % qpu + 1 : 0;
         /* one query: a unit takes every kv head (fa__attn_schedule) */
-        cov[C_KV_UNIT] += p->sq == 1 && !d->mask && p->hkv > 1 && 2 * (p->hq / p->hkv) <= 64;
+        cov[C_KV_UNIT] += p->sq == 1 && !d->mask && p->hkv > 1 && 2 * (p->hq / p->hkv) <= FA__ROWS;
         cov[C_DEC_TILE] += p->dk % 16 == 0 && p->dv % 16 == 0 && last > 0 && last * hpu <= 8 && !d->cu_seqlens_q;
     }
 }
@@ -1337,7 +1337,7 @@ TEST(vector_exp_is_accurate_on_every_path)
 
 /* Decode with few units on a pool: the KV range is split and merged (FlashDecoding), and the
    result equals the reference whatever the number of splits. */
-/* Decode units take several kv heads (all that fit in 64 rows, dividing heads_kv): shapes past
+/* Decode units take several kv heads (all that fit in FA__ROWS = 128 rows, dividing heads_kv): shapes past
    64 query heads, head counts with awkward divisors, MHA, bf16 token-major K/V, two sequences
    of different cached lengths, with and without the pool. */
 TEST(decode_units_of_several_kv_heads_match_reference)

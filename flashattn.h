@@ -4984,15 +4984,15 @@ FA__AVX512BF16_AI void fa__dec_qkb_block(const uint32_t *q, int64_t np, int64_t 
     const __mmask16 m0 = nc == 1 ? ml : 0xffff, m1 = nc == 2 ? ml : 0xffff, m2 = nc == 3 ? ml : 0xffff, m3 = ml;
     const uint32_t *q0 = q + p0, *q1 = q0 + np, *q2 = q1 + np, *q3 = q2 + np;
     int64_t j;
-#define FA__DQB_Q(R)                                                                              \
-    const __m512i q##R##a = _mm512_maskz_loadu_epi32(m0, q##R),                                   \
-                  q##R##b = nc > 1 ? _mm512_maskz_loadu_epi32(m1, q##R + 16) : z,                 \
-                  q##R##c = nc > 2 ? _mm512_maskz_loadu_epi32(m2, q##R + 32) : z,                 \
-                  q##R##d = nc > 3 ? _mm512_maskz_loadu_epi32(m3, q##R + 48) : z
-    FA__DQB_Q(0);
-    FA__DQB_Q(1);
-    FA__DQB_Q(2);
-    FA__DQB_Q(3);
+#define FA__DQB_Q(R, ON)                                                                          \
+    const __m512i q##R##a = ON ? _mm512_maskz_loadu_epi32(m0, q##R) : z,                          \
+                  q##R##b = ON && nc > 1 ? _mm512_maskz_loadu_epi32(m1, q##R + 16) : z,           \
+                  q##R##c = ON && nc > 2 ? _mm512_maskz_loadu_epi32(m2, q##R + 32) : z,           \
+                  q##R##d = ON && nc > 3 ? _mm512_maskz_loadu_epi32(m3, q##R + 48) : z
+    FA__DQB_Q(0, 1);
+    FA__DQB_Q(1, nr > 1); /* one row: the rows after it may lie past the workspace's rows */
+    FA__DQB_Q(2, nr > 1);
+    FA__DQB_Q(3, nr > 1);
 #undef FA__DQB_Q
     (void)q1a; (void)q1b; (void)q1c; (void)q1d; (void)q2a; (void)q2b; (void)q2c; (void)q2d;
     (void)q3a; (void)q3b; (void)q3c; (void)q3d;
@@ -5692,7 +5692,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         float *o = w->o + r * x.dvp, lse;
         if (w->seen[r]) {
             K->scale(o, dv, 1.0f / w->l[r]);
-            lse = w->m[r] + logf(w->l[r]);
+            lse = part_o || d->lse ? w->m[r] + logf(w->l[r]) : 0.0f; /* only where it is kept */
         } else {
             lse = -INFINITY; /* nothing visible: o stays 0 */
         }

@@ -112,9 +112,10 @@
      thread is left with a long unit at the end), while each thread keeps to about one head,
      whose K/V stay in its cache; others head first. Decode splits keep at least 4 key tiles
      each unless that leaves threads idle, then go down to one tile per split. Unscaled f32 K
-     is transposed from where it lies (no copy into the workspace first). A unit holds 128
-     (query, head) rows, twice the mask's default query block, so that each K/V tile's load and
-     transpose serve twice the rows. Decode with bf16 Q and bf16 K on AVX512_BF16 computes the
+     is transposed from where it lies (no copy into the workspace first). A unit holds 256
+     (query, head) rows, four times the mask's default query block, so that each K/V tile's load
+     and transpose serve four times the rows; a tile's loops run only over the rows that see
+     one of its keys (a causal diagonal, a window's edge), found by binary search. Decode with bf16 Q and bf16 K on AVX512_BF16 computes the
      scores by vdpbf16ps on the K rows as they lie (products of bf16 values are exact in f32,
      so nothing is lost against converting K first); f32 Q keeps the f32 kernel, since splitting
      it into bf16 parts would either lose bits or cost more than the conversion it saves.
@@ -136,7 +137,9 @@
           attn: causal/windowed units claimed query tile first within groups of heads; short
           decode caches split across every thread (16-core Xeon, 512-1024 keys: 2.4-2.7x);
           f32 K transposed in place (prefill 1.02-1.04x); 128-row units (prefill 1.02-1.13x)
-   0.1.3  attn: decode scores for bf16 Q and K by vdpbf16ps (AVX512_BF16)
+   0.1.3  attn: decode scores for bf16 Q and K by vdpbf16ps (AVX512_BF16); 256-row units whose
+          tiles skip the rows that see none of their keys (prefill 1.01-1.09x); f32 V rows
+          read in place when they are dvp apart (1.01-1.03x)
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */
@@ -3196,6 +3199,7 @@ typedef struct fa__attn_plan {
     size_t ws_worker;         /* scratch of one worker */
     int64_t workers;          /* pool workers + the calling thread (1 without a pool) */
     int64_t heads_per_unit, q_per_unit, n_hchunks; /* unit shape: see fa__attn_unit */
+    int64_t unit_rows;        /* rows of the largest unit, heads_per_unit * q_per_unit <= FA__ROWS */
     int64_t kv_per_unit;      /* kv heads per unit: 1, or all of them for decode (see schedule) */
     int64_t units;            /* work units before KV splitting */
     int64_t splits;           /* KV splits per unit (split-KV / FlashDecoding); 1 = none */
@@ -3329,10 +3333,12 @@ static fa_status fa__check_cu(const int32_t *cu, int64_t batch, int64_t max, con
 }
 
 /* (query, head) rows of a work unit. Each K/V tile is loaded, converted and transposed once for
-   all of a unit's rows, so 128 rows halve that cost per row against 64 (dev, 1 thread, f32 and
-   bf16 prefill: 1.02-1.13x, bit-identical results), for 260 KiB of workspace per thread at
-   d=128 instead of 179. Masked units keep to the mask's query blocks (FA_ATTN_BLOCK_Q). */
-#define FA__ROWS 128
+   all of a unit's rows: 128 rows gave 1.02-1.13x against 64, and 256 another 1.01-1.09x against
+   128 (dev, f32/bf16/f16 prefill, 1-2 threads, bit-identical results), for 422 KiB of workspace
+   per thread at d=128 (246 at d=64). A tile skips the rows that see none of its keys, so the
+   larger diagonal block of a causal unit costs no more (without that, 2 threads at s=512 ran
+   0.90-0.96x). Masked units keep to the mask's query blocks (FA_ATTN_BLOCK_Q). */
+#define FA__ROWS 256
 #define FA__BK FA_ATTN_BLOCK_K
 static size_t fa__round64(size_t x) { return (x + 63) & ~(size_t)63; }
 struct fa__attn_ws;
@@ -3373,6 +3379,7 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
         p->q_per_unit = a;
     }
     p->n_hchunks = (p->group * p->kv_per_unit + p->heads_per_unit - 1) / p->heads_per_unit;
+    p->unit_rows = p->heads_per_unit * (p->sq_max < p->q_per_unit ? (p->sq_max > 0 ? p->sq_max : 1) : p->q_per_unit);
     per_b_fixed = p->hkv / p->kv_per_unit * p->n_hchunks;
     if (!d->cu_seqlens_q) {
         if (fa__mul_i64(per_b_fixed, (p->sq_max + p->q_per_unit - 1) / p->q_per_unit, &t) ||
@@ -3418,9 +3425,9 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
     if (fa__mul_size(p->ws_worker, (size_t)p->workers, &bytes))
         return fa__fail(FA_ERR_OVERFLOW, "workspace size overflows size_t");
     if (ws_splits > 1) {
-        /* per (unit, split): FA__ROWS rows of head_dim_v outputs and one LSE each */
+        /* per (unit, split): unit_rows rows of head_dim_v outputs and one LSE each */
         if (fa__mul_size((size_t)units, (size_t)ws_splits, &parts) ||
-            fa__mul_size(parts, (size_t)(FA__ROWS * (p->dv + 1)) * sizeof(float), &parts))
+            fa__mul_size(parts, (size_t)(p->unit_rows * (p->dv + 1)) * sizeof(float), &parts))
             return fa__fail(FA_ERR_OVERFLOW, "split-KV workspace size overflows size_t");
     }
     if (d->cu_seqlens_q) prefix = (size_t)(p->batch + 1) * sizeof(int64_t);
@@ -5398,19 +5405,51 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     const fa__unit *u = x->u;
     const fa__attn_ws *w = x->w;
     const int64_t dk = p->dk, dv = p->dv, dvp = x->dvp, nk = j1 - j0;
-    int64_t r, j, e;
+    int64_t r, j, e, qi, ra, rb, nra;
     int any = 0, masked = mask_pos >= 0, dec = x->dec && !masked, kdirect, vdirect;
     const float *ksrc = NULL, *vsrc = w->v;
     /* the logits' scale; a decode tile's K rows are not scaled by k_scale on the way in */
     const float sscale = dec ? p->scale * x->kmul : p->scale;
 
-    for (r = 0; r < x->nrows; r++) { /* each row's visible keys in the tile: [c0, c1) */
-        int64_t lo, hi;
-        fa__row_range(p, &x->s, u->i0 + r / u->nh, &lo, &hi);
+    /* The rows that can see a key of the tile, [ra, rb): rows are query-major and a query's
+       visible interval moves right with the query index (fa__row_range), so they are one run,
+       found by two binary searches. On a causal diagonal tile or a window's edge the others
+       cost nothing below (a quarter to a half of a 128-row unit's rows). Rounded out to groups
+       of FA__MR for the kernels; a decode tile keeps all its (at most 8) rows. */
+    ra = 0;
+    rb = x->rows_pad;
+    if (!x->few_rows && !dec) {
+        int64_t lo, hi, a = 0, b = u->nq, qa, qb, m;
+        while (a < b) { /* first query whose interval ends past j0 */
+            m = a + (b - a) / 2;
+            fa__row_range(p, &x->s, u->i0 + m, &lo, &hi);
+            if (hi > j0) b = m;
+            else a = m + 1;
+        }
+        qa = a;
+        b = u->nq;
+        while (a < b) { /* first query whose interval starts at or past j1 */
+            m = a + (b - a) / 2;
+            fa__row_range(p, &x->s, u->i0 + m, &lo, &hi);
+            if (lo >= j1) b = m;
+            else a = m + 1;
+        }
+        qb = a;
+        ra = qa * u->nh / FA__MR * FA__MR;
+        rb = qb > qa ? (qb * u->nh + FA__MR - 1) / FA__MR * FA__MR : ra;
+        if (rb > x->rows_pad) rb = x->rows_pad;
+        if (ra >= rb) return; /* no row sees the tile */
+    }
+    nra = rb - ra;
+    for (qi = ra / u->nh; qi * u->nh < rb && qi < u->nq; qi++) { /* each row's visible keys: [c0, c1) */
+        int64_t lo, hi, h;
+        fa__row_range(p, &x->s, u->i0 + qi, &lo, &hi);
         lo = lo < j0 ? j0 : lo > j1 ? j1 : lo; /* clipped to the tile, so the offsets fit */
         hi = hi > j1 ? j1 : hi < j0 ? j0 : hi;
-        w->c0[r] = (int32_t)(lo - j0);
-        w->c1[r] = (int32_t)(hi - j0);
+        for (h = 0; h < u->nh; h++) {
+            w->c0[qi * u->nh + h] = (int32_t)(lo - j0);
+            w->c1[qi * u->nh + h] = (int32_t)(hi - j0);
+        }
     }
     if (dec) { /* the tile's K and V rows, and the next FA__AHEAD keys' for the prefetch */
         int64_t nptr = x->s.sk - j0 < nk + FA__AHEAD ? x->s.sk - j0 : nk + FA__AHEAD;
@@ -5479,26 +5518,28 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         /* S is done */
     } else if (x->bf16) {
         K->ktrans32((uint32_t *)(void *)w->kt, (const uint32_t *)(const void *)w->krows, nk, x->np);
-        K->qk_bf16((const uint32_t *)(const void *)w->q, x->np, (const uint32_t *)(const void *)w->kt, w->s, x->rows_pad);
+        K->qk_bf16((const uint32_t *)(const void *)w->q + ra * x->np, x->np, (const uint32_t *)(const void *)w->kt,
+                   w->s + ra * FA__BK, nra);
     } else if (!x->few_rows) {
         /* a row group needs the keys up to its rows' last visible one: on a causal diagonal
            tile, the first groups skip most of the tile */
         int32_t ncols[FA__ROWS / FA__MR];
         int cut = 0;
-        for (r = 0; r < x->rows_pad; r += FA__MR) {
+        for (r = ra; r < rb; r += FA__MR) {
             int64_t rr, need = 0;
             for (rr = r; rr < r + FA__MR && rr < x->nrows; rr++)
                 if (w->c0[rr] < w->c1[rr] && w->c1[rr] > need) need = w->c1[rr];
             need = (need + 15) & ~(int64_t)15;
-            ncols[r / FA__MR] = (int32_t)need;
+            ncols[(r - ra) / FA__MR] = (int32_t)need;
             cut |= need < FA__BK;
         }
         if (kdirect) K->ktrans(w->kt, ksrc, p->ks.seq, nk, dk);
         else K->ktrans(w->kt, w->krows, dk, nk, dk);
-        K->qk(w->q, dk, w->kt, w->s, x->rows_pad, cut ? ncols : NULL);
+        K->qk(w->q + ra * dk, dk, w->kt, w->s + ra * FA__BK, nra, cut ? ncols : NULL);
     }
 
-    for (r = 0; r < x->nrows; r++) {
+    if (rb > x->nrows) rb = x->nrows; /* past here: the padding rows of the kernels */
+    for (r = ra; r < rb; r++) {
         int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, c0 = w->c0[r], c1 = w->c1[r], c;
         float *sr = w->s + r * FA__BK, mx, mnew, corr, sum;
         w->c0[r] = w->c1[r] = 0; /* set again below once the row takes part in the tile */
@@ -5546,10 +5587,10 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     if (dec) {
         K->dec_pv(w->o, dvp, w->s, w->vp, d->v_type, dv, x->nrows, w->c0, w->c1);
     } else if (!masked) {
-        K->pv(w->o, w->s, vsrc, dvp, x->nrows, w->c0, w->c1);
+        K->pv(w->o + ra * dvp, w->s + ra * FA__BK, vsrc, dvp, rb - ra, w->c0 + ra, w->c1 + ra);
     } else {
         /* partial tile: rows skip the keys the mask hides, so a NaN there cannot leak in */
-        for (r = 0; r < x->nrows; r++) {
+        for (r = ra; r < rb; r++) {
             const float *sr = w->s + r * FA__BK;
             float *orow = w->o + r * dvp;
             int64_t c;
@@ -5750,7 +5791,7 @@ typedef struct fa__attn_job {
     const fa__attn_kernels *K;
     unsigned char *ws;        /* workspace: one scratch block per worker first */
     const int64_t *prefix;    /* varlen: first unit of each sequence [batch+1]; NULL otherwise */
-    float *parts;             /* split-KV partials: [unit][split][FA__ROWS][dv], then the LSEs */
+    float *parts;             /* split-KV partials: [unit][split][unit_rows][dv], then the LSEs */
 } fa__attn_job;
 
 /* Flat unit index -> unit. A sequence's units are numbered kv head, head chunk, query tile. */
@@ -5806,12 +5847,12 @@ static void fa__attn_unit_at(const fa__attn_job *job, int64_t idx, fa__unit *u)
 
 static float *fa__part_o(const fa__attn_job *job, int64_t unit, int64_t split)
 {
-    return job->parts + (unit * job->p->splits + split) * FA__ROWS * job->p->dv;
+    return job->parts + (unit * job->p->splits + split) * job->p->unit_rows * job->p->dv;
 }
 static float *fa__part_lse(const fa__attn_job *job, int64_t unit, int64_t split)
 {
-    return job->parts + job->p->units * job->p->splits * FA__ROWS * job->p->dv +
-           (unit * job->p->splits + split) * FA__ROWS;
+    return job->parts + job->p->units * job->p->splits * job->p->unit_rows * job->p->dv +
+           (unit * job->p->splits + split) * job->p->unit_rows;
 }
 
 static void fa__attn_task(void *ctx, int64_t i, int worker)
@@ -5832,24 +5873,25 @@ static void fa__attn_task(void *ctx, int64_t i, int worker)
 /* Second phase of split-KV: merge each unit's partial rows into the output view. Task i is
    rows [4 (i % FA__MERGE_TASKS), +4) of unit i / FA__MERGE_TASKS, so that a decode step's
    single unit still merges on every thread. */
-#define FA__MERGE_TASKS (FA__ROWS / 4)
+#define FA__MERGE_TASKS(p) (((p)->unit_rows + 3) / 4)
 static void fa__attn_merge_task(void *ctx, int64_t i, int worker)
 {
     const fa__attn_job *job = (const fa__attn_job *)ctx;
     const fa__attn_plan *p = job->p;
     const fa_attn_desc *d = p->d;
-    int64_t unit = i / FA__MERGE_TASKS, r, r1;
+    int64_t unit = i / FA__MERGE_TASKS(p), r, r1;
     fa__unit u;
     fa__seq s;
     (void)worker;
     fa__attn_unit_at(job, unit, &u);
     fa__attn_seq(p, u.b, &s);
-    r = 4 * (i % FA__MERGE_TASKS);
+    r = 4 * (i % FA__MERGE_TASKS(p));
     r1 = r + 4 < u.nh * u.nq ? r + 4 : u.nh * u.nq;
     for (; r < r1; r++) {
         int64_t qi = u.i0 + r / u.nh, h = u.h0 + r % u.nh;
         float lse = fa__merge_row(fa__out_row(p, &s, qi, h), d->o_type, fa__part_o(job, unit, 0) + r * p->dv,
-                                  FA_F32, FA__ROWS * p->dv, fa__part_lse(job, unit, 0) + r, FA__ROWS, p->splits, p->dv);
+                                  FA_F32, p->unit_rows * p->dv, fa__part_lse(job, unit, 0) + r, p->unit_rows, p->splits,
+                                  p->dv);
         fa__put_lse(p, &s, qi, h, lse);
     }
 }
@@ -5885,7 +5927,7 @@ FLASHATTN_DEF fa_status fa_attn_forward(const fa_attn_desc *d)
     /* the pool runs units on its workers and the calling thread; without one, all run here */
     pool = p.workers > 1 ? d->pool : NULL;
     st = fa_pool_parallel_for(pool, p.units * p.splits, fa__attn_task, &job);
-    if (st == FA_OK && p.splits > 1) st = fa_pool_parallel_for(pool, p.units * FA__MERGE_TASKS, fa__attn_merge_task, &job);
+    if (st == FA_OK && p.splits > 1) st = fa_pool_parallel_for(pool, p.units * FA__MERGE_TASKS(&p), fa__attn_merge_task, &job);
     if (!d->workspace) fa_aligned_free(ws);
     return st;
 }

@@ -3735,8 +3735,9 @@ static float fa__nanmax(float a, float b)
 typedef struct fa__attn_kernels {
     const char *name;
     /* s[r][0..FA__BK) = sum_d q[r][d] * kt[d][.] for r < rows (rows a multiple of FA__MR). ncols
-       (NULL = all): row group g (rows g*FA__MR..) needs only its first ncols[g] keys, a multiple
-       of 16 (a causal diagonal tile); the kernel may leave the rest of its rows unwritten. */
+       (NULL = all): row group g (rows g*FA__MR..) needs only keys [ncols[2g], ncols[2g+1]),
+       multiples of 16 (a causal diagonal tile, a window's left edge); the kernel may leave the
+       rest of its rows unwritten. */
     void (*qk)(const float *q, int64_t dk, const float *kt, float *s, int64_t rows, const int32_t *ncols);
     /* s[0..n) *= scale; returns the NaN-propagating max (or -inf for n = 0) */
     float (*scale_max)(float *s, int64_t n, float scale);
@@ -3797,17 +3798,17 @@ static void fa__qk_scalar(const float *q, int64_t dk, const float *kt, float *s,
     float acc[FA__BK];
     for (r = 0; r < rows; r++) {
         float *sr = s + r * FA__BK;
-        int64_t nc = ncols ? ncols[r / FA__MR] : FA__BK;
-        for (c = 0; c < nc; c++) sr[c] = 0.0f;
+        int64_t c0 = ncols ? ncols[2 * (r / FA__MR)] : 0, nc = ncols ? ncols[2 * (r / FA__MR) + 1] : FA__BK;
+        for (c = c0; c < nc; c++) sr[c] = 0.0f;
         for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
             int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
-            for (c = 0; c < nc; c++) acc[c] = 0.0f;
+            for (c = c0; c < nc; c++) acc[c] = 0.0f;
             for (d = d0; d < d1; d++) {
                 float qv = q[r * dk + d];
                 const float *kr = kt + d * FA__BK;
-                for (c = 0; c < nc; c++) acc[c] += qv * kr[c];
+                for (c = c0; c < nc; c++) acc[c] += qv * kr[c];
             }
-            for (c = 0; c < nc; c++) sr[c] += acc[c];
+            for (c = c0; c < nc; c++) sr[c] += acc[c];
         }
     }
 }
@@ -3930,7 +3931,7 @@ static FA__AVX2 void fa__qk_avx2(const float *q, int64_t dk, const float *kt, fl
     int h;
     /* 4 rows x 32 keys at a time: 16 accumulators of 8 floats */
     for (r = 0; r < rows; r += FA__MR)
-        for (h = 0; h < (ncols ? ncols[r / FA__MR] : FA__BK); h += 32)
+        for (h = ncols ? ncols[2 * (r / FA__MR)] & ~31 : 0; h < (ncols ? ncols[2 * (r / FA__MR) + 1] : FA__BK); h += 32)
             for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
                 int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
                 /* named accumulators: gcc -O2 keeps a loop-indexed array of them in memory */
@@ -4433,13 +4434,15 @@ static FA__AVX512 void fa__qk_avx512(const float *q, int64_t dk, const float *kt
     int64_t r;
     for (r = 0; r < rows; r += FA__MR) {
         const float *qr = q + r * dk;
-        float *sr = s + r * FA__BK;
-        switch (ncols ? ncols[r / FA__MR] / 16 : 4) { /* a constant block count for each body */
-        case 0: break;
-        case 1: fa__qk_rows_avx512(qr, dk, kt, sr, 1); break;
-        case 2: fa__qk_rows_avx512(qr, dk, kt, sr, 2); break;
-        case 3: fa__qk_rows_avx512(qr, dk, kt, sr, 3); break;
-        default: fa__qk_rows_avx512(qr, dk, kt, sr, 4); break;
+        int64_t b0 = ncols ? ncols[2 * (r / FA__MR)] / 16 : 0, b1 = ncols ? ncols[2 * (r / FA__MR) + 1] / 16 : 4;
+        float *sr = s + r * FA__BK + 16 * b0;
+        const float *kb = kt + 16 * b0; /* blocks [b0, b1) */
+        switch (b1 - b0) { /* a constant block count for each body */
+        case 1: fa__qk_rows_avx512(qr, dk, kb, sr, 1); break;
+        case 2: fa__qk_rows_avx512(qr, dk, kb, sr, 2); break;
+        case 3: fa__qk_rows_avx512(qr, dk, kb, sr, 3); break;
+        case 4: fa__qk_rows_avx512(qr, dk, kb, sr, 4); break;
+        default: break;
         }
     }
 }
@@ -5120,7 +5123,7 @@ static void fa__qk_neon(const float *q, int64_t dk, const float *kt, float *s, i
     int h;
     /* 4 rows x 16 keys: 16 accumulators of 4 floats */
     for (r = 0; r < rows; r += FA__MR)
-        for (h = 0; h < (ncols ? ncols[r / FA__MR] : FA__BK); h += 16)
+        for (h = ncols ? ncols[2 * (r / FA__MR)] : 0; h < (ncols ? ncols[2 * (r / FA__MR) + 1] : FA__BK); h += 16)
             for (d0 = 0; d0 < dk; d0 += FA__QK_CHUNK) {
                 int64_t d1 = d0 + FA__QK_CHUNK < dk ? d0 + FA__QK_CHUNK : dk;
                 /* named accumulators: gcc -O2 keeps a loop-indexed array of them in memory */
@@ -5521,17 +5524,23 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         K->qk_bf16((const uint32_t *)(const void *)w->q + ra * x->np, x->np, (const uint32_t *)(const void *)w->kt,
                    w->s + ra * FA__BK, nra);
     } else if (!x->few_rows) {
-        /* a row group needs the keys up to its rows' last visible one: on a causal diagonal
-           tile, the first groups skip most of the tile */
-        int32_t ncols[FA__ROWS / FA__MR];
+        /* a row group needs the keys from its rows' first visible one to their last: on a
+           causal diagonal tile the first groups skip most of the tile, on a window's left
+           edge the last groups */
+        int32_t ncols[2 * (FA__ROWS / FA__MR)];
         int cut = 0;
         for (r = ra; r < rb; r += FA__MR) {
-            int64_t rr, need = 0;
+            int64_t rr, first = FA__BK, need = 0;
             for (rr = r; rr < r + FA__MR && rr < x->nrows; rr++)
-                if (w->c0[rr] < w->c1[rr] && w->c1[rr] > need) need = w->c1[rr];
+                if (w->c0[rr] < w->c1[rr]) {
+                    if (w->c1[rr] > need) need = w->c1[rr];
+                    if (w->c0[rr] < first) first = w->c0[rr];
+                }
             need = (need + 15) & ~(int64_t)15;
-            ncols[(r - ra) / FA__MR] = (int32_t)need;
-            cut |= need < FA__BK;
+            first = first >= need ? need : first & ~(int64_t)15; /* no visible row: empty */
+            ncols[2 * ((r - ra) / FA__MR)] = (int32_t)first;
+            ncols[2 * ((r - ra) / FA__MR) + 1] = (int32_t)need;
+            cut |= first > 0 || need < FA__BK;
         }
         if (kdirect) K->ktrans(w->kt, ksrc, p->ks.seq, nk, dk);
         else K->ktrans(w->kt, w->krows, dk, nk, dk);

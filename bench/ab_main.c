@@ -8,6 +8,7 @@
      dtype: f32 | bf16 | f16 (K and V; Q and O stay f32) | bf16q (Q, K and V bf16)
      cold:  1 = each call after a 256 MiB read (K/V from DRAM), 0 = back to back
      splits: fa_attn_desc.num_splits (0 = the library's choice)
+   environment: AB_WINDOW=w adds a sliding window (window_left w, window_right 0)
    Both sides must share fa_attn_desc's layout: a revision from before a change of the
    descriptor cannot be compared this way. */
 #define FLASHATTN_STATIC
@@ -103,6 +104,11 @@ int main(int argc, char **argv)
     memset(&da, 0, sizeof da);
     da.batch = 1; da.seqlen_q = sq; da.seqlen_k = sk; da.heads_q = hq; da.heads_kv = hkv; da.head_dim = d;
     da.q = q; da.k = k; da.v = v; da.k_type = da.v_type = kt; da.q_type = qbf ? FA_BF16 : FA_F32; da.causal = causal; da.num_splits = splits;
+    if (getenv("AB_WINDOW")) { /* AB_WINDOW=w: a sliding window of w keys left of the diagonal */
+        da.use_window = 1;
+        da.window_left = atoll(getenv("AB_WINDOW"));
+        da.window_right = 0;
+    }
     db = da;
     da.o = oa; db.o = ob;
     da.pool = ab_pool_a(threads); db.pool = ab_pool_b(threads);

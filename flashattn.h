@@ -139,7 +139,8 @@
           f32 K transposed in place (prefill 1.02-1.04x); 128-row units (prefill 1.02-1.13x)
    0.1.3  attn: decode scores for bf16 Q and K by vdpbf16ps (AVX512_BF16); 256-row units whose
           tiles skip the rows that see none of their keys (prefill 1.01-1.09x); f32 V rows
-          read in place when they are dvp apart (1.01-1.03x)
+          read in place when they are dvp apart (1.01-1.03x); S skips the key blocks left of
+          a row group's window (windows of 128-256 keys: 1.03-1.06x)
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */

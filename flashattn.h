@@ -79,13 +79,14 @@
      states the bound). The vector exp is a polynomial with <= 1 ulp measured error that flushes
      results below FLT_MIN to 0 on every path.
    - Decode (one query per sequence, no sparse mask): a work unit takes as many kv heads as fit
-     in 64 rows and does each 64-key tile for those heads in turn, so token-major (BSHD or
+     in its 256 rows and does each 64-key tile for those heads in turn, so token-major (BSHD or
      vLLM-paged) K/V is read a token at a time rather than a head's 256-byte slice per token;
      tiles of at most 8 rows read K and V where they lie (no transpose, no f32 staging), on
      AVX-512 and AVX2. A tile's K/V row pointers step by the token stride (one page lookup per
      run of keys when paged). The split-KV merge runs on every thread.
-   - Causal: on a diagonal tile each group of 4 rows computes S only over the 16-key blocks one
-     of its rows can see (qk's ncols).
+   - Causal and windows: on a diagonal tile or a window's edge each group of 4 rows computes S
+     only over the 16-key blocks one of its rows can see (qk's ncols pairs), and rows that see
+     none of a tile's keys are skipped altogether.
    - Builds: the micro-kernels keep their accumulators in named variables (or loops under
      FA__UNROLL), because gcc -O2 leaves a small loop-indexed array of vectors in memory; -O2
      and -O3 builds run within a few percent of each other. In C++ with g++, the

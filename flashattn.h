@@ -116,10 +116,11 @@
      is transposed from where it lies (no copy into the workspace first). A unit holds 256
      (query, head) rows, four times the mask's default query block, so that each K/V tile's load
      and transpose serve four times the rows; a tile's loops run only over the rows that see
-     one of its keys (a causal diagonal, a window's edge), found by binary search. Decode with bf16 Q and bf16 K on AVX512_BF16 computes the
-     scores by vdpbf16ps on the K rows as they lie (products of bf16 values are exact in f32,
-     so nothing is lost against converting K first); f32 Q keeps the f32 kernel, since splitting
-     it into bf16 parts would either lose bits or cost more than the conversion it saves.
+     one of its keys (a causal diagonal, a window's edge), found by binary search. Decode with
+     bf16 Q and bf16 K on AVX512_BF16 computes the scores by vdpbf16ps on the K rows as they
+     lie (products of bf16 values are exact in f32, so nothing is lost against converting K
+     first); f32 Q keeps the f32 kernel, since splitting it into bf16 parts would either lose
+     bits or cost more than the conversion it saves.
    - Hash: erase leaves a tombstone only where a group is full; a table that runs out of room
      with at most 25/32 live slots is rehashed in place (no allocation), otherwise it doubles.
      fa_cmap keeps replaced tables until fa_cmap_reclaim or destroy.
@@ -3381,7 +3382,7 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
         p->q_per_unit = a;
     }
     p->n_hchunks = (p->group * p->kv_per_unit + p->heads_per_unit - 1) / p->heads_per_unit;
-    p->unit_rows = p->heads_per_unit * (p->sq_max < p->q_per_unit ? (p->sq_max > 0 ? p->sq_max : 1) : p->q_per_unit);
+    p->unit_rows = p->heads_per_unit * (p->sq_max < 1 ? 1 : p->sq_max < p->q_per_unit ? p->sq_max : p->q_per_unit);
     per_b_fixed = p->hkv / p->kv_per_unit * p->n_hchunks;
     if (!d->cu_seqlens_q) {
         if (fa__mul_i64(per_b_fixed, (p->sq_max + p->q_per_unit - 1) / p->q_per_unit, &t) ||
@@ -3719,6 +3720,18 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
 #else
 #define FA__PREFETCH_LINES(p, bytes, LOC) ((void)(p), (void)(bytes))
 #endif
+
+/* The decode kernels' prefetch for key j of krow / vrow (see dec_qk's contract): K FA__PREFETCH
+   keys ahead and this key's V into L1, both FA__AHEAD keys ahead into L2. */
+#define FA__DEC_PREFETCH(krow, vrow, j, kbytes, vbytes)                                          \
+    do {                                                                                       \
+        if ((krow)[(j) + FA__PREFETCH]) FA__PREFETCH_LINES((krow)[(j) + FA__PREFETCH], kbytes, 3); \
+        FA__PREFETCH_LINES((vrow)[j], vbytes, 3);                                               \
+        if ((krow)[(j) + FA__AHEAD]) {                                                          \
+            FA__PREFETCH_LINES((krow)[(j) + FA__AHEAD], kbytes, 2);                             \
+            FA__PREFETCH_LINES((vrow)[(j) + FA__AHEAD], vbytes, 2);                             \
+        }                                                                                      \
+    } while (0)
 
 #define FA__QK_CHUNK 32 /* head dims summed before adding into S: error grows with chunk + dk/chunk, not dk */
 #define FA__EXP_LO (-87.3365478515625f) /* ln(FLT_MIN): below it exp() flushes to 0 */
@@ -4210,14 +4223,7 @@ FA__AVX2_AI void fa__dec_qk_body_avx2(const float *q, int64_t dk, const void *co
         for (j = 0; j < n; j++) {
             const void *kr = krow[j0 + j];
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            if (kbytes) { /* K a few keys ahead and this key's V into L1, both a tile ahead into L2 */
-                if (krow[j0 + j + FA__PREFETCH]) FA__PREFETCH_LINES(krow[j0 + j + FA__PREFETCH], kbytes, 3);
-                FA__PREFETCH_LINES(vrow[j0 + j], vbytes, 3);
-                if (krow[j0 + j + FA__AHEAD]) {
-                    FA__PREFETCH_LINES(krow[j0 + j + FA__AHEAD], kbytes, 2);
-                    FA__PREFETCH_LINES(vrow[j0 + j + FA__AHEAD], vbytes, 2);
-                }
-            }
+            if (kbytes) FA__DEC_PREFETCH(krow, vrow, j0 + j, kbytes, vbytes);
             for (e = 0; e < dk; e += 16) { /* dk is a multiple of 16 */
                 __m256 k0 = fa__ld8_avx2(kr, e, t), k1 = fa__ld8_avx2(kr, e + 8, t);
                 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), k0, a0);
@@ -4687,14 +4693,7 @@ FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void
             const void *kr = krow[j0 + j];
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
             /* K a few keys ahead; this key's V row, which P V reads once the tile's S is done */
-            if (kbytes) { /* K a few keys ahead and this key's V into L1, both a tile ahead into L2 */
-                if (krow[j0 + j + FA__PREFETCH]) FA__PREFETCH_LINES(krow[j0 + j + FA__PREFETCH], kbytes, 3);
-                FA__PREFETCH_LINES(vrow[j0 + j], vbytes, 3);
-                if (krow[j0 + j + FA__AHEAD]) {
-                    FA__PREFETCH_LINES(krow[j0 + j + FA__AHEAD], kbytes, 2);
-                    FA__PREFETCH_LINES(vrow[j0 + j + FA__AHEAD], vbytes, 2);
-                }
-            }
+            if (kbytes) FA__DEC_PREFETCH(krow, vrow, j0 + j, kbytes, vbytes);
             for (e = 0; e + 32 <= dk; e += 32) {
                 __m512 k0 = fa__ld16_avx512(kr, e, t), k1 = fa__ld16_avx512(kr, e + 16, t);
                 a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), k0, a0);
@@ -5011,14 +5010,7 @@ FA__AVX512BF16_AI void fa__dec_qkb_block(const uint32_t *q, int64_t np, int64_t 
     for (j = 0; j < n; j++) {
         const uint32_t *kr = (const uint32_t *)krow[j] + p0;
         __m512i k0, k1 = z, k2 = z, k3 = z;
-        if (kbytes) { /* as fa__dec_qk_body_avx512 */
-            if (krow[j + FA__PREFETCH]) FA__PREFETCH_LINES(krow[j + FA__PREFETCH], kbytes, 3);
-            FA__PREFETCH_LINES(vrow[j], vbytes, 3);
-            if (krow[j + FA__AHEAD]) {
-                FA__PREFETCH_LINES(krow[j + FA__AHEAD], kbytes, 2);
-                FA__PREFETCH_LINES(vrow[j + FA__AHEAD], vbytes, 2);
-            }
-        }
+        if (kbytes) FA__DEC_PREFETCH(krow, vrow, j, kbytes, vbytes);
         k0 = _mm512_maskz_loadu_epi32(m0, kr);
         if (nc > 1) k1 = _mm512_maskz_loadu_epi32(m1, kr + 16);
         if (nc > 2) k2 = _mm512_maskz_loadu_epi32(m2, kr + 32);
@@ -5419,7 +5411,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     /* The rows that can see a key of the tile, [ra, rb): rows are query-major and a query's
        visible interval moves right with the query index (fa__row_range), so they are one run,
        found by two binary searches. On a causal diagonal tile or a window's edge the others
-       cost nothing below (a quarter to a half of a 128-row unit's rows). Rounded out to groups
+       cost nothing below (up to three quarters of a 256-row unit's rows). Rounded out to groups
        of FA__MR for the kernels; a decode tile keeps all its (at most 8) rows. */
     ra = 0;
     rb = x->rows_pad;
@@ -5483,22 +5475,20 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     /* V tile, padded; K tile transposed for the register-blocked S = Q K^T, or with few rows
        (decode) each K row dotted with the queries as it streams in. Unscaled f32 K rows a fixed
        stride apart (not across a page boundary) are transposed from where they lie. */
-    kdirect = !dec && !x->bf16 && !x->few_rows && d->k_type == FA_F32 && x->kmul == 1.0f &&
-              (!d->block_table || j0 % d->page_size + nk <= d->page_size);
-    if (kdirect) {
+    {
+        const int one_page = !d->block_table || j0 % d->page_size + nk <= d->page_size;
         int64_t ko, vo;
-        fa__kv_offsets(p, &x->s, u->b, j0, u->hk, &ko, &vo);
-        ksrc = (const float *)d->k + ko;
-    }
-    /* unscaled f32 V rows exactly dvp apart (one head, or a head-major layout) are already the
-       tile P V reads: no copy. (Reading rows further apart in place was slower than the copy:
-       4 token-major heads at d=64 0.95x.) */
-    vdirect = !dec && !masked && d->v_type == FA_F32 && x->vmul == 1.0f && dv == dvp && p->vs.seq == dvp &&
-              (!d->block_table || j0 % d->page_size + nk <= d->page_size);
-    if (vdirect) {
-        int64_t ko, vo;
-        fa__kv_offsets(p, &x->s, u->b, j0, u->hk, &ko, &vo);
-        vsrc = (const float *)d->v + vo;
+        kdirect = !dec && !x->bf16 && !x->few_rows && d->k_type == FA_F32 && x->kmul == 1.0f && one_page;
+        /* unscaled f32 V rows exactly dvp apart (one head, or a head-major layout) are already
+           the tile P V reads: no copy. (Reading rows further apart in place was slower than the
+           copy: 4 token-major heads at d=64 0.95x.) */
+        vdirect = !dec && !masked && d->v_type == FA_F32 && x->vmul == 1.0f && dv == dvp && p->vs.seq == dvp &&
+                  one_page;
+        if (kdirect || vdirect) {
+            fa__kv_offsets(p, &x->s, u->b, j0, u->hk, &ko, &vo);
+            if (kdirect) ksrc = (const float *)d->k + ko;
+            if (vdirect) vsrc = (const float *)d->v + vo;
+        }
     }
     for (j = 0; j < (dec ? 0 : nk); j++) {
         int64_t ko, vo;

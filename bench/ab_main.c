@@ -8,7 +8,8 @@
      dtype: f32 | bf16 | f16 (K and V; Q and O stay f32) | bf16q (Q, K and V bf16)
      cold:  1 = each call after a 256 MiB read (K/V from DRAM), 0 = back to back
      splits: fa_attn_desc.num_splits (0 = the library's choice)
-   environment: AB_WINDOW=w adds a sliding window (window_left w, window_right 0)
+   environment: AB_WINDOW=w adds a sliding window (window_left w, window_right 0);
+                AB_ISA=avx2 runs both sides on the AVX2 kernels (fa_cpu_features_override)
    Both sides must share fa_attn_desc's layout: a revision from before a change of the
    descriptor cannot be compared this way. */
 #define FLASHATTN_STATIC

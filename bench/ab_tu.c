@@ -5,6 +5,7 @@
 #define FLASHATTN_IMPLEMENTATION
 #include AB_HEADER
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AB_CAT2(x, y) x##y
@@ -30,6 +31,9 @@ void *AB_CAT(ab_pool_, AB_SIDE)(int threads)
 {
     fa_pool *p = (fa_pool *)0;
     fa_pool_desc pd;
+    const char *isa = getenv("AB_ISA");
+    if (isa && !strcmp(isa, "avx2")) /* AB_ISA=avx2: the AVX2 kernels on an AVX-512 machine */
+        fa_cpu_features_override(FA_CPU_SSE2 | FA_CPU_AVX | FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C);
     if (threads < 2) return (void *)0;
     memset(&pd, 0, sizeof pd);
     pd.threads = threads - 1;

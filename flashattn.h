@@ -4123,6 +4123,38 @@ static FA__AVX2 void fa__pv_avx2(float *o, const float *s, const float *v, int64
     }
 }
 
+/* kt[e][c] = kr[c * krs + e] (see fa__ktrans_scalar) by 8 x 8 blocks transposed in registers;
+   the dims past a multiple of 8 and the keys past one go element by element */
+static FA__AVX2 void fa__ktrans_avx2(float *kt, const float *kr, int64_t krs, int64_t nk, int64_t dk)
+{
+    int64_t c, e, c8 = nk & ~(int64_t)7, e8 = dk & ~(int64_t)7;
+    int i;
+    for (c = 0; c < c8; c += 8)
+        for (e = 0; e < e8; e += 8) {
+            __m256 x[8], t[8];
+            for (i = 0; i < 8; i++) x[i] = _mm256_loadu_ps(kr + (c + i) * krs + e);
+            for (i = 0; i < 4; i++) {
+                t[2 * i] = _mm256_unpacklo_ps(x[2 * i], x[2 * i + 1]);
+                t[2 * i + 1] = _mm256_unpackhi_ps(x[2 * i], x[2 * i + 1]);
+            }
+            for (i = 0; i < 2; i++) { /* t[0..3] rows 0-3, t[4..7] rows 4-7 */
+                x[4 * i] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+                x[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+                x[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+                x[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+            }
+            for (i = 0; i < 4; i++) { /* x[i]: dims i and 4 + i of rows 0-3; x[4 + i]: of rows 4-7 */
+                _mm256_storeu_ps(kt + (e + i) * FA__BK + c, _mm256_permute2f128_ps(x[i], x[4 + i], 0x20));
+                _mm256_storeu_ps(kt + (e + 4 + i) * FA__BK + c, _mm256_permute2f128_ps(x[i], x[4 + i], 0x31));
+            }
+        }
+    for (e = 0; e < dk; e++) {
+        float *dst = kt + e * FA__BK;
+        for (c = e < e8 ? c8 : 0; c < nk; c++) dst[c] = kr[c * krs + e];
+        for (c = nk; c < FA__BK; c++) dst[c] = 0.0f;
+    }
+}
+
 /* f16 (F16C), bf16 (a 16-bit shift) and FP8 rows to f32, 8 at a time */
 static FA__AVX2 void fa__load_avx2(float *dst, const void *src, fa_dtype t,
                                    int64_t n, float mul)
@@ -4376,7 +4408,7 @@ static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, cons
 
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
-    fa__load_avx2, fa__dot_avx2, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, fa__dec_qk_avx2, fa__dec_pv_avx2,
+    fa__load_avx2, fa__dot_avx2, fa__ktrans_avx2, FA__FEW_ROWS, NULL, NULL, fa__dec_qk_avx2, fa__dec_pv_avx2,
     0, NULL};
 
 /* ---- AVX-512 ---- */

@@ -4238,8 +4238,8 @@ static FA__AVX2 float fa__dot_avx2(const float *a, const float *b, int64_t n)
         }                                                                                         \
     } while (0)
 
-/* ---- AVX2 decode kernels: the AVX-512 design (see there) in 8 lanes, for f32/f16/bf16 K/V
-   (FP8 K/V take the staged path on AVX2) ---- */
+/* ---- AVX2 decode kernels: the AVX-512 design (see there) in 8 lanes, for K/V of every type
+   (FP8 decoded as the AVX-512 kernels do) ---- */
 FA__AVX2_AI __m256 fa__ld8_avx2(const void *src, int64_t i, fa_dtype t)
 {
     switch (t) {
@@ -4247,6 +4247,20 @@ FA__AVX2_AI __m256 fa__ld8_avx2(const void *src, int64_t i, fa_dtype t)
         return _mm256_castsi256_ps(_mm256_slli_epi32(
             _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)src + i))), 16));
     case FA_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)src + i)));
+    case FA_E4M3: { /* as fa__e4m3x16_avx512: through an IEEE half worth the value / 256 */
+        const __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)((const uint8_t *)src + i));
+        const __m128i x = _mm_cvtepu8_epi16(b);
+        const __m128i h = _mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(x, 8), 1), _mm_set1_epi16((short)0xbf80));
+        __m256 f = _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+        if (FA__UNLIKELY(fa__e4m3_nan_bits(b) & 0xff)) /* 0x7f / 0xff: NaN in those lanes */
+            f = _mm256_blendv_ps(f, _mm256_set1_ps(NAN),
+                                 _mm256_castsi256_ps(_mm256_cvtepi8_epi32(
+                                     _mm_cmpeq_epi8(_mm_and_si128(b, _mm_set1_epi8(0x7f)), _mm_set1_epi8(0x7f)))));
+        return f;
+    }
+    case FA_E5M2: /* E5M2 is the top byte of an IEEE half */
+        return _mm256_cvtph_ps(_mm_slli_epi16(
+            _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(const void *)((const uint8_t *)src + i))), 8));
     default: return _mm256_loadu_ps((const float *)src + i);
     }
 }
@@ -4385,8 +4399,9 @@ static FA__AVX2 void fa__dec_qk_avx2(const float *q, int64_t dk, const void *con
         else fa__dec_qk_body_avx2(qr, dk, krow, vrow, nk, sr, T, 4, k1, v1);                          \
         break;
         switch (kt) {
-            FA__DEC_QK_CASE(FA_F32) FA__DEC_QK_CASE(FA_F16) FA__DEC_QK_CASE(FA_BF16)
-        default: break; /* FP8: not taken (fa__attn_unit) */
+            FA__DEC_QK_CASE(FA_F32) FA__DEC_QK_CASE(FA_F16) FA__DEC_QK_CASE(FA_BF16) FA__DEC_QK_CASE(FA_E4M3)
+            FA__DEC_QK_CASE(FA_E5M2)
+        default: break;
         }
 #undef FA__DEC_QK_CASE
     }
@@ -4400,6 +4415,8 @@ static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, cons
     case FA_F32: fa__dec_pv_body_avx2(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_F32, NR); break; \
     case FA_F16: fa__dec_pv_body_avx2(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_F16, NR); break; \
     case FA_BF16: fa__dec_pv_body_avx2(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_BF16, NR); break; \
+    case FA_E4M3: fa__dec_pv_body_avx2(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_E4M3, NR); break; \
+    case FA_E5M2: fa__dec_pv_body_avx2(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_E5M2, NR); break; \
     default: break;                                                                                   \
     }
     FA__DEC_PV_ROWS(FA__DEC_PV);
@@ -4409,7 +4426,7 @@ static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, cons
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
     fa__load_avx2, fa__dot_avx2, fa__ktrans_avx2, FA__FEW_ROWS, NULL, NULL, fa__dec_qk_avx2, fa__dec_pv_avx2,
-    0, NULL};
+    1, NULL};
 
 /* ---- AVX-512 ---- */
 #define FA__AVX512 __attribute__((target("avx512f")))

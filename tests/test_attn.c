@@ -1442,6 +1442,69 @@ TEST(bf16_query_decode_matches_reference_for_every_head_dim_and_group)
     CHECK(cases == 10 * NPATHS);
 }
 
+/* An FP8 KV cache in decode (the kernels read E4M3 / E5M2 rows in place, decoding through IEEE
+   halves): against the reference on every dispatch path, alone and on the pool, head dims
+   multiples of 16 (in place) and not (staged), GQA groups 1-8; NaN codes (E4M3 0x7f / 0xff,
+   E5M2 0x7d-0x7f / 0xfd-0xff) in a K row must poison exactly its kv head's rows, and in a V row
+   exactly that dim of them. */
+TEST(fp8_kv_decode_matches_reference_and_nan_codes_stay_in_their_heads)
+{
+    static const int64_t dims[] = {16, 32, 64, 72, 96, 128, 200, 256};
+    static const int64_t groups[] = {1, 2, 4, 8};
+    static const uint8_t nans[2][4] = {{0x7f, 0xff, 0x7f, 0xff}, {0x7d, 0x7e, 0xfe, 0xff}};
+    int di, path, cases = 0;
+    for (di = 0; di < 16; di++) {
+        int64_t dd = dims[di % 8], g = groups[fa_t_randint(4)], hkv = 2 + fa_t_randint(2), hq = g * hkv;
+        int64_t sk = fa_t_randint(2) ? 1 + fa_t_randint(140) : 200 + fa_t_randint(500), i, n;
+        int e4 = di % 2 == 0, knan = sk > 3 && fa_t_randint(2), vnan = sk > 5 && fa_t_randint(2);
+        int64_t vdim = fa_t_randint((int)dd);
+        fa_dtype t = e4 ? FA_E4M3 : FA_E5M2;
+        unsigned char *k = (unsigned char *)malloc((size_t)(sk * hkv * dd)), *v = (unsigned char *)malloc((size_t)(sk * hkv * dd));
+        float *q = (float *)malloc((size_t)(hq * dd) * 4), *o = (float *)malloc((size_t)(hq * dd) * 4);
+        float *r = (float *)malloc((size_t)(hq * dd) * 4);
+        fa_attn_desc d;
+        for (i = 0; i < hq * dd; i++) q[i] = (float)fa_t_normal();
+        for (i = 0; i < sk * hkv * dd; i++) {
+            float a = (float)fa_t_normal(), b = (float)fa_t_normal();
+            k[i] = e4 ? fa_f32_to_e4m3(a, 1) : fa_f32_to_e5m2(a, 1);
+            v[i] = e4 ? fa_f32_to_e4m3(b, 1) : fa_f32_to_e5m2(b, 1);
+        }
+        if (knan) k[(3 * hkv + 0) * dd + fa_t_randint((int)dd)] = nans[!e4][fa_t_randint(4)]; /* key 3, kv head 0 */
+        if (vnan) v[(5 * hkv + 1) * dd + vdim] = nans[!e4][fa_t_randint(4)];              /* key 5, kv head 1 */
+        memset(&d, 0, sizeof d);
+        d.batch = 1; d.seqlen_q = 1; d.seqlen_k = sk; d.heads_q = hq; d.heads_kv = hkv; d.head_dim = dd;
+        d.q = q; d.k = k; d.v = v; d.k_type = d.v_type = t; d.o = r; d.causal = 1;
+        d.k_scale = (float)fa_t_uniform(0.5, 2.0) * 0.25f;
+        d.v_scale = (float)fa_t_uniform(0.5, 2.0);
+        CHECK(fa_attn_reference(&d) == FA_OK);
+        d.o = o;
+        for (path = 0; path < NPATHS; path++) {
+            double worst = 0;
+            fa_status st;
+            for (i = 0; i < hq * dd; i++) o[i] = -12345.0f;
+            fa_cpu_features_override(paths[path].mask);
+            d.pool = path == NPATHS - 1 ? test_pool : NULL;
+            d.num_splits = path == NPATHS - 1 ? fa_t_randint(4) : 0;
+            st = fa_attn_forward(&d);
+            fa_cpu_features_override(~0u);
+            CHECKF(st == FA_OK, "%s: %s", paths[path].name, fa_last_error());
+            for (n = 0; n < hq * dd; n++) {
+                int64_t head = n / dd, kvh = head / g;
+                int poisoned = (knan && kvh == 0) || (vnan && kvh == 1 && n % dd == vdim);
+                double err = poisoned ? (isnan(o[n]) ? 0 : INFINITY) : fabs((double)o[n] - r[n]);
+                if (!(err <= 1e30)) err = INFINITY;
+                if (err > worst) worst = err;
+            }
+            CHECKF(worst <= 1e-5 * d.v_scale * 4, "%s: %s d %lld, %lld/%lld heads, %lld keys, nan k %d v %d: max error %g",
+                   paths[path].name, fa_dtype_name(t), (long long)dd, (long long)hq, (long long)hkv, (long long)sk, knan,
+                   vnan, worst);
+            cases++;
+        }
+        free(q); free(k); free(v); free(o); free(r);
+    }
+    CHECK(cases == 16 * NPATHS);
+}
+
 TEST(split_kv_decode_on_a_pool_matches_reference)
 {
     int64_t hq = 8, hkv = 2, dd = 64, sk = 3000, i, e, ns;
@@ -1505,6 +1568,7 @@ int main(void)
     RUN(split_kv_decode_on_a_pool_matches_reference);
     RUN(decode_units_of_several_kv_heads_match_reference);
     RUN(bf16_query_decode_matches_reference_for_every_head_dim_and_group);
+    RUN(fp8_kv_decode_matches_reference_and_nan_codes_stay_in_their_heads);
     RUN(vector_exp_is_accurate_on_every_path);
     RUN(row_loads_match_the_scalar_decode_on_every_path);
     RUN(reference_matches_a_hand_computed_case);

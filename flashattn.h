@@ -4077,39 +4077,64 @@ static FA__AVX2 void fa__pv_row_avx2(float *o, const float *sr, const float *v, 
     }
 }
 
+/* O += P V for 4 rows x 8*NV dims from dim e (NV 2 or 3) over keys [a, b): 4*NV accumulators,
+   NV V vectors and the broadcast P value, at most the 16 registers. Named accumulators: gcc -O2
+   keeps a loop-indexed array of them in memory. */
+FA__AVX2_AI void fa__pv_block_avx2(float *o, const float *s, const float *v, int64_t dvp, int64_t r, int64_t e,
+                                   int64_t a, int64_t b, int NV)
+{
+    float *o0 = o + r * dvp + e, *o1 = o0 + dvp, *o2 = o1 + dvp, *o3 = o2 + dvp;
+    const float *s0 = s + r * FA__BK;
+    __m256 z = _mm256_setzero_ps();
+    __m256 x00 = _mm256_loadu_ps(o0), x01 = _mm256_loadu_ps(o0 + 8), x02 = NV > 2 ? _mm256_loadu_ps(o0 + 16) : z;
+    __m256 x10 = _mm256_loadu_ps(o1), x11 = _mm256_loadu_ps(o1 + 8), x12 = NV > 2 ? _mm256_loadu_ps(o1 + 16) : z;
+    __m256 x20 = _mm256_loadu_ps(o2), x21 = _mm256_loadu_ps(o2 + 8), x22 = NV > 2 ? _mm256_loadu_ps(o2 + 16) : z;
+    __m256 x30 = _mm256_loadu_ps(o3), x31 = _mm256_loadu_ps(o3 + 8), x32 = NV > 2 ? _mm256_loadu_ps(o3 + 16) : z;
+    int64_t c;
+    for (c = a; c < b; c++) {
+        const float *vr = v + c * dvp + e;
+        __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8), v2 = NV > 2 ? _mm256_loadu_ps(vr + 16) : z;
+#define FA__PV_FMA(I)                                                                             \
+    do {                                                                                          \
+        __m256 p = _mm256_broadcast_ss(s0 + I * FA__BK + c);                                      \
+        x##I##0 = _mm256_fmadd_ps(p, v0, x##I##0);                                                \
+        x##I##1 = _mm256_fmadd_ps(p, v1, x##I##1);                                                \
+        if (NV > 2) x##I##2 = _mm256_fmadd_ps(p, v2, x##I##2);                                    \
+    } while (0)
+        FA__PV_FMA(0);
+        FA__PV_FMA(1);
+        FA__PV_FMA(2);
+        FA__PV_FMA(3);
+#undef FA__PV_FMA
+    }
+    _mm256_storeu_ps(o0, x00); _mm256_storeu_ps(o0 + 8, x01);
+    _mm256_storeu_ps(o1, x10); _mm256_storeu_ps(o1 + 8, x11);
+    _mm256_storeu_ps(o2, x20); _mm256_storeu_ps(o2 + 8, x21);
+    _mm256_storeu_ps(o3, x30); _mm256_storeu_ps(o3 + 8, x31);
+    if (NV > 2) {
+        _mm256_storeu_ps(o0 + 16, x02); _mm256_storeu_ps(o1 + 16, x12);
+        _mm256_storeu_ps(o2 + 16, x22); _mm256_storeu_ps(o3 + 16, x32);
+    }
+}
+
 static FA__AVX2 void fa__pv_avx2(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows,
                                  const int32_t *c0, const int32_t *c1)
 {
-    int64_t r, e, c, i, a, b;
+    int64_t r, e, i, a, b;
     for (r = 0; r < nrows; r += FA__MR) {
         int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
         fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
         if (nr == FA__MR && a < b) {
-            /* 4 rows x 16 dims, in named accumulators: gcc -O2 keeps a loop-indexed array of
-               them in memory */
-            for (e = 0; e < dvp; e += 16) {
-                __m256 x00 = _mm256_loadu_ps(o + r * dvp + e), x01 = _mm256_loadu_ps(o + r * dvp + e + 8);
-                __m256 x10 = _mm256_loadu_ps(o + (r + 1) * dvp + e), x11 = _mm256_loadu_ps(o + (r + 1) * dvp + e + 8);
-                __m256 x20 = _mm256_loadu_ps(o + (r + 2) * dvp + e), x21 = _mm256_loadu_ps(o + (r + 2) * dvp + e + 8);
-                __m256 x30 = _mm256_loadu_ps(o + (r + 3) * dvp + e), x31 = _mm256_loadu_ps(o + (r + 3) * dvp + e + 8);
-                for (c = a; c < b; c++) {
-                    __m256 v0 = _mm256_loadu_ps(v + c * dvp + e), v1 = _mm256_loadu_ps(v + c * dvp + e + 8);
-#define FA__PV_FMA(I)                                                                             \
-    do {                                                                                          \
-        __m256 p = _mm256_broadcast_ss(s + (r + I) * FA__BK + c);                                 \
-        x##I##0 = _mm256_fmadd_ps(p, v0, x##I##0);                                                \
-        x##I##1 = _mm256_fmadd_ps(p, v1, x##I##1);                                                \
-    } while (0)
-                    FA__PV_FMA(0);
-                    FA__PV_FMA(1);
-                    FA__PV_FMA(2);
-                    FA__PV_FMA(3);
-#undef FA__PV_FMA
+            /* the dims (a multiple of 16) in blocks of 24 and 16, as fa__qk_avx2's keys: 12
+               independent sums where they fit, for cores that need 10 to cover the FMA latency */
+            for (e = 0; e < dvp;) {
+                if (dvp - e >= 48 || dvp - e == 24) {
+                    fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, 3);
+                    e += 24;
+                } else {
+                    fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, 2);
+                    e += 16;
                 }
-                _mm256_storeu_ps(o + r * dvp + e, x00); _mm256_storeu_ps(o + r * dvp + e + 8, x01);
-                _mm256_storeu_ps(o + (r + 1) * dvp + e, x10); _mm256_storeu_ps(o + (r + 1) * dvp + e + 8, x11);
-                _mm256_storeu_ps(o + (r + 2) * dvp + e, x20); _mm256_storeu_ps(o + (r + 2) * dvp + e + 8, x21);
-                _mm256_storeu_ps(o + (r + 3) * dvp + e, x30); _mm256_storeu_ps(o + (r + 3) * dvp + e + 8, x31);
             }
         } else {
             a = b = 0;

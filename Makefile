@@ -32,12 +32,15 @@ QEMU_AARCH64 ?= $(shell command -v qemu-aarch64 2>/dev/null)
 
 WARN     := -Wall -Wextra -pedantic -Werror
 CSTD     := -std=c11
-OPT      := -O2 -g
-BENCHOPT := -O3 -g
+# -g1 (line tables): sanitizer reports and perf keep their file:line, and the test binaries build
+# in about half the time of full -g (an ASan+UBSan test 47 -> 26 s on a Zen 1 core), which keeps
+# make test well inside CI's budget; `make OPT="-O2 -g"` for full debug info.
+OPT      := -O2 -g1
+BENCHOPT := -O3 -g1
 LDLIBS   := -lm -lpthread
-SAN      := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+SAN      := -O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
             -DFA_TEST_SANITIZED=1
-TSANF    := -O1 -g -fsanitize=thread -DFA_TEST_SANITIZED=1 -DFA_TEST_TSAN_BUILD=1
+TSANF    := -O1 -g1 -fsanitize=thread -DFA_TEST_SANITIZED=1 -DFA_TEST_TSAN_BUILD=1
 DEPS     := flashattn.h tests/harness.h
 
 TESTS      := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))

@@ -3944,6 +3944,21 @@ static FA__AVX2 __m256 fa__exp256(__m256 x)
     return _mm256_blendv_ps(res, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN stays NaN */
 }
 
+/* The rank-1 step of the AVX2 S and P V blocks: accumulators A<I>0..A<I>2 (the third when NV > 2)
+   += the broadcast *SRC times W0..W2 */
+#define FA__AVX2_FMA3(A, I, SRC, W0, W1, W2, NV)                                                  \
+    do {                                                                                          \
+        __m256 b_ = _mm256_broadcast_ss(SRC);                                                     \
+        A##I##0 = _mm256_fmadd_ps(b_, W0, A##I##0);                                               \
+        A##I##1 = _mm256_fmadd_ps(b_, W1, A##I##1);                                               \
+        if ((NV) > 2) A##I##2 = _mm256_fmadd_ps(b_, W2, A##I##2);                                 \
+    } while (0)
+
+/* The width, in vectors of 8, of the next AVX2 block over rem (a multiple of 16) keys or dims:
+   24 where the rest stays a multiple of 8 that splits into 24s and 16s (64 = 24 + 16 + 24,
+   48 = 24 + 24, 32 = 16 + 16) */
+static int fa__avx2_nv(int64_t rem) { return rem >= 48 || rem == 24 ? 3 : 2; }
+
 /* S for 4 rows x 8*NV keys from key h (NV 2 or 3): 4*NV accumulators, NV K vectors and the
    broadcast Q value fit the 16 registers (4 x 32 keys needs 17, and the compiler then spills
    accumulators and reloads each K vector for every row: Zen 1, 1 thread, d=128 s=2048, QK at 70%
@@ -3962,18 +3977,10 @@ FA__AVX2_AI void fa__qk_block_avx2(const float *q, int64_t dk, const float *kt, 
             const float *kr = kt + d * FA__BK + h;
             __m256 k0 = _mm256_loadu_ps(kr), k1 = _mm256_loadu_ps(kr + 8);
             __m256 k2 = NV > 2 ? _mm256_loadu_ps(kr + 16) : z;
-#define FA__QK_ROW(I)                                                                             \
-    do {                                                                                          \
-        __m256 qv = _mm256_broadcast_ss(q + (r + I) * dk + d);                                    \
-        a##I##0 = _mm256_fmadd_ps(qv, k0, a##I##0);                                               \
-        a##I##1 = _mm256_fmadd_ps(qv, k1, a##I##1);                                               \
-        if (NV > 2) a##I##2 = _mm256_fmadd_ps(qv, k2, a##I##2);                                   \
-    } while (0)
-            FA__QK_ROW(0);
-            FA__QK_ROW(1);
-            FA__QK_ROW(2);
-            FA__QK_ROW(3);
-#undef FA__QK_ROW
+            FA__AVX2_FMA3(a, 0, q + r * dk + d, k0, k1, k2, NV);
+            FA__AVX2_FMA3(a, 1, q + (r + 1) * dk + d, k0, k1, k2, NV);
+            FA__AVX2_FMA3(a, 2, q + (r + 2) * dk + d, k0, k1, k2, NV);
+            FA__AVX2_FMA3(a, 3, q + (r + 3) * dk + d, k0, k1, k2, NV);
         }
 #define FA__QK_ST(I, J)                                                                           \
     do {                                                                                          \
@@ -3998,19 +4005,13 @@ static FA__AVX2 void fa__qk_avx2(const float *q, int64_t dk, const float *kt, fl
                                  const int32_t *ncols)
 {
     int64_t r, h, end;
-    /* each group of 4 rows: its keys (a multiple of 16) in blocks of 24 and 16 keys: 64 = 24 +
-       16 + 24, 48 = 24 + 24, 32 = 16 + 16 */
-    for (r = 0; r < rows; r += FA__MR) {
+    for (r = 0; r < rows; r += FA__MR) { /* each group of 4 rows: its keys in blocks of 24 and 16 */
         h = ncols ? ncols[2 * (r / FA__MR)] : 0;
         end = ncols ? ncols[2 * (r / FA__MR) + 1] : FA__BK;
         while (h < end) {
-            if (end - h >= 48 || end - h == 24) {
-                fa__qk_block_avx2(q, dk, kt, s, r, h, 3);
-                h += 24;
-            } else {
-                fa__qk_block_avx2(q, dk, kt, s, r, h, 2);
-                h += 16;
-            }
+            if (fa__avx2_nv(end - h) == 3) fa__qk_block_avx2(q, dk, kt, s, r, h, 3);
+            else fa__qk_block_avx2(q, dk, kt, s, r, h, 2);
+            h += 8 * fa__avx2_nv(end - h);
         }
     }
 }
@@ -4098,18 +4099,10 @@ FA__AVX2_AI void fa__pv_block_avx2(float *o, const float *s, const float *v, int
     for (c = a; c < b; c++) {
         const float *vr = v + c * dvp + e;
         __m256 v0 = _mm256_loadu_ps(vr), v1 = _mm256_loadu_ps(vr + 8), v2 = NV > 2 ? _mm256_loadu_ps(vr + 16) : z;
-#define FA__PV_FMA(I)                                                                             \
-    do {                                                                                          \
-        __m256 p = _mm256_broadcast_ss(s0 + I * FA__BK + c);                                      \
-        x##I##0 = _mm256_fmadd_ps(p, v0, x##I##0);                                                \
-        x##I##1 = _mm256_fmadd_ps(p, v1, x##I##1);                                                \
-        if (NV > 2) x##I##2 = _mm256_fmadd_ps(p, v2, x##I##2);                                    \
-    } while (0)
-        FA__PV_FMA(0);
-        FA__PV_FMA(1);
-        FA__PV_FMA(2);
-        FA__PV_FMA(3);
-#undef FA__PV_FMA
+        FA__AVX2_FMA3(x, 0, s0 + c, v0, v1, v2, NV);
+        FA__AVX2_FMA3(x, 1, s0 + FA__BK + c, v0, v1, v2, NV);
+        FA__AVX2_FMA3(x, 2, s0 + 2 * FA__BK + c, v0, v1, v2, NV);
+        FA__AVX2_FMA3(x, 3, s0 + 3 * FA__BK + c, v0, v1, v2, NV);
     }
     _mm256_storeu_ps(o0, x00); _mm256_storeu_ps(o0 + 8, x01);
     _mm256_storeu_ps(o1, x10); _mm256_storeu_ps(o1 + 8, x11);
@@ -4129,16 +4122,11 @@ static FA__AVX2 void fa__pv_avx2(float *o, const float *s, const float *v, int64
         int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
         fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
         if (nr == FA__MR && a < b) {
-            /* the dims (a multiple of 16) in blocks of 24 and 16, as fa__qk_avx2's keys: 12
-               independent sums where they fit, for cores that need 10 to cover the FMA latency */
-            for (e = 0; e < dvp;) {
-                if (dvp - e >= 48 || dvp - e == 24) {
-                    fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, 3);
-                    e += 24;
-                } else {
-                    fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, 2);
-                    e += 16;
-                }
+            /* the dims in blocks of 24 and 16, as fa__qk_avx2's keys: 12 independent sums where
+               they fit, for cores that need 10 to cover the FMA latency */
+            for (e = 0; e < dvp; e += 8 * fa__avx2_nv(dvp - e)) {
+                if (fa__avx2_nv(dvp - e) == 3) fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, 3);
+                else fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, 2);
             }
         } else {
             a = b = 0;

@@ -1379,6 +1379,21 @@ TEST(decode_units_of_several_kv_heads_match_reference)
     }
 }
 
+/* fa_attn_forward on dispatch path `path` (the last one on the pool, with a random split
+   count), o's n elements first set to a sentinel */
+static fa_status forward_on_path(fa_attn_desc *d, int path, float *o, int64_t n)
+{
+    fa_status st;
+    int64_t i;
+    for (i = 0; i < n; i++) o[i] = -12345.0f;
+    fa_cpu_features_override(paths[path].mask);
+    d->pool = path == NPATHS - 1 ? test_pool : NULL;
+    d->num_splits = path == NPATHS - 1 ? fa_t_randint(4) : 0;
+    st = fa_attn_forward(d);
+    fa_cpu_features_override(~0u);
+    return st;
+}
+
 /* bf16 queries against bf16 keys take the vdpbf16ps decode kernel where the CPU has AVX512_BF16
    (head dims in blocks of 128, the last block 8-64 pairs, masked). Every head dim in 16s up to
    256, GQA groups 1-8, key counts around the 16-key and 64-key blocks, K scales, V of each float
@@ -1418,13 +1433,7 @@ TEST(bf16_query_decode_matches_reference_for_every_head_dim_and_group)
         d.o = o;
         for (path = 0; path < NPATHS; path++) {
             double worst = 0;
-            fa_status st;
-            for (i = 0; i < hq * dd; i++) o[i] = -12345.0f;
-            fa_cpu_features_override(paths[path].mask);
-            d.pool = path == NPATHS - 1 ? test_pool : NULL;
-            d.num_splits = path == NPATHS - 1 ? fa_t_randint(4) : 0;
-            st = fa_attn_forward(&d);
-            fa_cpu_features_override(~0u);
+            fa_status st = forward_on_path(&d, path, o, hq * dd);
             CHECKF(st == FA_OK, "%s: %s", paths[path].name, fa_last_error());
             for (n = 0; n < hq * dd; n++) {
                 /* a NaN key reaches every query head of kv head 0 and no other */
@@ -1480,13 +1489,7 @@ TEST(fp8_kv_decode_matches_reference_and_nan_codes_stay_in_their_heads)
         d.o = o;
         for (path = 0; path < NPATHS; path++) {
             double worst = 0;
-            fa_status st;
-            for (i = 0; i < hq * dd; i++) o[i] = -12345.0f;
-            fa_cpu_features_override(paths[path].mask);
-            d.pool = path == NPATHS - 1 ? test_pool : NULL;
-            d.num_splits = path == NPATHS - 1 ? fa_t_randint(4) : 0;
-            st = fa_attn_forward(&d);
-            fa_cpu_features_override(~0u);
+            fa_status st = forward_on_path(&d, path, o, hq * dd);
             CHECKF(st == FA_OK, "%s: %s", paths[path].name, fa_last_error());
             for (n = 0; n < hq * dd; n++) {
                 int64_t head = n / dd, kvh = head / g;

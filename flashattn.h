@@ -3916,8 +3916,10 @@ static inline __attribute__((target("sse2"))) int fa__e4m3_nan_bits(__m128i b)
 
 static FA__AVX2 __m256 fa__exp256(__m256 x)
 {
-    const __m256 lo = _mm256_set1_ps(FA__EXP_LO), hi = _mm256_set1_ps(FA__EXP_HI);
-    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    /* clamped to [lo, 89] with NaN passing through, as in fa__exp512 (n = 128 overflows the
+       product of the two factors below to +inf; a NaN's garbage exponent meets a NaN y) */
+    const __m256 lo = _mm256_set1_ps(FA__EXP_LO), top = _mm256_set1_ps(89.0f);
+    __m256 xc = _mm256_min_ps(top, _mm256_max_ps(lo, x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
@@ -3939,9 +3941,7 @@ static FA__AVX2 __m256 fa__exp256(__m256 x)
         __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, _mm256_set1_epi32(127)), 23));
         res = _mm256_mul_ps(_mm256_mul_ps(y, f1), f2);
     }
-    res = _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ));
-    res = _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(x, hi, _CMP_GT_OQ));
-    return _mm256_blendv_ps(res, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)); /* NaN stays NaN */
+    return _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(x, lo, _CMP_LT_OQ)); /* below lo: 0 */
 }
 
 /* The rank-1 step of the AVX2 S and P V blocks: accumulators A<I>0..A<I>2 (the third when NV > 2)
@@ -4451,8 +4451,12 @@ static const fa__attn_kernels fa__kernels_avx2 = {
 
 static FA__AVX512 __m512 fa__exp512(__m512 x)
 {
-    const __m512 lo = _mm512_set1_ps(FA__EXP_LO), hi = _mm512_set1_ps(FA__EXP_HI);
-    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    /* Clamped to [lo, 89]: above ln FLT_MAX (88.72) n is 128 and the scaling overflows to +inf
+       by itself, so only the low end needs a fix-up. (lo, x) and (top, .) in this order:
+       vmaxps / vminps return their second operand when one is NaN, so a NaN goes through the
+       clamp, the polynomial and the scaling as a NaN. */
+    const __m512 lo = _mm512_set1_ps(FA__EXP_LO), top = _mm512_set1_ps(89.0f);
+    __m512 xc = _mm512_min_ps(top, _mm512_max_ps(lo, x));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
@@ -4466,9 +4470,8 @@ static FA__AVX512 __m512 fa__exp512(__m512 x)
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
     res = _mm512_scalef_ps(y, n); /* y * 2^n, exact */
-    res = _mm512_mask_mov_ps(res, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), _mm512_setzero_ps());
-    res = _mm512_mask_mov_ps(res, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(INFINITY));
-    return _mm512_mask_mov_ps(res, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+    /* below lo: exactly 0 (NaN compares false and stays) */
+    return _mm512_mask_mov_ps(res, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), _mm512_setzero_ps());
 }
 
 /* One group of 4 rows over the first nb (1-4, a constant once inlined) 16-key blocks of the

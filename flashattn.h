@@ -147,6 +147,8 @@
           the 16 registers (the 4 x 32 S block spilled), and the K transpose by 8 x 8 register
           blocks: prefill 1.09-1.16x on an Intel Xeon, 1.13-1.16x on a Zen 1 EPYC; FP8 K/V read
           in place by the AVX2 decode kernels (e4m3 decode 1.8-2.1x)
+   0.1.5  attn, AVX-512 and AVX2: the exp clamps to [ln FLT_MIN, 89] with NaN passing through
+          (operand order); one fix-up instead of three (prefill 1.01-1.02x, bit-identical)
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */
@@ -155,8 +157,8 @@
 
 #define FLASHATTN_VERSION_MAJOR 0
 #define FLASHATTN_VERSION_MINOR 1
-#define FLASHATTN_VERSION_PATCH 4
-#define FLASHATTN_VERSION_STRING "0.1.4"
+#define FLASHATTN_VERSION_PATCH 5
+#define FLASHATTN_VERSION_STRING "0.1.5"
 /* One number for comparisons: major*10000 + minor*100 + patch. */
 #define FLASHATTN_VERSION (FLASHATTN_VERSION_MAJOR * 10000 + FLASHATTN_VERSION_MINOR * 100 + \
                            FLASHATTN_VERSION_PATCH)

@@ -4,6 +4,7 @@
 #   usage: bench/ab.sh REV [threads sq sk hq hkv d dtype causal cold calls splits]
 #   default: 1 thread, decode (sq 1, sk 4096, 32/8 heads, d 128, bf16), warm, 30 calls
 #   e.g.     bench/ab.sh HEAD 2 1024 1024 2 2 128 f32 1 0 10 0     (causal prefill, 2 threads)
+#   dtype:   f32 | bf16 | f16 | e4m3 (K and V; Q f32) | bf16q (Q, K and V bf16)
 #   env:     AB_WINDOW=w (a sliding window), AB_ISA=avx2 (the AVX2 kernels on an AVX-512 machine)
 set -eu
 rev=${1:?usage: bench/ab.sh REV [threads sq sk hq hkv d dtype causal cold calls splits]}

@@ -5,7 +5,7 @@
    difference between the two outputs.
 
    usage (through bench/ab.sh): ab threads sq sk hq hkv d dtype causal cold calls splits
-     dtype: f32 | bf16 | f16 (K and V; Q and O stay f32) | bf16q (Q, K and V bf16)
+     dtype: f32 | bf16 | f16 | e4m3 (K and V; Q and O stay f32) | bf16q (Q, K and V bf16)
      cold:  1 = each call after a 256 MiB read (K/V from DRAM), 0 = back to back
      splits: fa_attn_desc.num_splits (0 = the library's choice)
    environment: AB_WINDOW=w adds a sliding window (window_left w, window_right 0);
@@ -75,14 +75,14 @@ int main(int argc, char **argv)
     double *ta, *tb, *ratio, maxdiff = 0, bytes, flops;
     fa_attn_desc da, db;
     if (argc != 12) {
-        fprintf(stderr, "usage: %s threads sq sk hq hkv d f32|bf16|f16 causal cold calls splits\n", argv[0]);
+        fprintf(stderr, "usage: %s threads sq sk hq hkv d f32|bf16|f16|bf16q|e4m3 causal cold calls splits\n", argv[0]);
         return 2;
     }
     threads = atoi(argv[1]); sq = atoll(argv[2]); sk = atoll(argv[3]); hq = atoll(argv[4]); hkv = atoll(argv[5]);
     d = atoll(argv[6]); causal = atoi(argv[8]); cold = atoi(argv[9]); calls = atoi(argv[10]); splits = atoll(argv[11]);
     qbf = !strcmp(argv[7], "bf16q");
-    kt = !strcmp(argv[7], "bf16") || qbf ? FA_BF16 : !strcmp(argv[7], "f16") ? FA_F16 : FA_F32;
-    es = kt == FA_F32 ? 4 : 2;
+    kt = !strcmp(argv[7], "bf16") || qbf ? FA_BF16 : !strcmp(argv[7], "f16") ? FA_F16 : !strcmp(argv[7], "e4m3") ? FA_E4M3 : FA_F32;
+    es = kt == FA_F32 ? 4 : kt == FA_E4M3 ? 1 : 2;
     if (calls < 1) calls = 1;
     nkv = (size_t)(sk * hkv * d);
     nq = (size_t)(sq * hq * d);
@@ -96,6 +96,11 @@ int main(int argc, char **argv)
         float a = ab_rand(), b = ab_rand();
         if (kt == FA_F32) { ((float *)k)[i] = a; ((float *)v)[i] = b; }
         else if (kt == FA_BF16) { ((uint16_t *)k)[i] = ab_bf16(a); ((uint16_t *)v)[i] = ab_bf16(b); }
+        else if (kt == FA_E4M3) { /* codes of magnitude 2^-9 .. 3.75 (exponent field 0..8), no NaN */
+            unsigned ca = (unsigned)((a + 1.0f) * 1e6f), cb = (unsigned)((b + 1.0f) * 1e6f);
+            k[i] = (unsigned char)((ca & 0x80) | ((ca >> 8) % 9) << 3 | (ca & 7));
+            v[i] = (unsigned char)((cb & 0x80) | ((cb >> 8) % 9) << 3 | (cb & 7));
+        }
         else { ((uint16_t *)k)[i] = ab_f16(a); ((uint16_t *)v)[i] = ab_f16(b); }
     }
     for (i = 0; i < nq; i++) q[i] = ab_rand();
@@ -105,6 +110,7 @@ int main(int argc, char **argv)
     memset(&da, 0, sizeof da);
     da.batch = 1; da.seqlen_q = sq; da.seqlen_k = sk; da.heads_q = hq; da.heads_kv = hkv; da.head_dim = d;
     da.q = q; da.k = k; da.v = v; da.k_type = da.v_type = kt; da.q_type = qbf ? FA_BF16 : FA_F32; da.causal = causal; da.num_splits = splits;
+    if (kt == FA_E4M3) da.k_scale = da.v_scale = 0.125f; /* an FP8 KV cache with its dequant scale */
     if (getenv("AB_WINDOW")) { /* AB_WINDOW=w: a sliding window of w keys left of the diagonal */
         da.use_window = 1;
         da.window_left = atoll(getenv("AB_WINDOW"));

@@ -115,8 +115,9 @@ int main(int argc, char **argv)
     bench_print_machine();
     {
         unsigned cf = fa_cpu_features();
-        printf("attention kernels: %s\n", (cf & FA_CPU_AVX512F) && (cf & FA_CPU_AVX512_BF16) ? "AVX-512 + AVX512_BF16"
-                                           : (cf & FA_CPU_AVX512F)                       ? "AVX-512"
+        int avx512 = (cf & FA_CPU_AVX512F) && (cf & FA_CPU_AVX512BW); /* the kernels' requirement */
+        printf("attention kernels: %s\n", avx512 && (cf & FA_CPU_AVX512_BF16) ? "AVX-512 + AVX512_BF16"
+                                           : avx512                                       ? "AVX-512"
                                            : (cf & FA_CPU_AVX2) && (cf & FA_CPU_FMA)       ? "AVX2+FMA"
                                            : (cf & FA_CPU_NEON)                          ? "NEON"
                                                                                          : "scalar");

@@ -151,7 +151,8 @@
           (operand order); one fix-up instead of three (prefill 1.01-1.02x, bit-identical);
           the AVX-512 kernels need AVX512BW as well as F, and the decode kernels convert FP8 K/V
           rows 32 codes at a time (e4m3 decode 1.05-1.07x, bit-identical); the decode
-          prefetch of 128/256/512-byte rows without a loop (cold decode 1.04-1.23x)
+          prefetch of 128/256/512-byte rows without a loop (cold decode 1.04-1.23x); AVX-512
+          scale_max and exp_sum fused per row (causal and windowed prefill 1.01-1.02x)
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */
@@ -3820,6 +3821,10 @@ typedef struct fa__attn_kernels {
        unavailable. */
     void (*dec_qk_bf16)(const uint32_t *q, int64_t np, const void *const *krow, const void *const *vrow,
                         int64_t nk, float *s, int64_t nrows, size_t kpf, size_t vpf);
+    /* scale_max then exp_sum on one row of n <= FA__BK scores, fused: s[0..n) = exp(s * scale -
+       m) with m = nanmax(m_old, max of s * scale), returned, and the sum in *sum; the same
+       values bit for bit as the two calls. NULL where unavailable (the two calls then). */
+    float (*softmax_row)(float *s, int64_t n, float scale, float m_old, float *sum);
 } fa__attn_kernels;
 
 /* ---- scalar ---- */
@@ -3911,7 +3916,7 @@ static void fa__ktrans_scalar(float *kt, const float *kr, int64_t krs, int64_t n
 
 static const fa__attn_kernels fa__kernels_scalar = {
     "scalar", fa__qk_scalar, fa__scale_max_scalar, fa__exp_sum_scalar, fa__scale_scalar, fa__pv_scalar,
-    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL, 0, NULL};
+    fa__load_row, fa__dot_f32, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL, 0, NULL, NULL};
 
 /* The rows of a block share the keys in the intersection of their intervals; the keys
    outside it are done row by row. Returns the intersection [*a, *b) (empty: *a >= *b). */
@@ -4467,7 +4472,7 @@ static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, cons
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
     fa__load_avx2, fa__dot_avx2, fa__ktrans_avx2, FA__FEW_ROWS, NULL, NULL, fa__dec_qk_avx2, fa__dec_pv_avx2,
-    1, NULL};
+    1, NULL, NULL};
 
 /* ---- AVX-512 ---- */
 /* AVX512F and BW (the FP8 decode loads convert 32 codes in 16-bit lanes): every AVX-512 x86
@@ -4599,6 +4604,41 @@ static FA__AVX512 float fa__exp_sum_avx512(float *s, int64_t n, float m)
         acc = _mm512_mask_add_ps(acc, k, acc, p);
     }
     return _mm512_reduce_add_ps(acc);
+}
+
+/* scale_max and exp_sum in one pass over a row of at most FA__BK = 64 scores, which stay in four
+   registers in between: the same operations in the same order (bit-identical), without the
+   store and reload of the scaled row. A partial row's masked store followed by a masked load
+   of it does not forward on the Zen 5 dev VM and cost about 60 cycles a row, which the rows of
+   causal diagonal tiles and window edges paid. */
+static FA__AVX512 float fa__softmax_row_avx512(float *s, int64_t n, float scale, float m_old, float *sum)
+{
+    const __m512 vs = _mm512_set1_ps(scale);
+    __m512 x[4], vm = _mm512_set1_ps(-INFINITY), acc = _mm512_setzero_ps(), mv;
+    __mmask16 k[4], nan = 0;
+    int i;
+    float mx, m;
+    FA__UNROLL
+    for (i = 0; i < 4; i++) {
+        int64_t left = n - 16 * i;
+        k[i] = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
+        x[i] = _mm512_mul_ps(_mm512_maskz_loadu_ps(k[i], s + 16 * i), vs);
+        vm = _mm512_mask_max_ps(vm, k[i], vm, x[i]);
+        nan |= _mm512_mask_cmp_ps_mask(k[i], x[i], x[i], _CMP_UNORD_Q);
+    }
+    mx = _mm512_reduce_max_ps(vm);
+    m = fa__nanmax(m_old, nan ? NAN : mx);
+    mv = _mm512_set1_ps(m);
+    FA__UNROLL
+    for (i = 0; i < 4; i++) {
+        if (k[i]) {
+            __m512 p = fa__exp512(_mm512_sub_ps(x[i], mv));
+            _mm512_mask_storeu_ps(s + 16 * i, k[i], p);
+            acc = _mm512_mask_add_ps(acc, k[i], acc, p);
+        }
+    }
+    *sum = _mm512_reduce_add_ps(acc);
+    return m;
 }
 
 static FA__AVX512 void fa__scale_avx512(float *o, int64_t n, float c)
@@ -5073,7 +5113,8 @@ static FA__AVX512 void fa__ktrans_avx512(float *kt, const float *kr, int64_t krs
 
 static const fa__attn_kernels fa__kernels_avx512 = {
     "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
-    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, NULL, NULL, fa__dec_qk_avx512, fa__dec_pv_avx512, 1, NULL};
+    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, NULL, NULL, fa__dec_qk_avx512, fa__dec_pv_avx512, 1, NULL,
+    fa__softmax_row_avx512};
 
 /* ---- AVX-512 with AVX512_BF16: S = Q K^T on bf16 pairs (vdpbf16ps) ---- */
 #define FA__AVX512BF16 __attribute__((target("avx512f,avx512bf16")))
@@ -5237,7 +5278,7 @@ static FA__AVX512BF16 void fa__dec_qk_bf16_avx512(const uint32_t *q, int64_t np,
 static const fa__attn_kernels fa__kernels_avx512_bf16 = {
     "avx512_bf16", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
     fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, fa__qk_bf16_avx512, fa__ktrans32_avx512,
-    fa__dec_qk_avx512, fa__dec_pv_avx512, 1, fa__dec_qk_bf16_avx512};
+    fa__dec_qk_avx512, fa__dec_pv_avx512, 1, fa__dec_qk_bf16_avx512, fa__softmax_row_avx512};
 #endif /* FA__X86 */
 
 #if defined(FA__NEON) && defined(__aarch64__)
@@ -5465,7 +5506,7 @@ static float fa__dot_neon(const float *a, const float *b, int64_t n)
 
 static const fa__attn_kernels fa__kernels_neon = {
     "neon", fa__qk_neon, fa__scale_max_neon, fa__exp_sum_neon, fa__scale_neon, fa__pv_neon,
-    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL, 0, NULL};
+    fa__load_neon, fa__dot_neon, fa__ktrans_scalar, FA__FEW_ROWS, NULL, NULL, NULL, NULL, 0, NULL, NULL};
 #endif /* FA__NEON && __aarch64__ */
 
 /* The best kernels the CPU (and fa_cpu_features_override) allows. */
@@ -5697,7 +5738,8 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     if (rb > x->nrows) rb = x->nrows; /* past here: the padding rows of the kernels */
     for (r = ra; r < rb; r++) {
         int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, c0 = w->c0[r], c1 = w->c1[r], c;
-        float *sr = w->s + r * FA__BK, mx, mnew, corr, sum;
+        float *sr = w->s + r * FA__BK, mx, mnew, corr, sum = 0.0f;
+        int fused = 0;
         w->c0[r] = w->c1[r] = 0; /* set again below once the row takes part in the tile */
         if (c0 >= c1) continue;
         if (x->post || masked) { /* full tiles of a plain mask take the vector path below */
@@ -5721,19 +5763,22 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
                 mx = fa__nanmax(mx, sc);
             }
             if (!kept) continue; /* the mask hides this whole tile from the row */
+        } else if (K->softmax_row) { /* the exps too, below */
+            mx = K->softmax_row(sr + c0, c1 - c0, sscale, w->m[r], &sum);
+            fused = 1;
         } else {
             mx = K->scale_max(sr + c0, c1 - c0, sscale);
         }
         w->c0[r] = (int32_t)c0;
         w->c1[r] = (int32_t)c1;
         any = 1;
-        mnew = fa__nanmax(w->m[r], mx);
+        mnew = fused ? mx : fa__nanmax(w->m[r], mx);
         /* 0 on a row's first visible tile (m = -inf); exactly 1 while a finite max holds, which
            after the first tiles is most of them (expf(0) is 1 too: the shortcut changes no bit,
            and -inf or NaN maxima still take expf) */
         corr = w->m[r] == mnew && mnew > -INFINITY ? 1.0f : expf(w->m[r] - mnew);
         if (w->seen[r] && corr != 1.0f) K->scale(w->o + r * dvp, dvp, corr);
-        sum = K->exp_sum(sr + c0, c1 - c0, mnew);
+        if (!fused) sum = K->exp_sum(sr + c0, c1 - c0, mnew);
         if (dec && x->vmul != 1.0f) K->scale(sr + c0, c1 - c0, x->vmul); /* v_scale, as P V reads raw V */
         w->l[r] = (w->seen[r] ? w->l[r] * corr : 0.0f) + sum;
         w->m[r] = mnew;

@@ -1324,6 +1324,44 @@ TEST(row_loads_match_the_scalar_decode_on_every_path)
 #endif
 }
 
+/* A kernel table's fused softmax_row gives, bit for bit, what scale_max then exp_sum give: rows of
+   every length 1..64, scales, running maxima below, above and equal to the row's, -inf and NaN
+   scores. */
+static void check_softmax_row_kernel(const fa__attn_kernels *K)
+{
+    float a[64], b[64], sa, sb, ma, mb;
+    int n, rep, i, bad = 0;
+    if (!K->softmax_row) return;
+    for (rep = 0; rep < 400; rep++)
+        for (n = 1; n <= 64; n++) {
+            float scale = (float)fa_t_uniform(0.05, 2.0), m_old;
+            for (i = 0; i < n; i++) a[i] = (float)fa_t_normal() * 4.0f;
+            if (rep % 7 == 1) a[fa_t_randint(n)] = -INFINITY;
+            if (rep % 11 == 2) a[fa_t_randint(n)] = NAN;
+            if (rep % 13 == 3) for (i = 0; i < n; i++) a[i] = -INFINITY;
+            m_old = rep % 4 == 0 ? -INFINITY : rep % 4 == 1 ? (float)fa_t_normal() * 8.0f : rep % 4 == 2 ? 1e30f : a[0] * scale;
+            memcpy(b, a, sizeof a);
+            ma = K->softmax_row(a, n, scale, m_old, &sa);
+            mb = K->scale_max(b, n, scale);
+            mb = fa__nanmax(m_old, mb); /* as the tile does */
+            sb = K->exp_sum(b, n, mb);
+            if (memcmp(&ma, &mb, 4) || memcmp(&sa, &sb, 4) || memcmp(a, b, (size_t)n * 4)) bad++;
+        }
+    CHECKF(bad == 0, "%s: %d rows differ", K->name, bad);
+}
+
+TEST(fused_softmax_row_matches_scale_max_then_exp_sum)
+{
+    check_softmax_row_kernel(&fa__kernels_scalar);
+#if defined(FA__X86)
+    if ((fa_cpu_features() & (FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C)) == (FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C))
+        check_softmax_row_kernel(&fa__kernels_avx2);
+    if ((fa_cpu_features() & FA_CPU_AVX512F) && (fa_cpu_features() & FA_CPU_AVX512BW)) check_softmax_row_kernel(&fa__kernels_avx512);
+#elif defined(FA__NEON) && defined(__aarch64__)
+    if (fa_cpu_features() & FA_CPU_NEON) check_softmax_row_kernel(&fa__kernels_neon);
+#endif
+}
+
 TEST(vector_exp_is_accurate_on_every_path)
 {
     check_exp_kernel(&fa__kernels_scalar);
@@ -1581,6 +1619,7 @@ int main(void)
     RUN(bf16_query_decode_matches_reference_for_every_head_dim_and_group);
     RUN(fp8_kv_decode_matches_reference_and_nan_codes_stay_in_their_heads);
     RUN(vector_exp_is_accurate_on_every_path);
+    RUN(fused_softmax_row_matches_scale_max_then_exp_sum);
     RUN(row_loads_match_the_scalar_decode_on_every_path);
     RUN(reference_matches_a_hand_computed_case);
     RUN(reference_matches_the_direct_formula);

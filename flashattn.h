@@ -3694,9 +3694,9 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
    instead, and S comes from vdpbf16ps (two exact products per lane, f32 sums).
 
    The micro-kernels exist as scalar, AVX2+FMA, AVX-512 (F and BW; + AVX512_BF16) and NEON
-   versions, chosen once per call from fa_cpu_features(). The K tile is transposed with 16x16 in-register
-   transposes on AVX-512 (element-wise elsewhere, where decode-sized units dot each K row with
-   the few queries instead). K/V rows are prefetched FA__PREFETCH keys ahead. The exp used by the
+   versions, chosen once per call from fa_cpu_features(). The K tile is transposed with 16x16
+   in-register transposes on AVX-512 (element-wise elsewhere, where decode-sized units dot each
+   K row with the few queries instead). K/V rows are prefetched FA__PREFETCH keys ahead. The exp used by the
    vector versions is a Cephes-style degree-6 polynomial on [-ln2/2, ln2/2] with exact 2^n
    scaling: <= 1 ulp measured on [ln FLT_MIN, ln FLT_MAX] (tests/test_attn.c checks <= 2 against
    double exp), +inf above, exactly 0 below ln FLT_MIN (where the true value is at least 2^-126
@@ -4796,7 +4796,8 @@ FA__AVX512_AI void fa__ld32_avx512(const void *src, int64_t i, fa_dtype t, __m51
         f0 = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
         f1 = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
         if (t == FA_E4M3) {
-            const __mmask32 nan = _mm512_cmpeq_epi16_mask(_mm512_and_si512(x, _mm512_set1_epi16(0x7f)), _mm512_set1_epi16(0x7f));
+            const __m512i m7f = _mm512_set1_epi16(0x7f);
+            const __mmask32 nan = _mm512_cmpeq_epi16_mask(_mm512_and_si512(x, m7f), m7f);
             f0 = _mm512_mul_ps(f0, _mm512_set1_ps(256.0f));
             f1 = _mm512_mul_ps(f1, _mm512_set1_ps(256.0f));
             if (FA__UNLIKELY(nan)) { /* 0x7f and 0xff */

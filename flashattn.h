@@ -5740,7 +5740,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     for (r = ra; r < rb; r++) {
         int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, c0 = w->c0[r], c1 = w->c1[r], c;
         float *sr = w->s + r * FA__BK, mx, mnew, corr, sum = 0.0f;
-        int fused = 0;
+        int fused = 0; /* softmax_row gave mnew and sum (and the exps) at once */
         w->c0[r] = w->c1[r] = 0; /* set again below once the row takes part in the tile */
         if (c0 >= c1) continue;
         if (x->post || masked) { /* full tiles of a plain mask take the vector path below */
@@ -5764,8 +5764,8 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
                 mx = fa__nanmax(mx, sc);
             }
             if (!kept) continue; /* the mask hides this whole tile from the row */
-        } else if (K->softmax_row) { /* the exps too, below */
-            mx = K->softmax_row(sr + c0, c1 - c0, sscale, w->m[r], &sum);
+        } else if (K->softmax_row) {
+            mnew = K->softmax_row(sr + c0, c1 - c0, sscale, w->m[r], &sum);
             fused = 1;
         } else {
             mx = K->scale_max(sr + c0, c1 - c0, sscale);
@@ -5773,7 +5773,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         w->c0[r] = (int32_t)c0;
         w->c1[r] = (int32_t)c1;
         any = 1;
-        mnew = fused ? mx : fa__nanmax(w->m[r], mx);
+        if (!fused) mnew = fa__nanmax(w->m[r], mx);
         /* 0 on a row's first visible tile (m = -inf); exactly 1 while a finite max holds, which
            after the first tiles is most of them (expf(0) is 1 too: the shortcut changes no bit,
            and -inf or NaN maxima still take expf) */

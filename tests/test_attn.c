@@ -1312,16 +1312,22 @@ static void check_load_kernel(const fa__attn_kernels *K)
         }
 }
 
-TEST(row_loads_match_the_scalar_decode_on_every_path)
+/* Runs check on every kernel table this machine can execute. */
+static void on_every_kernel_table(void (*check)(const fa__attn_kernels *K))
 {
-    check_load_kernel(&fa__kernels_scalar);
+    check(&fa__kernels_scalar);
 #if defined(FA__X86)
     if ((fa_cpu_features() & (FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C)) == (FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C))
-        check_load_kernel(&fa__kernels_avx2);
-    if ((fa_cpu_features() & FA_CPU_AVX512F) && (fa_cpu_features() & FA_CPU_AVX512BW)) check_load_kernel(&fa__kernels_avx512);
+        check(&fa__kernels_avx2);
+    if ((fa_cpu_features() & FA_CPU_AVX512F) && (fa_cpu_features() & FA_CPU_AVX512BW)) check(&fa__kernels_avx512);
 #elif defined(FA__NEON) && defined(__aarch64__)
-    if (fa_cpu_features() & FA_CPU_NEON) check_load_kernel(&fa__kernels_neon);
+    if (fa_cpu_features() & FA_CPU_NEON) check(&fa__kernels_neon);
 #endif
+}
+
+TEST(row_loads_match_the_scalar_decode_on_every_path)
+{
+    on_every_kernel_table(check_load_kernel);
 }
 
 /* A kernel table's fused softmax_row gives, bit for bit, what scale_max then exp_sum give: rows of
@@ -1352,25 +1358,12 @@ static void check_softmax_row_kernel(const fa__attn_kernels *K)
 
 TEST(fused_softmax_row_matches_scale_max_then_exp_sum)
 {
-    check_softmax_row_kernel(&fa__kernels_scalar);
-#if defined(FA__X86)
-    if ((fa_cpu_features() & (FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C)) == (FA_CPU_AVX2 | FA_CPU_FMA | FA_CPU_F16C))
-        check_softmax_row_kernel(&fa__kernels_avx2);
-    if ((fa_cpu_features() & FA_CPU_AVX512F) && (fa_cpu_features() & FA_CPU_AVX512BW)) check_softmax_row_kernel(&fa__kernels_avx512);
-#elif defined(FA__NEON) && defined(__aarch64__)
-    if (fa_cpu_features() & FA_CPU_NEON) check_softmax_row_kernel(&fa__kernels_neon);
-#endif
+    on_every_kernel_table(check_softmax_row_kernel);
 }
 
 TEST(vector_exp_is_accurate_on_every_path)
 {
-    check_exp_kernel(&fa__kernels_scalar);
-#if defined(FA__X86)
-    if ((fa_cpu_features() & (FA_CPU_AVX2 | FA_CPU_FMA)) == (FA_CPU_AVX2 | FA_CPU_FMA)) check_exp_kernel(&fa__kernels_avx2);
-    if ((fa_cpu_features() & FA_CPU_AVX512F) && (fa_cpu_features() & FA_CPU_AVX512BW)) check_exp_kernel(&fa__kernels_avx512);
-#elif defined(FA__NEON) && defined(__aarch64__)
-    if (fa_cpu_features() & FA_CPU_NEON) check_exp_kernel(&fa__kernels_neon);
-#endif
+    on_every_kernel_table(check_exp_kernel);
 }
 
 /* Decode with few units on a pool: the KV range is split and merged (FlashDecoding), and the

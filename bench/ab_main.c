@@ -10,6 +10,7 @@
      splits: fa_attn_desc.num_splits (0 = the library's choice)
    environment: AB_WINDOW=w adds a sliding window (window_left w, window_right 0);
                 AB_ISA=avx2 runs both sides on the AVX2 kernels (fa_cpu_features_override)
+                AB_HEADMAJOR=1 lays K and V out head-major, [head][seq][d], instead of token-major
    Both sides must share fa_attn_desc's layout: a revision from before a change of the
    descriptor cannot be compared this way. */
 #define FLASHATTN_STATIC
@@ -115,6 +116,10 @@ int main(int argc, char **argv)
         da.use_window = 1;
         da.window_left = atoll(getenv("AB_WINDOW"));
         da.window_right = 0;
+    }
+    if (getenv("AB_HEADMAJOR")) { /* AB_HEADMAJOR=1: K/V as [head][seq][d] (each head's keys contiguous) */
+        da.k_stride.seq = da.v_stride.seq = d;
+        da.k_stride.head = da.v_stride.head = sk * d;
     }
     db = da;
     da.o = oa; db.o = ob;

@@ -1547,6 +1547,127 @@ TEST(fp8_kv_decode_matches_reference_and_nan_codes_stay_in_their_heads)
     CHECK(cases == 32 * NPATHS);
 }
 
+/* Decode units of several kv heads with groups of 1 or a multiple of 4 compute S for every kv
+   head per block of keys, and P V likewise (the K and V rows in address order), each head's rows
+   found at a head offset from one pointer per key: K/V of each type, per-head K and V scales,
+   paged K/V with pages that split the 16-key blocks, a sliding window whose edge falls inside a
+   block, key counts around the block sizes, token- and head-major layouts; a NaN in a K row
+   must poison exactly its kv head's rows, a NaN in a V row exactly that dim of its kv head's
+   rows. Groups 2 and 3 (one head at a time) for contrast. On every dispatch path. */
+TEST(decode_of_several_kv_heads_in_key_blocks_matches_reference)
+{
+    static const int64_t groups[] = {1, 4, 8, 4, 1, 2, 3};
+    static const int64_t lens[] = {1, 15, 16, 17, 63, 64, 65, 130, 1000};
+    static const int64_t dims[] = {16, 48, 64, 128, 80};
+    static const fa_dtype kts[] = {FA_F32, FA_BF16, FA_F16, FA_E4M3};
+    int ci, path, cases = 0;
+    for (ci = 0; ci < 28; ci++) {
+        int64_t g = groups[ci % 7], hkv = 2 + fa_t_randint(4), hq = g * hkv, dd = dims[fa_t_randint(5)];
+        int64_t sk = lens[fa_t_randint(9)], i, n, e, ps = 0, npages = 0, per_seq = 0;
+        fa_dtype kt = kts[fa_t_randint(4)];
+        size_t es = fa_dtype_size(kt);
+        int paged = fa_t_randint(3) == 0, headmajor = !paged && fa_t_randint(3) == 0, window = fa_t_randint(3) == 0;
+        int bfq = kt == FA_BF16 && fa_t_randint(2);
+        int64_t knan_key = sk > 2 && fa_t_randint(2) ? fa_t_randint((int)sk) : -1, knan_head = fa_t_randint((int)hkv);
+        int64_t vnan_key = sk > 2 && fa_t_randint(2) ? fa_t_randint((int)sk) : -1, vnan_head = (knan_head + 1) % hkv;
+        int64_t vnan_dim = fa_t_randint((int)dd), slots;
+        float *q = (float *)malloc((size_t)(hq * dd) * 4), *o = (float *)malloc((size_t)(hq * dd) * 4);
+        float *r = (float *)malloc((size_t)(hq * dd) * 4), ks[8], vs[8];
+        unsigned char *k, *v;
+        int32_t *bt = NULL;
+        fa_attn_desc d;
+        memset(&d, 0, sizeof d);
+        if (paged) { /* shuffled pages of 1-50 keys (7 and 50 split the 16-key blocks) */
+            static const int64_t pss[] = {7, 16, 50, 1};
+            int64_t *perm;
+            ps = pss[fa_t_randint(4)];
+            per_seq = (sk + ps - 1) / ps;
+            npages = per_seq + 1 + fa_t_randint(3);
+            perm = (int64_t *)malloc((size_t)npages * sizeof(int64_t));
+            for (i = 0; i < npages; i++) perm[i] = i;
+            for (i = npages - 1; i > 0; i--) {
+                int64_t j = fa_t_randint((int)i + 1), t = perm[i];
+                perm[i] = perm[j]; perm[j] = t;
+            }
+            bt = (int32_t *)malloc((size_t)per_seq * sizeof(int32_t));
+            for (i = 0; i < per_seq; i++) bt[i] = (int32_t)perm[i];
+            free(perm);
+            d.block_table = bt; d.page_size = ps; d.num_pages = npages;
+        }
+        slots = paged ? npages * ps : sk;
+        k = (unsigned char *)malloc((size_t)(slots * hkv * dd) * es);
+        v = (unsigned char *)malloc((size_t)(slots * hkv * dd) * es);
+        for (i = 0; i < slots * hkv * dd; i++) {
+            float a = (float)fa_t_normal(), b = (float)fa_t_normal();
+            switch (kt) {
+            case FA_F32: ((float *)k)[i] = a; ((float *)v)[i] = b; break;
+            case FA_BF16: ((uint16_t *)k)[i] = fa_f32_to_bf16(a); ((uint16_t *)v)[i] = fa_f32_to_bf16(b); break;
+            case FA_F16: ((uint16_t *)k)[i] = fa_f32_to_f16(a); ((uint16_t *)v)[i] = fa_f32_to_f16(b); break;
+            default: k[i] = fa_f32_to_e4m3(a, 1); v[i] = fa_f32_to_e4m3(b, 1); break;
+            }
+        }
+        for (i = 0; i < hq * dd; i++) q[i] = (float)fa_t_normal();
+        if (bfq)
+            for (i = 0; i < hq * dd; i++) ((uint16_t *)q)[i] = fa_f32_to_bf16(q[i]); /* bf16 rows, first half */
+        d.batch = 1; d.seqlen_q = 1; d.seqlen_k = sk; d.heads_q = hq; d.heads_kv = hkv; d.head_dim = dd;
+        d.q = q; d.k = k; d.v = v; d.q_type = bfq ? FA_BF16 : FA_F32; d.k_type = d.v_type = kt; d.o = r; d.causal = 1;
+        if (headmajor) { /* [head][seq][d] */
+            d.k_stride.seq = d.v_stride.seq = dd;
+            d.k_stride.head = d.v_stride.head = sk * dd;
+        }
+        for (i = 0; i < hkv; i++) {
+            ks[i] = (float)fa_t_uniform(0.25, 2.0);
+            vs[i] = (float)fa_t_uniform(0.25, 2.0);
+        }
+        if (fa_t_randint(2)) { d.k_head_scale = ks; d.v_head_scale = vs; }
+        if (window) {
+            d.use_window = 1;
+            d.window_left = 1 + fa_t_randint((int)(sk > 40 ? 40 : sk));
+            d.window_right = 0;
+        }
+        /* a NaN at (key, kv head, dim), wherever the layout and paging put it */
+#define SLOT(KEY, H, E) ((paged ? (int64_t)bt[(KEY) / ps] * ps + (KEY) % ps : (KEY)) * (headmajor ? dd : hkv * dd) + \
+                         (H) * (headmajor ? sk * dd : dd) + (E))
+        if (knan_key >= 0) {
+            e = SLOT(knan_key, knan_head, fa_t_randint((int)dd));
+            if (kt == FA_F32) ((float *)k)[e] = NAN;
+            else if (kt == FA_E4M3) k[e] = 0x7f;
+            else ((uint16_t *)k)[e] = kt == FA_BF16 ? 0x7fc0 : 0x7e00;
+        }
+        if (vnan_key >= 0) {
+            e = SLOT(vnan_key, vnan_head, vnan_dim);
+            if (kt == FA_F32) ((float *)v)[e] = NAN;
+            else if (kt == FA_E4M3) v[e] = 0xff;
+            else ((uint16_t *)v)[e] = kt == FA_BF16 ? 0x7fc0 : 0x7e00;
+        }
+#undef SLOT
+        /* a NaN outside the window is never read */
+        if (window && knan_key >= 0 && knan_key < sk - 1 - d.window_left) knan_key = -1;
+        if (window && vnan_key >= 0 && vnan_key < sk - 1 - d.window_left) vnan_key = -1;
+        CHECK(fa_attn_reference(&d) == FA_OK);
+        d.o = o;
+        for (path = 0; path < NPATHS; path++) {
+            double worst = 0;
+            fa_status st = forward_on_path(&d, path, o, hq * dd);
+            CHECKF(st == FA_OK, "%s: %s", paths[path].name, fa_last_error());
+            for (n = 0; n < hq * dd; n++) {
+                int64_t kvh = n / dd / g;
+                int poisoned = (knan_key >= 0 && kvh == knan_head) || (vnan_key >= 0 && kvh == vnan_head && n % dd == vnan_dim);
+                double err = poisoned ? (isnan(o[n]) ? 0 : INFINITY) : fabs((double)o[n] - r[n]) / (1.0 + fabs((double)r[n]));
+                if (!(err <= 1e30)) err = INFINITY;
+                if (err > worst) worst = err;
+            }
+            CHECKF(worst <= 2e-5, "%s: %s%s d %lld, %lld/%lld heads, %lld keys, paged %lld, head-major %d, window %d, nan k %lld/%lld v %lld/%lld: max error %g",
+                   paths[path].name, fa_dtype_name(kt), bfq ? " (bf16 Q)" : "", (long long)dd, (long long)hq, (long long)hkv,
+                   (long long)sk, (long long)ps, headmajor, window, (long long)knan_key, (long long)knan_head,
+                   (long long)vnan_key, (long long)vnan_head, worst);
+            cases++;
+        }
+        free(q); free(o); free(r); free(k); free(v); free(bt);
+    }
+    CHECK(cases == 28 * NPATHS);
+}
+
 TEST(split_kv_decode_on_a_pool_matches_reference)
 {
     int64_t hq = 8, hkv = 2, dd = 64, sk = 3000, i, e, ns;
@@ -1609,6 +1730,7 @@ int main(void)
     }
     RUN(split_kv_decode_on_a_pool_matches_reference);
     RUN(decode_units_of_several_kv_heads_match_reference);
+    RUN(decode_of_several_kv_heads_in_key_blocks_matches_reference);
     RUN(bf16_query_decode_matches_reference_for_every_head_dim_and_group);
     RUN(fp8_kv_decode_matches_reference_and_nan_codes_stay_in_their_heads);
     RUN(vector_exp_is_accurate_on_every_path);

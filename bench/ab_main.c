@@ -11,8 +11,13 @@
    environment: AB_WINDOW=w adds a sliding window (window_left w, window_right 0);
                 AB_ISA=avx2 runs both sides on the AVX2 kernels (fa_cpu_features_override)
                 AB_HEADMAJOR=1 lays K and V out head-major, [head][seq][d], instead of token-major
+                AB_SPLITS_B=n gives B num_splits n (A keeps the splits argument): split counts
+                compared on one header
    Both sides must share fa_attn_desc's layout: a revision from before a change of the
-   descriptor cannot be compared this way. */
+   descriptor cannot be compared this way. Each side has its own pool: in warm runs with more
+   threads than half the CPUs, one side's workers still spin (fa_pool_desc.spin_ns) while the
+   other side's call runs, so compare such thread counts cold (the 256 MiB read outlasts the
+   spin). */
 #define FLASHATTN_STATIC
 #include "flashattn.h"
 
@@ -122,6 +127,7 @@ int main(int argc, char **argv)
         da.k_stride.head = da.v_stride.head = sk * d;
     }
     db = da;
+    if (getenv("AB_SPLITS_B")) db.num_splits = atoll(getenv("AB_SPLITS_B")); /* B's split count alone */
     da.o = oa; db.o = ob;
     da.pool = ab_pool_a(threads); db.pool = ab_pool_b(threads);
     da.workspace_size = ab_workspace_a(&da); db.workspace_size = ab_workspace_b(&db);

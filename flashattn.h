@@ -4282,6 +4282,37 @@ static FA__AVX2 float fa__dot_avx2(const float *a, const float *b, int64_t n)
 /* The rows of a decode P V, shared by the SIMD variants: in each group of 4 rows, the keys all
    four see take one 4-row body, the rest of each row's keys a 1-row body. CALL(NR, A, B, ROW)
    runs the body for NR rows from ROW over keys [A, B); nrows, c0 and c1 are the caller's. */
+/* The block loop of dec_qk: blocks of BL keys, each for every head in turn (the K rows in
+   address order), each head's rows in groups of 4 (or one row); the first group of a head's
+   rows issues the prefetch. BODY is the ISA's body for one block, instantiated per K type. */
+#define FA__DEC_QK_HEADS(BODY, BL)                                                                \
+    do {                                                                                          \
+        int64_t j0_, g_, r_;                                                                      \
+        switch (kt) {                                                                             \
+            FA__DEC_QK_HEADS_T(BODY, BL, FA_F32) FA__DEC_QK_HEADS_T(BODY, BL, FA_F16)             \
+            FA__DEC_QK_HEADS_T(BODY, BL, FA_BF16) FA__DEC_QK_HEADS_T(BODY, BL, FA_E4M3)           \
+            FA__DEC_QK_HEADS_T(BODY, BL, FA_E5M2)                                                 \
+        default: break;                                                                           \
+        }                                                                                         \
+    } while (0)
+#define FA__DEC_QK_HEADS_T(BODY, BL, T)                                                           \
+    case T:                                                                                       \
+        for (j0_ = 0; j0_ < nk; j0_ += (BL))                                                      \
+            for (g_ = 0; g_ < nh; g_++)                                                           \
+                for (r_ = 0; r_ < nrows; r_ += 4) {                                               \
+                    const float *qr_ = q + (g_ * nrows + r_) * dk;                                \
+                    float *sr_ = s + (g_ * nrows + r_) * FA__BK + j0_;                            \
+                    int64_t n_ = nk - j0_ < (BL) ? nk - j0_ : (BL);                               \
+                    size_t k1_ = r_ ? 0 : kb, v1_ = r_ ? 0 : vb;                                  \
+                    if (nrows - r_ == 1)                                                          \
+                        BODY(qr_, dk, krow + j0_, vrow + j0_, n_, sr_, T, 1, k1_, v1_, (size_t)g_ * khs, \
+                             (size_t)g_ * vhs, nh > 1);                                           \
+                    else                                                                          \
+                        BODY(qr_, dk, krow + j0_, vrow + j0_, n_, sr_, T, 4, k1_, v1_, (size_t)g_ * khs, \
+                             (size_t)g_ * vhs, nh > 1);                                           \
+                }                                                                                 \
+        break;
+
 /* The decode P V calls of rows [R0, R0 + nrows) over keys [J0, J1): groups of 4 rows over the
    keys all of them see, single rows over the rest */
 #define FA__DEC_PV_ROWS(CALL, R0, J0, J1)                                                         \
@@ -4478,31 +4509,7 @@ static FA__AVX2 void fa__dec_qk_avx2(const float *q, int64_t dk, const void *con
                                      fa_dtype kt, int64_t nk, float *s, int64_t nrows, int64_t nh, size_t khs,
                                      size_t vhs, size_t kb, size_t vb)
 {
-    int64_t j0, g, r;
-    /* blocks of 8 keys, each for every head in turn: the K rows are read in address order */
-#define FA__DEC_QK_CASE(T)                                                                              \
-    case T:                                                                                             \
-        for (j0 = 0; j0 < nk; j0 += 8)                                                                  \
-            for (g = 0; g < nh; g++)                                                                    \
-                for (r = 0; r < nrows; r += 4) {                                                        \
-                    const float *qr = q + (g * nrows + r) * dk;                                         \
-                    float *sr = s + (g * nrows + r) * FA__BK + j0;                                      \
-                    int64_t n = nk - j0 < 8 ? nk - j0 : 8;                                              \
-                    size_t k1 = r ? 0 : kb, v1 = r ? 0 : vb; /* the first group of rows prefetches */   \
-                    if (nrows - r == 1)                                                                 \
-                        fa__dec_qk_body_avx2(qr, dk, krow + j0, vrow + j0, n, sr, T, 1, k1, v1, (size_t)g * khs, \
-                                             (size_t)g * vhs, nh > 1);                                          \
-                    else                                                                                \
-                        fa__dec_qk_body_avx2(qr, dk, krow + j0, vrow + j0, n, sr, T, 4, k1, v1, (size_t)g * khs, \
-                                             (size_t)g * vhs, nh > 1);                                          \
-                }                                                                                       \
-        break;
-    switch (kt) {
-        FA__DEC_QK_CASE(FA_F32) FA__DEC_QK_CASE(FA_F16) FA__DEC_QK_CASE(FA_BF16) FA__DEC_QK_CASE(FA_E4M3)
-        FA__DEC_QK_CASE(FA_E5M2)
-    default: break;
-    }
-#undef FA__DEC_QK_CASE
+    FA__DEC_QK_HEADS(fa__dec_qk_body_avx2, 8);
 }
 
 static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt,
@@ -5079,31 +5086,7 @@ static FA__AVX512 void fa__dec_qk_avx512(const float *q, int64_t dk, const void 
                                          fa_dtype kt, int64_t nk, float *s, int64_t nrows, int64_t nh, size_t khs,
                                          size_t vhs, size_t kb, size_t vb)
 {
-    int64_t j0, g, r;
-    /* blocks of 16 keys, each for every head in turn: the K rows are read in address order */
-#define FA__DEC_QK_CASE(T)                                                                              \
-    case T:                                                                                             \
-        for (j0 = 0; j0 < nk; j0 += 16)                                                                 \
-            for (g = 0; g < nh; g++)                                                                    \
-                for (r = 0; r < nrows; r += 4) {                                                        \
-                    const float *qr = q + (g * nrows + r) * dk;                                         \
-                    float *sr = s + (g * nrows + r) * FA__BK + j0;                                      \
-                    int64_t n = nk - j0 < 16 ? nk - j0 : 16;                                            \
-                    size_t k1 = r ? 0 : kb, v1 = r ? 0 : vb; /* the first group of rows prefetches */   \
-                    if (nrows - r == 1)                                                                 \
-                        fa__dec_qk_body_avx512(qr, dk, krow + j0, vrow + j0, n, sr, T, 1, k1, v1, (size_t)g * khs, \
-                                               (size_t)g * vhs, nh > 1);                                        \
-                    else                                                                                \
-                        fa__dec_qk_body_avx512(qr, dk, krow + j0, vrow + j0, n, sr, T, 4, k1, v1, (size_t)g * khs, \
-                                               (size_t)g * vhs, nh > 1);                                        \
-                }                                                                                       \
-        break;
-    switch (kt) {
-        FA__DEC_QK_CASE(FA_F32) FA__DEC_QK_CASE(FA_F16) FA__DEC_QK_CASE(FA_BF16) FA__DEC_QK_CASE(FA_E4M3)
-        FA__DEC_QK_CASE(FA_E5M2)
-    default: break;
-    }
-#undef FA__DEC_QK_CASE
+    FA__DEC_QK_HEADS(fa__dec_qk_body_avx512, 16);
 }
 
 static FA__AVX512 void fa__dec_pv_avx512(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt,

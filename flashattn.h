@@ -162,7 +162,9 @@
    0.1.6  attn: decode units of several kv heads (GQA groups of 1 or a multiple of 4) compute S
           and P V in blocks of 16 keys (8 on AVX2), each for every kv head in turn, so that the
           token-major K and V rows are read in address order and the hardware prefetchers
-          stream them (cold decode 1.04-1.29x, bit-identical)
+          stream them (cold decode 1.04-1.29x, bit-identical); the decode kernels read E4M3
+          as value / 256 and the 256 rides on the logits' and P's scales (e4m3 decode
+          1.05-1.17x, bit-identical)
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */
@@ -3831,7 +3833,9 @@ typedef struct fa__attn_kernels {
        g * nrows, its K / V row of key j at krow[j] + g * khs / vrow[j] + g * vhs bytes; blocks
        of keys go through every head in turn, V is prefetched into L2 by dec_qk and a block
        ahead into L1 by dec_pv (vpf bytes per row; 0 = none), and nothing FA__AHEAD keys ahead
-       (the rows are read in address order, which the hardware prefetchers stream). */
+       (the rows are read in address order, which the hardware prefetchers stream). E4M3 K/V
+       are read as value / 256 (the IEEE half their bits make, without the exact scale by 256:
+       the caller puts the 256 into the logits' scale and P's, with the same bits). */
     void (*dec_qk)(const float *q, int64_t dk, const void *const *krow, const void *const *vrow, fa_dtype kt,
                    int64_t nk, float *s, int64_t nrows, int64_t nh, size_t khs, size_t vhs, size_t kpf, size_t vpf);
     void (*dec_pv)(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt, int64_t dv,
@@ -4366,11 +4370,12 @@ FA__AVX2_AI __m256 fa__ld8_avx2(const void *src, int64_t i, fa_dtype t)
         return _mm256_castsi256_ps(_mm256_slli_epi32(
             _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)src + i))), 16));
     case FA_F16: return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)src + i)));
-    case FA_E4M3: { /* as fa__e4m3x16_avx512: through an IEEE half worth the value / 256 */
+    case FA_E4M3: { /* as fa__e4m3x16_avx512: an IEEE half worth the value / 256, left so (the
+                       decode kernels' contract: the caller's scales carry the 256) */
         const __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)((const uint8_t *)src + i));
         const __m128i x = _mm_cvtepu8_epi16(b);
         const __m128i h = _mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(x, 8), 1), _mm_set1_epi16((short)0xbf80));
-        __m256 f = _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+        __m256 f = _mm256_cvtph_ps(h);
         if (FA__UNLIKELY(fa__e4m3_nan_bits(b) & 0xff)) /* 0x7f / 0xff: NaN in those lanes */
             f = _mm256_blendv_ps(f, _mm256_set1_ps(NAN),
                                  _mm256_castsi256_ps(_mm256_cvtepi8_epi32(
@@ -4811,38 +4816,42 @@ static FA__AVX512 void fa__pv_avx512(float *o, const float *s, const float *v, i
 
 /* 16 elements of type t at src (element index i) as f32. Inlined where t is a constant, so each
    kernel below gets a loop with one conversion and no switch. */
-FA__AVX512_AI __m512 fa__e4m3x16_avx512(__m128i bytes)
+FA__AVX512_AI __m512 fa__e4m3x16_avx512(__m128i bytes, int raw)
 {
     /* An E4M3 code's sign and 7 magnitude bits, placed at bits 15 and 13..7 of an IEEE half,
        give a half worth the E4M3 value / 256 (the exponent biases differ by 8; subnormals and
        zeros included): a widening, two shifts and a mask, the half -> f32 conversion, and an
-       exact scale by 256. The NaN codes (0x7f, 0xff) are patched after a byte compare. */
+       exact scale by 256 (left out with raw: the decode kernels' contract). The NaN codes (0x7f,
+       0xff) are patched after a byte compare. */
     const __m256i x = _mm256_cvtepu8_epi16(bytes); /* code in the low byte of each 16-bit lane */
     const __m256i h = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(x, 8), 1), _mm256_set1_epi16((short)0xbf80));
-    __m512 f = _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+    __m512 f = raw ? _mm512_cvtph_ps(h) : _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
     const int nan = fa__e4m3_nan_bits(bytes);
     if (FA__UNLIKELY(nan)) f = _mm512_mask_mov_ps(f, (__mmask16)nan, _mm512_set1_ps(NAN));
     return f;
 }
-FA__AVX512_AI __m512 fa__ld16_avx512(const void *src, int64_t i, fa_dtype t)
+FA__AVX512_AI __m512 fa__ld16r_avx512(const void *src, int64_t i, fa_dtype t, int raw)
 {
     switch (t) {
     case FA_BF16:
         return _mm512_castsi512_ps(_mm512_slli_epi32(
             _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i))), 16));
     case FA_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + i)));
-    case FA_E4M3: return fa__e4m3x16_avx512(_mm_loadu_si128((const __m128i *)((const uint8_t *)src + i)));
+    case FA_E4M3: return fa__e4m3x16_avx512(_mm_loadu_si128((const __m128i *)((const uint8_t *)src + i)), raw);
     case FA_E5M2: /* E5M2 is the top byte of an IEEE half */
         return _mm512_cvtph_ps(
             _mm256_slli_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)((const uint8_t *)src + i))), 8));
     default: return _mm512_loadu_ps((const float *)src + i);
     }
 }
+/* the same, E4M3 at its value (the row loads) */
+FA__AVX512_AI __m512 fa__ld16_avx512(const void *src, int64_t i, fa_dtype t) { return fa__ld16r_avx512(src, i, t, 0); }
 
 /* 32 elements of type t at src (element index i) as f32, codes i..i+15 in *lo and the next 16
    in *hi. FP8 codes become IEEE halves 32 at a time in 16-bit lanes, by the same bit moves as
    fa__e4m3x16_avx512 (the same values, bit for bit) in about half the instructions per code;
-   the decode kernels read FP8 K and V rows through this. Other types: two fa__ld16_avx512. */
+   the decode kernels read FP8 K and V rows through this, E4M3 as its value / 256 (their
+   contract: the caller's scales carry the 256). Other types: two fa__ld16_avx512. */
 FA__AVX512_AI void fa__ld32_avx512(const void *src, int64_t i, fa_dtype t, __m512 *lo, __m512 *hi)
 {
     if (t == FA_E4M3 || t == FA_E5M2) {
@@ -4858,8 +4867,6 @@ FA__AVX512_AI void fa__ld32_avx512(const void *src, int64_t i, fa_dtype t, __m51
         if (t == FA_E4M3) {
             const __m512i m7f = _mm512_set1_epi16(0x7f);
             const __mmask32 nan = _mm512_cmpeq_epi16_mask(_mm512_and_si512(x, m7f), m7f);
-            f0 = _mm512_mul_ps(f0, _mm512_set1_ps(256.0f));
-            f1 = _mm512_mul_ps(f1, _mm512_set1_ps(256.0f));
             if (FA__UNLIKELY(nan)) { /* 0x7f and 0xff */
                 f0 = _mm512_mask_mov_ps(f0, (__mmask16)nan, _mm512_set1_ps(NAN));
                 f1 = _mm512_mask_mov_ps(f1, (__mmask16)(nan >> 16), _mm512_set1_ps(NAN));
@@ -4959,7 +4966,7 @@ FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void
                 }
             }
             if (e < dk) { /* dk = 16 mod 32 */
-                __m512 k0 = fa__ld16_avx512(kr, e, t);
+                __m512 k0 = fa__ld16r_avx512(kr, e, t, 1);
                 a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q + e), k0, a0);
                 if (nr > 1) {
                     a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q + dk + e), k0, a1);
@@ -5065,7 +5072,7 @@ FA__AVX512_AI void fa__dec_pv_body_avx512(float *o, int64_t dvp, const float *p,
             w0 = _mm512_loadu_ps(o3 + e0);
         }
         for (j = a; j < b; j++) {
-            __m512 v0 = fa__ld16_avx512((const char *)vrow[j] + vo, e0, t);
+            __m512 v0 = fa__ld16r_avx512((const char *)vrow[j] + vo, e0, t, 1);
             x0 = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), v0, x0);
             if (nr > 1) {
                 y0 = _mm512_fmadd_ps(_mm512_set1_ps(p1[j]), v0, y0);
@@ -5657,8 +5664,10 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     int64_t r, j, e, qi, ra, rb, nra;
     int any = 0, masked = mask_pos >= 0, dec = x->dec && !masked, kdirect, vdirect;
     const float *ksrc = NULL, *vsrc = w->v;
-    /* the logits' scale; a decode tile's K rows are not scaled by k_scale on the way in */
-    const float sscale = dec ? p->scale * x->kmul : p->scale;
+    /* the logits' scale; a decode tile's K rows are not scaled by k_scale on the way in, and
+       the decode kernels read E4M3 as its value / 256 (times 256: the same bits) */
+    const float sscale = dec ? (p->scale * x->kmul) * (d->k_type == FA_E4M3 ? 256.0f : 1.0f) : p->scale;
+    const float pscale = dec ? x->vmul * (d->v_type == FA_E4M3 ? 256.0f : 1.0f) : 1.0f; /* P's, for raw V */
 
     /* The rows that can see a key of the tile, [ra, rb): rows are query-major and a query's
        visible interval moves right with the query index (fa__row_range), so they are one run,
@@ -5852,7 +5861,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         corr = w->m[r] == mnew && mnew > -INFINITY ? 1.0f : expf(w->m[r] - mnew);
         if (w->seen[r] && corr != 1.0f) K->scale(w->o + r * dvp, dvp, corr);
         if (!fused) sum = K->exp_sum(sr + c0, c1 - c0, mnew);
-        if (dec && x->vmul != 1.0f) K->scale(sr + c0, c1 - c0, x->vmul); /* v_scale, as P V reads raw V */
+        if (pscale != 1.0f) K->scale(sr + c0, c1 - c0, pscale); /* v_scale, as P V reads raw V */
         w->l[r] = (w->seen[r] ? w->l[r] * corr : 0.0f) + sum;
         w->m[r] = mnew;
         w->seen[r] = 1;

@@ -125,8 +125,10 @@
      then P V in the same blocks: with the usual token-major K/V the rows are read in address
      order, which the hardware prefetchers stream, where one head at a time read one row out of
      every hkv and needed software prefetches a tile ahead (16-core Xeon host, 16 threads, cold:
-     4096-32768 keys 1.08-1.29x; Zen 5, one thread: 1.12-1.21x). GQA groups of 2, 3, 5-7 rows
-     keep the head-at-a-time order (the 4-row kernels would cross into the next head's rows).
+     4096-32768 keys 1.08-1.29x; Zen 5, one thread: 1.12-1.21x). With GQA groups that are not
+     multiples of 4 a head's last group of 4 rows runs into the next head's rows, which that
+     head then computes again (the same waste as padding each head's rows to 4; groups 2, 3,
+     5, 7 on Zen 5, one thread: 1.10-1.20x).
    - Hash: erase leaves a tombstone only where a group is full; a table that runs out of room
      with at most 25/32 live slots is rehashed in place (no allocation), otherwise it doubles.
      fa_cmap keeps replaced tables until fa_cmap_reclaim or destroy.
@@ -159,7 +161,7 @@
           rows 32 codes at a time (e4m3 decode 1.05-1.07x, bit-identical); the decode
           prefetch of 128/256/512-byte rows without a loop (cold decode 1.04-1.23x); AVX-512
           scale_max and exp_sum fused per row (causal and windowed prefill 1.01-1.02x)
-   0.1.6  attn: decode units of several kv heads (GQA groups of 1 or a multiple of 4) compute S
+   0.1.6  attn: decode units of several kv heads (any GQA group) compute S
           and P V in blocks of 16 keys (8 on AVX2), each for every kv head in turn, so that the
           token-major K and V rows are read in address order and the hardware prefetchers
           stream them (cold decode 1.04-1.29x, bit-identical); the decode kernels read E4M3
@@ -3829,8 +3831,11 @@ typedef struct fa__attn_kernels {
        nk + FA__AHEAD, NULL past the keys, drive the prefetch of kpf / vpf bytes per K / V row:
        krow[j + FA__PREFETCH] and vrow[j] into L1, both FA__AHEAD keys ahead into L2).
        dec_qk: s[r][j] = q[r] . k_j for r < nrows (q padded to a multiple of 4 rows). dec_pv: as pv, from vrow. NULL where unavailable.
-       nh > 1: nh kv heads of nrows rows each (nrows 1 or a multiple of 4), head g's rows after
-       g * nrows, its K / V row of key j at krow[j] + g * khs / vrow[j] + g * vhs bytes; blocks
+       nh > 1: nh kv heads of nrows rows each, head g's rows after g * nrows, its K / V row of
+       key j at krow[j] + g * khs / vrow[j] + g * vhs bytes. dec_qk takes a head's rows in
+       groups of 4: with nrows not a multiple of 4 the last group runs into the next head's
+       first rows, which that head then writes again, and past the last head's rows by up to 3
+       (q and s must have them; zero queries). Blocks
        of keys go through every head in turn, V is prefetched into L2 by dec_qk and a block
        ahead into L1 by dec_pv (vpf bytes per row; 0 = none), and nothing FA__AHEAD keys ahead
        (the rows are read in address order, which the hardware prefetchers stream). E4M3 K/V
@@ -5928,6 +5933,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     fa__unit_ctx x;
     const int64_t dk = p->dk, dv = p->dv;
     int64_t r, j0, kmin, kmax, tmp, tile_rows, g;
+    int heads_s;
     x.p = p;
     x.K = K;
     x.u = u;
@@ -5967,6 +5973,13 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
             memset(w->q + r * dk, 0, (size_t)dk * sizeof(float));
         }
     }
+    /* decode over several kv heads, the kv heads' S at once: the last head's last group of 4
+       rows may run up to 3 rows past the unit's (see dec_qk), which then read zero queries */
+    heads_s = !d->mask && u->nhk > 1 && x.dec && x.nrows + 3 <= FA__ROWS;
+    for (r = x.rows_pad; heads_s && r < x.nrows + 3; r++) {
+        if (x.dec_bf16) memset((uint16_t *)(void *)w->q + r * 2 * x.np, 0, (size_t)x.np * 4);
+        else memset(w->q + r * dk, 0, (size_t)dk * sizeof(float));
+    }
     memset(w->o, 0, (size_t)(x.nrows * x.dvp) * sizeof(float));
     for (r = 0; r < x.nrows; r++) {
         w->m[r] = -INFINITY;
@@ -5984,7 +5997,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         kmin = a;
     }
 
-    if (!d->mask && u->nhk > 1 && x.dec && (p->group % 4 == 0 || p->group == 1)) {
+    if (heads_s) {
         /* S of each key tile for every kv head at once (the K rows in address order), then
            each head's softmax and P V */
         for (j0 = kmin; j0 < kmax; j0 += FA__BK) {

@@ -1547,22 +1547,23 @@ TEST(fp8_kv_decode_matches_reference_and_nan_codes_stay_in_their_heads)
     CHECK(cases == 32 * NPATHS);
 }
 
-/* Decode units of several kv heads with groups of 1 or a multiple of 4 compute S for every kv
-   head per block of keys, and P V likewise (the K and V rows in address order), each head's rows
-   found at a head offset from one pointer per key: K/V of each type, per-head K and V scales,
+/* Decode units of several kv heads compute S for every kv head per block of keys, and P V
+   likewise (the K and V rows in address order), each head's rows found at a head offset from
+   one pointer per key, GQA groups of 1-8 (groups that are not multiples of 4 run each head's
+   last 4-row group into the next head's rows): K/V of each type, per-head K and V scales,
    paged K/V with pages that split the 16-key blocks, a sliding window whose edge falls inside a
    block, key counts around the block sizes, token- and head-major layouts; a NaN in a K row
    must poison exactly its kv head's rows, a NaN in a V row exactly that dim of its kv head's
-   rows. Groups 2 and 3 (one head at a time) for contrast. On every dispatch path. */
+   rows. On every dispatch path. */
 TEST(decode_of_several_kv_heads_in_key_blocks_matches_reference)
 {
-    static const int64_t groups[] = {1, 4, 8, 4, 1, 2, 3};
+    static const int64_t groups[] = {1, 4, 8, 2, 3, 5, 6, 7};
     static const int64_t lens[] = {1, 15, 16, 17, 63, 64, 65, 130, 1000};
     static const int64_t dims[] = {16, 48, 64, 128, 80};
     static const fa_dtype kts[] = {FA_F32, FA_BF16, FA_F16, FA_E4M3};
     int ci, path, cases = 0;
-    for (ci = 0; ci < 28; ci++) {
-        int64_t g = groups[ci % 7], hkv = 2 + fa_t_randint(4), hq = g * hkv, dd = dims[fa_t_randint(5)];
+    for (ci = 0; ci < 32; ci++) {
+        int64_t g = groups[ci % 8], hkv = 2 + fa_t_randint(4), hq = g * hkv, dd = dims[fa_t_randint(5)];
         int64_t sk = lens[fa_t_randint(9)], i, n, e, ps = 0, npages = 0, per_seq = 0;
         fa_dtype kt = kts[fa_t_randint(4)];
         size_t es = fa_dtype_size(kt);
@@ -1665,7 +1666,7 @@ TEST(decode_of_several_kv_heads_in_key_blocks_matches_reference)
         }
         free(q); free(o); free(r); free(k); free(v); free(bt);
     }
-    CHECK(cases == 28 * NPATHS);
+    CHECK(cases == 32 * NPATHS);
 }
 
 TEST(split_kv_decode_on_a_pool_matches_reference)

@@ -13,6 +13,8 @@
                 AB_HEADMAJOR=1 lays K and V out head-major, [head][seq][d], instead of token-major
                 AB_SPLITS_B=n gives B num_splits n (A keeps the splits argument): split counts
                 compared on one header
+                AB_OUT=bf16|f16: that output type (max |A-B| is then 1 when any element's bits
+                differ)
    Both sides must share fa_attn_desc's layout: a revision from before a change of the
    descriptor cannot be compared this way. Each side has its own pool: in warm runs with more
    threads than half the CPUs, one side's workers still spin (fa_pool_desc.spin_ns) while the
@@ -128,6 +130,8 @@ int main(int argc, char **argv)
     }
     db = da;
     if (getenv("AB_SPLITS_B")) db.num_splits = atoll(getenv("AB_SPLITS_B")); /* B's split count alone */
+    if (getenv("AB_OUT")) /* AB_OUT=bf16|f16: O of that type (the buffers hold 4 bytes an element) */
+        da.o_type = db.o_type = !strcmp(getenv("AB_OUT"), "bf16") ? FA_BF16 : !strcmp(getenv("AB_OUT"), "f16") ? FA_F16 : FA_F32;
     da.o = oa; db.o = ob;
     da.pool = ab_pool_a(threads); db.pool = ab_pool_b(threads);
     da.workspace_size = ab_workspace_a(&da); db.workspace_size = ab_workspace_b(&db);
@@ -147,7 +151,9 @@ int main(int argc, char **argv)
         ratio[r] = ta[r] / tb[r];
     }
     for (i = 0; i < nq; i++) {
-        double e = fabs((double)oa[i] - (double)ob[i]);
+        double e;
+        if (da.o_type == FA_F32) e = fabs((double)oa[i] - (double)ob[i]);
+        else e = ((const uint16_t *)oa)[i] == ((const uint16_t *)ob)[i] ? 0.0 : 1.0; /* 1: the bits differ */
         if (e > maxdiff || e != e) maxdiff = e;
     }
     bytes = 2.0 * (double)nkv * (double)es;

@@ -4422,14 +4422,14 @@ FA__AVX2_AI void fa__dec_qk_body_avx2(const float *q, int64_t dk, const void *co
 {
     __m256 acc[4][8];
     float tmp[8];
-    int64_t j0, j, e;
+    int64_t j, e;
     int r;
-    for (j0 = 0; j0 < nk; j0 += 8) {
-        int64_t n = nk - j0 < 8 ? nk - j0 : 8;
+    { /* one block: the caller passes at most 8 keys */
+        const int64_t n = nk;
         for (j = 0; j < n; j++) {
-            const void *kr = (const char *)krow[j0 + j] + ko;
+            const void *kr = (const char *)krow[j] + ko;
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-            if (kbytes) FA__DEC_PREFETCH(krow, vrow, j0 + j, ko, vo, kbytes, vbytes, mh);
+            if (kbytes) FA__DEC_PREFETCH(krow, vrow, j, ko, vo, kbytes, vbytes, mh);
             for (e = 0; e < dk; e += 16) { /* dk is a multiple of 16 */
                 __m256 k0 = fa__ld8_avx2(kr, e, t), k1 = fa__ld8_avx2(kr, e + 8, t);
                 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + e), k0, a0);
@@ -4454,10 +4454,10 @@ FA__AVX2_AI void fa__dec_qk_body_avx2(const float *q, int64_t dk, const void *co
             for (r = 0; r < nr; r++) acc[r][j] = _mm256_setzero_ps();
         for (r = 0; r < nr; r++) {
             if (n == 8) {
-                _mm256_storeu_ps(s + r * FA__BK + j0, fa__hsum8x8_avx2(acc[r]));
+                _mm256_storeu_ps(s + r * FA__BK, fa__hsum8x8_avx2(acc[r]));
             } else {
                 _mm256_storeu_ps(tmp, fa__hsum8x8_avx2(acc[r]));
-                memcpy(s + r * FA__BK + j0, tmp, (size_t)n * sizeof(float));
+                memcpy(s + r * FA__BK, tmp, (size_t)n * sizeof(float));
             }
         }
     }
@@ -4949,22 +4949,22 @@ FA__AVX512_AI __m512 fa__hsum16x16_avx512(const __m512 *a)
     return _mm512_add_ps(_mm512_shuffle_f32x4(d0, d1, 0x88), _mm512_shuffle_f32x4(d0, d1, 0xdd));
 }
 
-/* s[r][j] = q[r] . k_j for NR (1 or 4) rows and keys j < nk; krow[j] for j < nk + FA__AHEAD
+/* s[r][j] = q[r] . k_j for NR (1 or 4) rows and keys j < nk <= 16; krow[j] for j < nk + FA__AHEAD
    (NULL past the end) also drives the prefetch of the K and V rows ahead. */
 FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void *const *krow,
                                           const void *const *vrow, int64_t nk, float *s, fa_dtype t,
                                           int nr, size_t kbytes, size_t vbytes, size_t ko, size_t vo, int mh)
 {
     __m512 acc[4][16];
-    int64_t j0, j, e;
+    int64_t j, e;
     int r;
-    for (j0 = 0; j0 < nk; j0 += 16) {
-        int64_t n = nk - j0 < 16 ? nk - j0 : 16;
+    { /* one block: the caller passes at most 16 keys */
+        const int64_t n = nk;
         for (j = 0; j < n; j++) {
-            const void *kr = (const char *)krow[j0 + j] + ko;
+            const void *kr = (const char *)krow[j] + ko;
             __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
             /* K a few keys ahead; this key's V row, which P V reads once the tile's S is done */
-            if (kbytes) FA__DEC_PREFETCH(krow, vrow, j0 + j, ko, vo, kbytes, vbytes, mh);
+            if (kbytes) FA__DEC_PREFETCH(krow, vrow, j, ko, vo, kbytes, vbytes, mh);
             for (e = 0; e + 32 <= dk; e += 32) {
                 __m512 k0, k1;
                 fa__ld32_avx512(kr, e, t, &k0, &k1);
@@ -4998,7 +4998,7 @@ FA__AVX512_AI void fa__dec_qk_body_avx512(const float *q, int64_t dk, const void
         for (; j < 16; j++)
             for (r = 0; r < nr; r++) acc[r][j] = _mm512_setzero_ps();
         for (r = 0; r < nr; r++)
-            _mm512_mask_storeu_ps(s + r * FA__BK + j0, (__mmask16)((1u << n) - 1), fa__hsum16x16_avx512(acc[r]));
+            _mm512_mask_storeu_ps(s + r * FA__BK, (__mmask16)((1u << n) - 1), fa__hsum16x16_avx512(acc[r]));
     }
 }
 
@@ -5308,41 +5308,41 @@ static FA__AVX512BF16 void fa__dec_qk_bf16_avx512(const uint32_t *q, int64_t np,
     /* blocks of 16 keys, each for every head in turn: the K rows are read in address order */
     for (j0 = 0; j0 < nk; j0 += 16)
         for (g = 0; g < nh; g++)
-        for (r = 0; r < nrows; r += 4) {
-            const uint32_t *qr = q + (g * nrows + r) * np;
-            float *sr = s + (g * nrows + r) * FA__BK;
-            int nr = nrows - r == 1 ? 1 : 4, i;
-            size_t ko = (size_t)g * khs, vo = (size_t)g * vhs;
-            int64_t n = nk - j0 < 16 ? nk - j0 : 16;
-            for (p0 = 0; p0 < np; p0 += 64) {
-                int64_t left = np - p0 < 64 ? np - p0 : 64;
-                int nc = (int)((left + 15) / 16);
-                __mmask16 ml = (__mmask16)(left % 16 ? (1u << (left % 16)) - 1 : 0xffffu);
-                /* the prefetch rides on the first row group's first block */
-                size_t kpf = r == 0 && p0 == 0 ? kb : 0, vpf = r == 0 && p0 == 0 ? vb : 0;
+            for (r = 0; r < nrows; r += 4) {
+                const uint32_t *qr = q + (g * nrows + r) * np;
+                float *sr = s + (g * nrows + r) * FA__BK;
+                int nr = nrows - r == 1 ? 1 : 4, i;
+                size_t ko = (size_t)g * khs, vo = (size_t)g * vhs;
+                int64_t n = nk - j0 < 16 ? nk - j0 : 16;
+                for (p0 = 0; p0 < np; p0 += 64) {
+                    int64_t left = np - p0 < 64 ? np - p0 : 64;
+                    int nc = (int)((left + 15) / 16);
+                    __mmask16 ml = (__mmask16)(left % 16 ? (1u << (left % 16)) - 1 : 0xffffu);
+                    /* the prefetch rides on the first row group's first block */
+                    size_t kpf = r == 0 && p0 == 0 ? kb : 0, vpf = r == 0 && p0 == 0 ? vb : 0;
 #define FA__DQB_CALL(NR, NC) fa__dec_qkb_block(qr, np, p0, krow + j0, vrow + j0, n, acc, NR, NC, ml, kpf, vpf, ko, vo, nh > 1)
-                if (nr == 1) {
-                    switch (nc) {
-                    case 1: FA__DQB_CALL(1, 1); break;
-                    case 2: FA__DQB_CALL(1, 2); break;
-                    case 3: FA__DQB_CALL(1, 3); break;
-                    default: FA__DQB_CALL(1, 4); break;
+                    if (nr == 1) {
+                        switch (nc) {
+                        case 1: FA__DQB_CALL(1, 1); break;
+                        case 2: FA__DQB_CALL(1, 2); break;
+                        case 3: FA__DQB_CALL(1, 3); break;
+                        default: FA__DQB_CALL(1, 4); break;
+                        }
+                    } else {
+                        switch (nc) {
+                        case 1: FA__DQB_CALL(4, 1); break;
+                        case 2: FA__DQB_CALL(4, 2); break;
+                        case 3: FA__DQB_CALL(4, 3); break;
+                        default: FA__DQB_CALL(4, 4); break;
+                        }
                     }
-                } else {
-                    switch (nc) {
-                    case 1: FA__DQB_CALL(4, 1); break;
-                    case 2: FA__DQB_CALL(4, 2); break;
-                    case 3: FA__DQB_CALL(4, 3); break;
-                    default: FA__DQB_CALL(4, 4); break;
-                    }
-                }
 #undef FA__DQB_CALL
+                }
+                for (j = n; j < 16; j++)
+                    for (i = 0; i < nr; i++) acc[i][j] = _mm512_setzero_ps();
+                for (i = 0; i < nr; i++)
+                    _mm512_mask_storeu_ps(sr + i * FA__BK + j0, (__mmask16)((1u << n) - 1), fa__hsum16x16_avx512(acc[i]));
             }
-            for (j = n; j < 16; j++)
-                for (i = 0; i < nr; i++) acc[i][j] = _mm512_setzero_ps();
-            for (i = 0; i < nr; i++)
-                _mm512_mask_storeu_ps(sr + i * FA__BK + j0, (__mmask16)((1u << n) - 1), fa__hsum16x16_avx512(acc[i]));
-        }
 }
 
 static const fa__attn_kernels fa__kernels_avx512_bf16 = {
@@ -5718,7 +5718,8 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         if (ra >= rb) return; /* no row sees the tile */
     }
     nra = rb - ra;
-    for (qi = ra / u->nh; qi * u->nh < rb && qi < u->nq; qi++) { /* each row's visible keys: [c0, c1) */
+    /* each row's visible keys: [c0, c1) (S of every head needs none: each head's softmax sets them) */
+    for (qi = ra / u->nh; phase != FA__TILE_S_HEADS && qi * u->nh < rb && qi < u->nq; qi++) {
         int64_t lo, hi, h;
         fa__row_range(p, &x->s, u->i0 + qi, &lo, &hi);
         lo = lo < j0 ? j0 : lo > j1 ? j1 : lo; /* clipped to the tile, so the offsets fit */

@@ -3239,6 +3239,7 @@ typedef struct fa__attn_plan {
     int64_t kv_per_unit;      /* kv heads per unit: 1, or all of them for decode (see schedule) */
     int64_t units;            /* work units before KV splitting */
     int64_t splits;           /* KV splits per unit (split-KV / FlashDecoding); 1 = none */
+    int64_t split_min;        /* > 0: splits shrink as they go (fa__split_tiles), none below this many tiles */
     size_t parts_off, prefix_off; /* workspace offsets of split partials and the varlen index */
 } fa__attn_plan;
 
@@ -3380,6 +3381,37 @@ static size_t fa__round64(size_t x) { return (x + 63) & ~(size_t)63; }
 struct fa__attn_ws;
 static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int64_t dk, int64_t dv);
 
+#ifndef FA__SPLIT_FACTOR
+#define FA__SPLIT_FACTOR 2
+#endif
+/* Guided splits of `tiles` key tiles among `workers` threads: each split takes 1/(2 workers) of
+   the tiles still left, at least `minsz`; split `k`'s tiles are [*t0, *t1) (empty past the
+   last). fa__split_count gives the number of splits. */
+static void fa__split_tiles(int64_t tiles, int64_t workers, int64_t minsz, int64_t k, int64_t *t0, int64_t *t1)
+{
+    int64_t pos = 0, i, c;
+    for (i = 0; pos < tiles; i++, pos += c) {
+        c = (tiles - pos + FA__SPLIT_FACTOR * workers - 1) / (FA__SPLIT_FACTOR * workers);
+        if (c < minsz) c = minsz;
+        if (c > tiles - pos) c = tiles - pos;
+        if (i == k) {
+            *t0 = pos;
+            *t1 = pos + c;
+            return;
+        }
+    }
+    *t0 = *t1 = tiles;
+}
+static int64_t fa__split_count(int64_t tiles, int64_t workers, int64_t minsz)
+{
+    int64_t pos = 0, n = 0, c;
+    for (; pos < tiles; n++, pos += c) {
+        c = (tiles - pos + FA__SPLIT_FACTOR * workers - 1) / (FA__SPLIT_FACTOR * workers);
+        if (c < minsz) c = minsz;
+    }
+    return n;
+}
+
 /* Work decomposition and workspace size. A unit is (sequence, kv head, chunk of the query heads
    of its group, tile of queries) with at most FA__ROWS (query, head) rows: whole GQA groups
    when they fit, so one K/V tile serves every head that reads it. When there are fewer units
@@ -3456,6 +3488,19 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
         if (per_thread > tiles) per_thread = tiles;
         if (p->splits < per_thread) p->splits = per_thread;
         if (p->splits < 1) p->splits = 1;
+    }
+    p->split_min = 0;
+    if (!d->num_splits && p->splits > 1) {
+        /* Splits that shrink as they go (guided self-scheduling, with fixed boundaries so the
+           result does not depend on timing): equal splits end when the slowest thread ends its
+           last one, and on a shared machine some threads run far slower than others (16-core
+           Xeon VM, 8192-key decode: 4 of 16 threads took 1.6x as long for the same split, and
+           with 2 splits each the call ended ~200 us after most threads were idle). The smallest
+           split that keeps the count within ws_splits. */
+        int64_t tiles = (ksum + FA__BK - 1) / FA__BK, m;
+        for (m = 1; fa__split_count(tiles, p->workers, m) > ws_splits; m++) {}
+        p->split_min = m;
+        p->splits = fa__split_count(tiles, p->workers, m);
     }
     p->ws_worker = fa__attn_ws_layout(NULL, NULL, p->dk, p->dv);
     if (fa__mul_size(p->ws_worker, (size_t)p->workers, &bytes))
@@ -6000,11 +6045,16 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     fa__row_range(p, &x.s, u->i0, &kmin, &tmp);
     fa__row_range(p, &x.s, u->i0 + u->nq - 1, &tmp, &kmax);
     if (p->splits > 1 && kmax > kmin) { /* this split's share, in whole key tiles */
-        int64_t tiles = (kmax - kmin + FA__BK - 1) / FA__BK;
-        int64_t per = (tiles + p->splits - 1) / p->splits;
-        int64_t a = kmin + split * per * FA__BK;
-        kmax = a + per * FA__BK < kmax ? a + per * FA__BK : kmax;
-        kmin = a;
+        int64_t tiles = (kmax - kmin + FA__BK - 1) / FA__BK, t0, t1;
+        if (p->split_min > 0) {
+            fa__split_tiles(tiles, p->workers, p->split_min, split, &t0, &t1);
+        } else {
+            int64_t per = (tiles + p->splits - 1) / p->splits;
+            t0 = split * per;
+            t1 = t0 + per;
+        }
+        kmax = kmin + t1 * FA__BK < kmax ? kmin + t1 * FA__BK : kmax;
+        kmin += t0 * FA__BK;
     }
 
     if (heads_s) {
@@ -6192,9 +6242,11 @@ static void fa__attn_task(void *ctx, int64_t i, int worker)
 }
 
 /* Second phase of split-KV: merge each unit's partial rows into the output view. Task i is
-   rows [4 (i % FA__MERGE_TASKS), +4) of unit i / FA__MERGE_TASKS, so that a decode step's
-   single unit still merges on every thread. */
-#define FA__MERGE_TASKS(p) (((p)->unit_rows + 3) / 4)
+   rows [FA__MERGE_ROWS (i % FA__MERGE_TASKS), +FA__MERGE_ROWS) of unit i / FA__MERGE_TASKS, so
+   that a decode step's single unit still merges on every thread (a row reads every split's
+   partial, written by other threads: 4 rows a task took 28 us for 32 splits on 16 threads). */
+#define FA__MERGE_ROWS 1
+#define FA__MERGE_TASKS(p) (((p)->unit_rows + FA__MERGE_ROWS - 1) / FA__MERGE_ROWS)
 static void fa__attn_merge_task(void *ctx, int64_t i, int worker)
 {
     const fa__attn_job *job = (const fa__attn_job *)ctx;
@@ -6206,8 +6258,8 @@ static void fa__attn_merge_task(void *ctx, int64_t i, int worker)
     (void)worker;
     fa__attn_unit_at(job, unit, &u);
     fa__attn_seq(p, u.b, &s);
-    r = 4 * (i % FA__MERGE_TASKS(p));
-    r1 = r + 4 < u.nh * u.nq ? r + 4 : u.nh * u.nq;
+    r = FA__MERGE_ROWS * (i % FA__MERGE_TASKS(p));
+    r1 = r + FA__MERGE_ROWS < u.nh * u.nq ? r + FA__MERGE_ROWS : u.nh * u.nq;
     for (; r < r1; r++) {
         int64_t qi = u.i0 + r / u.nh, h = u.h0 + r % u.nh;
         float lse = fa__merge_row(fa__out_row(p, &s, qi, h), d->o_type, fa__part_o(job, unit, 0) + r * p->dv,

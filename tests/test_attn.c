@@ -1669,6 +1669,84 @@ TEST(decode_of_several_kv_heads_in_key_blocks_matches_reference)
     CHECK(cases == 32 * NPATHS);
 }
 
+/* Auto-chosen splits shrink as they go (fa__split_tiles): they tile the keys exactly, in
+   pieces that never grow, none below the minimum but the last, as many as fa__split_count
+   says and within the workspace's split count for every cache length; decode on a pool with
+   them matches the reference, with shorter sequences of a batch leaving trailing splits
+   empty, and repeated calls give the same bits whichever thread ran what. */
+TEST(guided_splits_tile_the_keys_and_decode_matches_reference)
+{
+    static const int64_t tiles_c[] = {1, 2, 7, 63, 64, 65, 128, 1000, 4096};
+    static const int64_t workers_c[] = {1, 2, 4, 16, 64};
+    size_t a, b;
+    int64_t m, k, hq = 8, hkv = 2, dd = 64, skmax = 2100, i, e, bi;
+    fa_pool *big = NULL;
+    fa_pool_desc pd;
+    for (a = 0; a < sizeof tiles_c / sizeof *tiles_c; a++)
+        for (b = 0; b < sizeof workers_c / sizeof *workers_c; b++)
+            for (m = 1; m <= 5; m++) {
+                int64_t T = tiles_c[a], W = workers_c[b], n = fa__split_count(T, W, m), pos = 0, prev = T + 1, t0, t1;
+                for (k = 0; k < n; k++) {
+                    fa__split_tiles(T, W, m, k, &t0, &t1);
+                    CHECKF(t0 == pos && t1 > t0 && t1 - t0 <= prev, "T %lld W %lld m %lld split %lld: [%lld, %lld)",
+                           (long long)T, (long long)W, (long long)m, (long long)k, (long long)t0, (long long)t1);
+                    CHECK(t1 - t0 >= m || t1 == T);
+                    prev = t1 - t0;
+                    pos = t1;
+                }
+                CHECK(pos == T);
+                fa__split_tiles(T, W, m, n, &t0, &t1);
+                CHECK(t0 == T && t1 == T);
+                /* the first split takes about 1/(2W) of the keys: smaller than an equal split */
+                fa__split_tiles(T, W, m, 0, &t0, &t1);
+                CHECK(t1 - t0 <= (T + W - 1) / W || t1 - t0 <= m);
+            }
+    memset(&pd, 0, sizeof pd);
+    pd.threads = 15; /* more threads than this machine has: splits land on threads at random */
+    CHECK(fa_pool_create(&big, &pd) == FA_OK);
+    {
+        float *q = (float *)malloc((size_t)(3 * hq * dd) * 4), *k_ = (float *)malloc((size_t)(3 * skmax * hkv * dd) * 4);
+        float *v = (float *)malloc((size_t)(3 * skmax * hkv * dd) * 4), *o = (float *)malloc((size_t)(3 * hq * dd) * 4);
+        float *o2 = (float *)malloc((size_t)(3 * hq * dd) * 4), *r = (float *)malloc((size_t)(3 * hq * dd) * 4);
+        static const int64_t sks[] = {1, 65, 1000, 2100};
+        int32_t used[3];
+        fa_attn_desc d;
+        fa__attn_plan p;
+        int rep;
+        for (i = 0; i < 3 * hq * dd; i++) q[i] = (float)fa_t_normal();
+        for (i = 0; i < 3 * skmax * hkv * dd; i++) { k_[i] = (float)fa_t_normal(); v[i] = (float)fa_t_normal(); }
+        for (a = 0; a < sizeof sks / sizeof *sks; a++)
+            for (b = 0; b < 2; b++) {
+                memset(&d, 0, sizeof d);
+                d.batch = b ? 3 : 1; d.seqlen_q = 1; d.seqlen_k = b ? skmax : sks[a]; d.heads_q = hq; d.heads_kv = hkv;
+                d.head_dim = dd; d.q = q; d.k = k_; d.v = v; d.causal = 1;
+                if (b) { /* a batch whose sequences are shorter than the longest: trailing splits empty */
+                    used[0] = (int32_t)sks[a]; used[1] = 7; used[2] = (int32_t)(skmax - sks[a] / 2);
+                    d.seqused_k = used;
+                }
+                d.o = r;
+                CHECK(fa_attn_reference(&d) == FA_OK);
+                d.pool = big;
+                CHECK(fa__attn_prepare(&d, &p) == FA_OK);
+                if (p.splits > 1) CHECK(p.split_min >= 1 && p.splits <= (4 * p.workers + p.units - 1) / p.units);
+                for (rep = 0; rep < 4; rep++) {
+                    float *out = rep ? o2 : o;
+                    d.o = out;
+                    CHECK(fa_attn_forward(&d) == FA_OK);
+                    for (bi = 0; bi < d.batch; bi++)
+                        for (i = 0; i < hq * dd; i++) {
+                            e = bi * hq * dd + i;
+                            CHECKF(fabs(out[e] - r[e]) <= 1e-5, "sk %lld batch %lld: %g vs %g", (long long)d.seqlen_k,
+                                   (long long)d.batch, out[e], r[e]);
+                        }
+                    if (rep) CHECK(memcmp(o, o2, (size_t)(d.batch * hq * dd) * 4) == 0);
+                }
+            }
+        free(q); free(k_); free(v); free(o); free(o2); free(r);
+    }
+    fa_pool_destroy(big, FA_POOL_FINISH);
+}
+
 TEST(split_kv_decode_on_a_pool_matches_reference)
 {
     int64_t hq = 8, hkv = 2, dd = 64, sk = 3000, i, e, ns;
@@ -1730,6 +1808,7 @@ int main(void)
         }
     }
     RUN(split_kv_decode_on_a_pool_matches_reference);
+    RUN(guided_splits_tile_the_keys_and_decode_matches_reference);
     RUN(decode_units_of_several_kv_heads_match_reference);
     RUN(decode_of_several_kv_heads_in_key_blocks_matches_reference);
     RUN(bf16_query_decode_matches_reference_for_every_head_dim_and_group);

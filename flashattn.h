@@ -3394,35 +3394,28 @@ static size_t fa__round64(size_t x) { return (x + 63) & ~(size_t)63; }
 struct fa__attn_ws;
 static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int64_t dk, int64_t dv);
 
-#ifndef FA__SPLIT_FACTOR
-#define FA__SPLIT_FACTOR 2
-#endif
 /* Guided splits of `tiles` key tiles among `workers` threads: each split takes 1/(2 workers) of
-   the tiles still left, at least `minsz`; split `k`'s tiles are [*t0, *t1) (empty past the
-   last). fa__split_count gives the number of splits. */
-static void fa__split_tiles(int64_t tiles, int64_t workers, int64_t minsz, int64_t k, int64_t *t0, int64_t *t1)
+   the tiles still left, at least `minsz` (and at most what is left). fa__split_tiles gives split
+   `k`'s tiles [*t0, *t1) (empty past the last) and returns the number of splits. */
+static int64_t fa__split_tiles(int64_t tiles, int64_t workers, int64_t minsz, int64_t k, int64_t *t0, int64_t *t1)
 {
-    int64_t pos = 0, i, c;
-    for (i = 0; pos < tiles; i++, pos += c) {
-        c = (tiles - pos + FA__SPLIT_FACTOR * workers - 1) / (FA__SPLIT_FACTOR * workers);
+    int64_t pos = 0, n = 0, c;
+    *t0 = *t1 = tiles;
+    for (; pos < tiles; n++, pos += c) {
+        c = (tiles - pos + 2 * workers - 1) / (2 * workers);
         if (c < minsz) c = minsz;
         if (c > tiles - pos) c = tiles - pos;
-        if (i == k) {
+        if (n == k) {
             *t0 = pos;
             *t1 = pos + c;
-            return;
         }
     }
-    *t0 = *t1 = tiles;
+    return n;
 }
 static int64_t fa__split_count(int64_t tiles, int64_t workers, int64_t minsz)
 {
-    int64_t pos = 0, n = 0, c;
-    for (; pos < tiles; n++, pos += c) {
-        c = (tiles - pos + FA__SPLIT_FACTOR * workers - 1) / (FA__SPLIT_FACTOR * workers);
-        if (c < minsz) c = minsz;
-    }
-    return n;
+    int64_t t0, t1;
+    return fa__split_tiles(tiles, workers, minsz, -1, &t0, &t1);
 }
 
 /* Work decomposition and workspace size. A unit is (sequence, kv head, chunk of the query heads
@@ -3503,12 +3496,12 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
         if (p->splits < 1) p->splits = 1;
     }
     p->split_min = 0;
-    if (!d->num_splits && p->splits > 1) {
+    if (!d->num_splits && p->splits > 1) { /* the count above only decides whether to split */
         /* Splits that shrink as they go (guided self-scheduling, with fixed boundaries so the
            result does not depend on timing): equal splits end when the slowest thread ends its
            last one, and on a shared machine some threads run far slower than others (16-core
            Xeon VM, 8192-key decode: 4 of 16 threads took 1.6x as long for the same split, and
-           with 2 splits each the call ended ~200 us after most threads were idle). The smallest
+           with 2 splits each the call ended ~110 us after most threads were idle). The smallest
            split that keeps the count within ws_splits. */
         int64_t tiles = (ksum + FA__BK - 1) / FA__BK, m;
         for (m = 1; fa__split_count(tiles, p->workers, m) > ws_splits; m++) {}

@@ -6,7 +6,10 @@
 
    usage (through bench/ab.sh): ab threads sq sk hq hkv d dtype causal cold calls splits
      dtype: f32 | bf16 | f16 | e4m3 (K and V; Q and O stay f32) | bf16q (Q, K and V bf16)
-     cold:  1 = each call after a 256 MiB read (K/V from DRAM), 0 = back to back
+     cold:  1 = each call after a 256 MiB read (K/V from DRAM) on the calling thread (the pool's
+            threads asleep), 2 = the read on the side's pool in small parts, its threads polling
+            into the call (as after another step of a model), 3 = as 2 after a 256 MiB copy on the
+            pool (bench_attn section d's eviction), 0 = back to back
      splits: fa_attn_desc.num_splits (0 = the library's choice)
    environment: AB_WINDOW=w adds a sliding window (window_left w, window_right 0);
                 AB_ISA=avx2 runs both sides on the AVX2 kernels (fa_cpu_features_override)
@@ -31,8 +34,10 @@
 
 int ab_forward_a(const fa_attn_desc *d);
 int ab_forward_b(const fa_attn_desc *d);
-void *ab_pool_a(int threads);
-void *ab_pool_b(int threads);
+void *ab_pool_a(int threads, int awake);
+void *ab_pool_b(int threads, int awake);
+void ab_sweep_a(void *pool, const unsigned char *buf, size_t n, unsigned char *copy_to);
+void ab_sweep_b(void *pool, const unsigned char *buf, size_t n, unsigned char *copy_to);
 size_t ab_workspace_a(const fa_attn_desc *d);
 size_t ab_workspace_b(const fa_attn_desc *d);
 
@@ -78,7 +83,7 @@ int main(int argc, char **argv)
     int64_t sq, sk, hq, hkv, d, splits;
     fa_dtype kt;
     size_t es, nkv, nq, i, ebytes = (size_t)256 << 20;
-    unsigned char *k, *v, *ev;
+    unsigned char *k, *v, *ev, *ev2;
     float *q, *oa, *ob;
     double *ta, *tb, *ratio, maxdiff = 0, bytes, flops;
     fa_attn_desc da, db;
@@ -96,10 +101,10 @@ int main(int argc, char **argv)
     nq = (size_t)(sq * hq * d);
     k = (unsigned char *)malloc(nkv * es); v = (unsigned char *)malloc(nkv * es);
     q = (float *)malloc(nq * 4); oa = (float *)malloc(nq * 4); ob = (float *)malloc(nq * 4);
-    ev = (unsigned char *)malloc(ebytes);
+    ev = (unsigned char *)malloc(ebytes); ev2 = (unsigned char *)malloc(ebytes);
     ta = (double *)malloc((size_t)calls * sizeof(double)); tb = (double *)malloc((size_t)calls * sizeof(double));
     ratio = (double *)malloc((size_t)calls * sizeof(double));
-    if (!k || !v || !q || !oa || !ob || !ev || !ta || !tb || !ratio) { fprintf(stderr, "out of memory\n"); return 1; }
+    if (!k || !v || !q || !oa || !ob || !ev || !ev2 || !ta || !tb || !ratio) { fprintf(stderr, "out of memory\n"); return 1; }
     for (i = 0; i < nkv; i++) {
         float a = ab_rand(), b = ab_rand();
         if (kt == FA_F32) { ((float *)k)[i] = a; ((float *)v)[i] = b; }
@@ -114,7 +119,7 @@ int main(int argc, char **argv)
     for (i = 0; i < nq; i++) q[i] = ab_rand();
     if (qbf) /* bf16 rows in the same buffer (its first half) */
         for (i = 0; i < nq; i++) ((uint16_t *)q)[i] = ab_bf16(q[i]);
-    memset(ev, 1, ebytes);
+    memset(ev, 1, ebytes); memset(ev2, 2, ebytes);
     memset(&da, 0, sizeof da);
     da.batch = 1; da.seqlen_q = sq; da.seqlen_k = sk; da.heads_q = hq; da.heads_kv = hkv; da.head_dim = d;
     da.q = q; da.k = k; da.v = v; da.k_type = da.v_type = kt; da.q_type = qbf ? FA_BF16 : FA_F32; da.causal = causal; da.num_splits = splits;
@@ -133,7 +138,7 @@ int main(int argc, char **argv)
     if (getenv("AB_OUT")) /* AB_OUT=bf16|f16: O of that type (the buffers hold 4 bytes an element) */
         da.o_type = db.o_type = !strcmp(getenv("AB_OUT"), "bf16") ? FA_BF16 : !strcmp(getenv("AB_OUT"), "f16") ? FA_F16 : FA_F32;
     da.o = oa; db.o = ob;
-    da.pool = ab_pool_a(threads); db.pool = ab_pool_b(threads);
+    da.pool = ab_pool_a(threads, cold >= 2); db.pool = ab_pool_b(threads, cold >= 2);
     da.workspace_size = ab_workspace_a(&da); db.workspace_size = ab_workspace_b(&db);
     da.workspace = aligned_alloc(64, (da.workspace_size + 63) / 64 * 64);
     db.workspace = aligned_alloc(64, (db.workspace_size + 63) / 64 * 64);
@@ -144,9 +149,11 @@ int main(int argc, char **argv)
         volatile unsigned char sink = 0;
         size_t o;
         double t0;
-        if (cold) for (o = 0; o < ebytes; o += 64) sink = (unsigned char)(sink + ev[o]);
+        if (cold == 1) for (o = 0; o < ebytes; o += 64) sink = (unsigned char)(sink + ev[o]);
+        if (cold >= 2) ab_sweep_a(da.pool, ev, ebytes, cold == 3 ? ev2 : NULL);
         t0 = ab_now(); ab_forward_a(&da); ta[r] = ab_now() - t0;
-        if (cold) for (o = 0; o < ebytes; o += 64) sink = (unsigned char)(sink + ev[o]);
+        if (cold == 1) for (o = 0; o < ebytes; o += 64) sink = (unsigned char)(sink + ev[o]);
+        if (cold >= 2) ab_sweep_b(db.pool, ev, ebytes, cold == 3 ? ev2 : NULL);
         t0 = ab_now(); ab_forward_b(&db); tb[r] = ab_now() - t0;
         ratio[r] = ta[r] / tb[r];
     }
@@ -162,7 +169,7 @@ int main(int argc, char **argv)
         double ma = ab_median(ta, calls), mb = ab_median(tb, calls), mr = ab_median(ratio, calls);
         printf("%d threads, sq %lld, sk %lld, %lld/%lld heads, d %lld, %s, %s, %s: A %.1f us, B %.1f us", threads,
                (long long)sq, (long long)sk, (long long)hq, (long long)hkv, (long long)d, argv[7],
-               causal ? "causal" : "non-causal", cold ? "cold" : "warm", ma * 1e6, mb * 1e6);
+               causal ? "causal" : "non-causal", cold == 3 ? "cold (copy), awake" : cold == 2 ? "cold, awake" : cold ? "cold" : "warm", ma * 1e6, mb * 1e6);
         if (sq == 1) printf(" (%.1f / %.1f GB/s)", bytes / ma * 1e-9, bytes / mb * 1e-9);
         else printf(" (%.1f / %.1f GFLOP/s)", flops / ma * 1e-9, flops / mb * 1e-9);
         printf("; B speed-up %.3f (median of %d pairs); max |A-B| %.2g\n", mr, calls, maxdiff);

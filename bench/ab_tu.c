@@ -14,7 +14,8 @@
 #define AB_STR(x) AB_STR2(x)
 
 int AB_CAT(ab_forward_, AB_SIDE)(const fa_attn_desc *d);
-void *AB_CAT(ab_pool_, AB_SIDE)(int threads);
+void *AB_CAT(ab_pool_, AB_SIDE)(int threads, int awake);
+void AB_CAT(ab_sweep_, AB_SIDE)(void *pool, const unsigned char *buf, size_t n, unsigned char *copy_to);
 size_t AB_CAT(ab_workspace_, AB_SIDE)(const fa_attn_desc *d);
 
 int AB_CAT(ab_forward_, AB_SIDE)(const fa_attn_desc *d)
@@ -26,8 +27,9 @@ int AB_CAT(ab_forward_, AB_SIDE)(const fa_attn_desc *d)
 
 /* the pool of this side's library (the pool type is private to each version); threads - 1
    workers, the caller being the last thread; NULL for one thread. Its threads sleep as soon as
-   they are idle, so both sides pay the same wake-up on every call. */
-void *AB_CAT(ab_pool_, AB_SIDE)(int threads)
+   they are idle, so both sides pay the same wake-up on every call; with awake, they poll as by
+   default (the sweep below then leaves them awake for the call). */
+void *AB_CAT(ab_pool_, AB_SIDE)(int threads, int awake)
 {
     fa_pool *p = (fa_pool *)0;
     fa_pool_desc pd;
@@ -38,7 +40,7 @@ void *AB_CAT(ab_pool_, AB_SIDE)(int threads)
     memset(&pd, 0, sizeof pd);
     pd.threads = threads - 1;
 #ifdef FA_POOL_DEFAULT_SPIN_NS
-    pd.spin_ns = -1; /* idle threads of one side must not poll on the CPUs the other side uses */
+    pd.spin_ns = awake ? 0 : -1; /* idle threads of one side must not poll on the CPUs the other side uses */
 #endif
     if (fa_pool_create(&p, &pd) != FA_OK) return (void *)0;
     return p;
@@ -49,4 +51,29 @@ size_t AB_CAT(ab_workspace_, AB_SIDE)(const fa_attn_desc *d)
     size_t n = 0;
     if (fa_attn_workspace_size(d, &n) != FA_OK) return 0;
     return n;
+}
+
+/* reads every line of buf on the pool's threads in 256 KiB parts (they finish within tens of us
+   of each other, as after a balanced GEMM), so that they are awake when the next call comes */
+typedef struct ab_sweep_job { const unsigned char *buf; unsigned char *to; size_t n; unsigned sink[64]; } ab_sweep_job;
+static void ab_sweep_part(void *ctx, int64_t i, int worker)
+{
+    ab_sweep_job *j = (ab_sweep_job *)ctx;
+    size_t o = (size_t)i << 18, e = o + ((size_t)1 << 18) < j->n ? o + ((size_t)1 << 18) : j->n;
+    unsigned acc = 0;
+    if (j->to) { memcpy(j->to + o, j->buf + o, e - o); return; }
+    for (; o < e; o += 64) acc += j->buf[o];
+    j->sink[worker & 63] += acc;
+}
+/* copy_to: first a copy of buf to copy_to (as bench_attn's section d does before its read) */
+void AB_CAT(ab_sweep_, AB_SIDE)(void *pool, const unsigned char *buf, size_t n, unsigned char *copy_to)
+{
+    static ab_sweep_job j;
+    int64_t parts = (int64_t)((n + ((size_t)1 << 18) - 1) >> 18);
+    j.buf = buf;
+    j.n = n;
+    j.to = copy_to;
+    if (copy_to) fa_pool_parallel_for((fa_pool *)pool, parts, ab_sweep_part, &j);
+    j.to = NULL;
+    fa_pool_parallel_for((fa_pool *)pool, parts, ab_sweep_part, &j);
 }

@@ -8,9 +8,11 @@
                 is installed
              c  thread scaling of prefill (s=2048, d=128) over 1, 2, 4, ... N threads
              d  decode: 1 query, 32 q-heads / 8 kv-heads, d=128, KV 4k..32k in f32/bf16/f16/e4m3,
-                GB/s of K+V read vs a multi-threaded copy in the same run: "cold" calls, each
-                after a copy and a read that evict the caches, and "warm" back-to-back calls;
-                cold calls also against a plain cold read of the same K/V bytes ("% read")
+                GB/s of K+V read vs a multi-threaded copy (streaming stores) in the same run:
+                "cold" calls, each after a copy and a read that evict the caches (the pool's
+                threads awake, as after a balanced step), "asleep" the same with the threads
+                asleep, and "warm" back-to-back calls; cold calls also against memcpy's figure
+                ("% mcpy") and a plain cold read of the same K/V bytes ("% read")
              e  causal against non-causal per useful FLOP (f32, d=128): the two calls alternate
                 in one process and the ratio is the median over the pairs
              f  decode latency of short KV caches (bf16, shape of d, back-to-back calls): a pool
@@ -29,6 +31,9 @@
 #include "flashattn.h"
 
 #include <math.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* What a user would write without a fused kernel: the whole score matrix of one head. */
 static int naive_attention(const float *q, const float *k, const float *v, float *o, int64_t sq,
@@ -452,17 +457,41 @@ static void section_c(int reps, int threads)
     free(q); free(k); free(v); free(o);
 }
 
-typedef struct copy_job { const unsigned char *src; unsigned char *dst; size_t n; int64_t parts; } copy_job;
+/* The copy that measures the memory bandwidth. On x86 it stores with SSE2 streaming stores
+   (what STREAM's copy measures): memcpy's cached stores also read each destination line before
+   writing it, so they move 3 bytes for every 2 counted, and they leave the caches full of dirty
+   lines that a read does not clear (the last-level cache keeps old lines against a streaming
+   read), so that a call after it also paid their write-back: 213 us instead of 167 us at 4096
+   bf16 keys on the 16-core host. nt 0: memcpy, printed for comparison. */
+typedef struct copy_job { const unsigned char *src; unsigned char *dst; size_t n; int64_t parts; int nt; } copy_job;
 static void copy_part(void *ctx, int64_t i, int worker)
 {
     const copy_job *j = (const copy_job *)ctx;
     size_t a = j->n * (size_t)i / (size_t)j->parts, b = j->n * (size_t)(i + 1) / (size_t)j->parts;
     (void)worker;
+#if defined(__SSE2__)
+    if (j->nt) { /* a and b are multiples of 64 and the buffers 16-byte aligned (malloc) */
+        const __m128i *sp = (const __m128i *)(const void *)(j->src + a);
+        __m128i *dp = (__m128i *)(void *)(j->dst + a);
+        size_t k, n16 = (b - a) / 16;
+        for (k = 0; k + 4 <= n16; k += 4) {
+            __m128i x0 = _mm_load_si128(sp + k), x1 = _mm_load_si128(sp + k + 1);
+            __m128i x2 = _mm_load_si128(sp + k + 2), x3 = _mm_load_si128(sp + k + 3);
+            _mm_stream_si128(dp + k, x0); _mm_stream_si128(dp + k + 1, x1);
+            _mm_stream_si128(dp + k + 2, x2); _mm_stream_si128(dp + k + 3, x3);
+        }
+        _mm_sfence();
+        return;
+    }
+#endif
     memcpy(j->dst + a, j->src + a, b - a);
 }
 
 /* reads every line of the copy's source: evicts the caches' contents without leaving dirty lines,
-   on the pool's threads, which are then awake as after any other step of a model */
+   on the pool's threads, which are then awake as after any other step of a model (the parts are
+   small, 256 KiB, so that all of them finish within a few tens of us of each other, as after a
+   balanced GEMM: with 4 MiB parts the first threads done idled ~0.5 ms, past the pool's polling,
+   and slept into the call; the "asleep" column has that case) */
 static void sweep_part(void *ctx, int64_t i, int worker)
 {
     const copy_job *j = (const copy_job *)ctx;
@@ -507,8 +536,9 @@ static double evict(fa_pool *pool, copy_job *cj)
 }
 
 /* Decode is timed two ways. "cold": each call follows a copy of cbytes and then a read of it
-   (both larger than any last-level cache, and the read leaves no dirty lines for the call to
-   write back), as in a model where every layer's KV cache is read once per token; the copy and
+   (both larger than any last-level cache; the copy's streaming stores leave no dirty lines for
+   the call to write back), as in a model where every layer's KV cache is read once per token,
+   after steps that mostly read (weights); the copy and
    the call alternate, and "% copy" is the median over those pairs of call GB/s / copy GB/s, so a
    machine whose speed drifts during the run (a shared VM) does not skew the ratio. "warm":
    back-to-back calls, where a small cache can stay in the last-level cache. */
@@ -518,23 +548,33 @@ static void section_d(int reps, int threads)
     int64_t hq = 32, hkv = 8, d = 128, sk;
     size_t cbytes = (size_t)256 << 20;
     unsigned char *src = (unsigned char *)malloc(cbytes), *dst = (unsigned char *)malloc(cbytes);
-    double copy_gbs, t[16];
+    double copy_gbs, memcpy_gbs, t[16];
     copy_job cj;
     int r, ti;
     memset(src, 1, cbytes); memset(dst, 2, cbytes);
-    cj.src = src; cj.dst = dst; cj.n = cbytes; cj.parts = 4 * threads;
+    cj.src = src; cj.dst = dst; cj.n = cbytes; cj.parts = (int64_t)(cbytes >> 18); /* 256 KiB parts */
+    cj.nt = 0;
     time_copy(pool, &cj);
     for (r = 0; r < reps; r++) t[r] = time_copy(pool, &cj);
-    copy_gbs = 2.0 * (double)cbytes / bench_median(t, reps) * 1e-9; /* read + write */
+    memcpy_gbs = 2.0 * (double)cbytes / bench_median(t, reps) * 1e-9; /* read + write */
+    cj.nt = 1;
+    time_copy(pool, &cj);
+    for (r = 0; r < reps; r++) t[r] = time_copy(pool, &cj);
+    copy_gbs = 2.0 * (double)cbytes / bench_median(t, reps) * 1e-9;
     printf("\n== d: decode, 1 query, %lld q-heads / %lld kv-heads, d=%lld, %d threads; copy bandwidth (read+write) %.1f GB/s\n",
            (long long)hq, (long long)hkv, (long long)d, threads, copy_gbs);
+#if defined(__SSE2__)
+    printf("copy: streaming stores (memcpy: %.1f GB/s, counting its 2 of 3 bytes moved)\n", memcpy_gbs);
+#endif
     printf("cold: each call after a %zu MiB copy and a read of it, %% copy = median over (copy, call) pairs; warm: back-to-back calls\n",
            cbytes >> 20);
     printf("Q is f32, except bf16*: Q, K and V bf16\n");
     printf("%% read: against a plain read of the same K/V bytes on the same threads, also cold (the most a burst\n"
            "of this size gets: short caches cannot reach the copy's rate, which is measured on %zu MiB)\n", cbytes >> 20);
-    printf("%-10s | %6s | %9s %7s %7s %7s | %9s %7s %7s | %10s\n", "KV length", "K/V", "cold time", "GB/s", "% copy",
-           "% read", "warm time", "GB/s", "% copy", "K/V memory");
+    printf("asleep: cold, and the pool's threads idle for 1 ms first (past their polling: they sleep into the call)\n");
+    printf("%% mcpy: cold GB/s against the memcpy figure above (the measure of sessions before 0.1.8)\n");
+    printf("%-10s | %6s | %9s %7s %7s %7s %7s | %9s %7s | %9s %7s %7s | %10s\n", "KV length", "K/V", "cold time", "GB/s",
+           "% copy", "% mcpy", "% read", "asleep", "% copy", "warm time", "GB/s", "% copy", "K/V memory");
     for (sk = 4096; sk <= 32768; sk *= 2)
         for (ti = 0; ti < 5; ti++) {
             static const fa_dtype kts[5] = {FA_F32, FA_BF16, FA_BF16, FA_F16, FA_E4M3};
@@ -544,7 +584,7 @@ static void section_d(int reps, int threads)
             unsigned char *k = (unsigned char *)malloc(kvbytes / 2), *v = (unsigned char *)malloc(kvbytes / 2);
             float *q = (float *)malloc((size_t)(hq * d) * 4), *o = (float *)malloc((size_t)(hq * d) * 4);
             fa_attn_desc desc;
-            double tc[16], tw, ratio[16], rratio[16], cold_t, cold_gbs, warm_gbs, cold_pct, read_pct;
+            double tc[16], ts[16], tw, ratio[16], rratio[16], sratio[16], cold_t, cold_gbs, warm_gbs, cold_pct, read_pct;
             read_job rj;
             void *ws;
             size_t i;
@@ -581,6 +621,17 @@ static void section_d(int reps, int threads)
                 t0 = bench_now();
                 fa_pool_parallel_for(pool, 2 * rj.parts, read_part, &rj);
                 rratio[r] = (bench_now() - t0) / tc[r];
+                tcopy = evict(pool, &cj);
+                {
+                    struct timespec nap;
+                    nap.tv_sec = 0;
+                    nap.tv_nsec = 1000000L;
+                    nanosleep(&nap, NULL);
+                }
+                t0 = bench_now();
+                fa_attn_forward(&desc);
+                ts[r] = bench_now() - t0;
+                sratio[r] = ((double)kvbytes / ts[r]) / (2.0 * (double)cbytes / tcopy);
             }
             read_pct = 100 * bench_median(rratio, reps);
             cold_t = bench_median(tc, reps);
@@ -590,8 +641,10 @@ static void section_d(int reps, int threads)
             fa_aligned_free(ws);
             tw = time_forward(&desc, reps);
             warm_gbs = (double)kvbytes / tw * 1e-9;
-            printf("%-10lld | %6s | %7.3fms %7.1f %6.0f%% %6.0f%% | %7.3fms %7.1f %6.0f%% | %6.1f MiB\n", (long long)sk,
-                   qbf ? "bf16*" : fa_dtype_name(kt), cold_t * 1e3, cold_gbs, cold_pct, read_pct, tw * 1e3, warm_gbs, 100 * warm_gbs / copy_gbs,
+            printf("%-10lld | %6s | %7.3fms %7.1f %6.0f%% %6.0f%% %6.0f%% | %7.3fms %6.0f%% | %7.3fms %7.1f %6.0f%% | %6.1f MiB\n",
+                   (long long)sk, qbf ? "bf16*" : fa_dtype_name(kt), cold_t * 1e3, cold_gbs, cold_pct,
+                   100 * cold_gbs / memcpy_gbs, read_pct,
+                   bench_median(ts, reps) * 1e3, 100 * bench_median(sratio, reps), tw * 1e3, warm_gbs, 100 * warm_gbs / copy_gbs,
                    (double)kvbytes / (1 << 20));
             fflush(stdout);
             free(k); free(v); free(q); free(o);

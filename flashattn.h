@@ -6128,19 +6128,26 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
 
     for (r = 0; r < x.nrows; r++) {
         int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
-        float *o = w->o + r * x.dvp, lse;
+        float *o = w->o + r * x.dvp, lse, inv = 1.0f;
         if (w->seen[r]) {
-            K->scale(o, dv, 1.0f / w->l[r]);
+            inv = 1.0f / w->l[r];
             lse = part_o || d->lse ? w->m[r] + logf(w->l[r]) : 0.0f; /* only where it is kept */
         } else {
             lse = -INFINITY; /* nothing visible: o stays 0 */
         }
+        /* f32 rows are normalised on their way out (load multiplies as scale would: the same
+           bits, one pass less over the unit's rows) */
         if (part_o) {
-            memcpy(part_o + r * dv, o, (size_t)dv * sizeof(float));
+            K->load(part_o + r * dv, o, FA_F32, dv, inv);
             part_lse[r] = lse;
             continue;
         }
-        fa__store_row_fast(fa__out_row(p, &x.s, i, h), d->o_type, o, dv);
+        if (d->o_type == FA_F32) {
+            K->load((float *)fa__out_row(p, &x.s, i, h), o, FA_F32, dv, inv);
+        } else {
+            if (inv != 1.0f) K->scale(o, dv, inv);
+            fa__store_row_fast(fa__out_row(p, &x.s, i, h), d->o_type, o, dv);
+        }
         fa__put_lse(p, &x.s, i, h, lse);
     }
 }

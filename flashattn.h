@@ -8895,6 +8895,7 @@ typedef struct fa__worker {
     FA__ATOMIC(uint64_t) runs, succeeded, failed, retries;
     FA__ATOMIC(uint64_t) wait_hist[FA__HIST_BUCKETS];
     FA__ATOMIC(uint64_t) run_hist[FA__HIST_BUCKETS];
+    uint64_t seen_job;              /* the last fa_pool.announce this worker acted on */
     unsigned char pad_[2 * FA_CACHELINE];
 } fa__worker;
 
@@ -8918,6 +8919,12 @@ struct fa_pool {
     pthread_mutex_t delay_mu;       /* guards the delayed-retry list */
     fa__ptask *delayed;
     size_t ndelayed, delayed_cap;
+    FA__QPAD(pad3_, 0);
+    /* the latest parallel_for call (generation << 8 | slot): polling workers watch this line and
+       join at once, where the helper tokens are popped one at a time from a shared queue (16-core
+       host: the 15th poller started ~7 us after the first) */
+    FA__ATOMIC(uint64_t) announce;
+    FA__QPAD(pad4_, 8);
     fa__job jobs[FA__POOL_JOBS];
 };
 
@@ -9087,6 +9094,18 @@ static void fa__job_help(fa_pool *p, int slot, uint64_t gen, int wid)
     fa__sub(&j->state, 1, FA__RELEASE); /* release: our last touch of the slot */
 }
 
+/* Joins the parallel_for call last announced, once: 1 when this worker had not seen it yet
+   (the call may be over: fa__job_help then returns at once). */
+static int fa__pool_join_announced(fa_pool *p, fa__worker *w)
+{
+    /* acquire: the job's fields, written before the caller's release store */
+    uint64_t a = fa__ld(&p->announce, FA__ACQUIRE);
+    if (a == w->seen_job) return 0;
+    w->seen_job = a;
+    fa__job_help(p, (int)(a & 0xffu), a >> 8, w->id);
+    return 1;
+}
+
 static int fa__pool_take(fa_pool *p, fa__ptask *t)
 {
     int r;
@@ -9132,16 +9151,19 @@ static void *fa__worker_main(void *arg)
     fa__tls_pool = p;
     fa__tls_worker = w->id;
     for (;;) {
-        int i, found = 0;
+        int i, found = 0, joined = 0;
         int64_t spin_end;
+        if (fa__pool_join_announced(p, w)) continue;
         if (fa__pool_take(p, &t)) { fa__pool_dispatch(p, w, &t); continue; }
         if (fa__pool_move_due(p)) continue;
         if (fa__ld(&p->exit_now, FA__ACQUIRE)) break; /* acquire: pairs with destroy's release */
-        for (i = 0, spin_end = -1; !found; i++) {
+        for (i = 0, spin_end = -1; !found && !joined; i++) {
             fa__cpu_relax();
-            found = fa__pool_take(p, &t);
-            if (!found && fa__spin_over(p, i, &spin_end)) break;
+            joined = fa__pool_join_announced(p, w);
+            found = !joined && fa__pool_take(p, &t);
+            if (!found && !joined && fa__spin_over(p, i, &spin_end)) break;
         }
+        if (joined) continue;
         if (found) { fa__pool_dispatch(p, w, &t); continue; }
         /* Sleep until work arrives (see "events" in the queue implementation). */
         fa__add(&p->work_ev.waiters, 1u, FA__RELAXED); /* relaxed: ordered by the sync */
@@ -9427,6 +9449,9 @@ FLASHATTN_DEF fa_status fa_pool_parallel_for(fa_pool *p, int64_t n,
     /* relaxed: published to helpers by the token push (release) below */
     fa__st(&j->next, 0, FA__RELAXED);
     fa__st(&j->left, n, FA__RELAXED);
+    /* release: polling workers join through this line first; the tokens below wake sleepers
+       (a token of a call a worker already joined finds it over or joins it again) */
+    fa__st(&p->announce, gen << 8 | (uint64_t)(j - p->jobs), FA__RELEASE);
     {
         fa__ptask t;
         int64_t h, pushed = 0;

@@ -260,6 +260,46 @@ TEST(concurrent_parallel_for_callers_share_the_pool)
     fa_pool_destroy(p, FA_POOL_FINISH);
 }
 
+/* Polling workers join a call through the pool's announcement line before its tokens reach
+   them (and may meet those tokens later, for a call that is over or still running): every
+   index still runs once, on distinct workers, with outside callers and nested calls at once,
+   and the workers do take part. */
+static void who_tile(void *ctx, int64_t i, int w)
+{
+    int *by = (int *)ctx;
+    (void)i;
+    if (w >= 0 && w < 8) INC(&by[w]);
+    t_sleep_us(20);
+}
+
+TEST(polling_workers_join_announced_calls_exactly_once)
+{
+    fa_pool *p = NULL;
+    fa_pool_desc d;
+    pthread_t t[2];
+    ext e;
+    int by[8], r, i, helped = 0;
+    memset(&d, 0, sizeof d);
+    d.threads = 2;
+    d.spin_ns = 5000000; /* 5 ms: the workers poll between the calls below */
+    CHECK(fa_pool_create(&p, &d) == FA_OK && p != NULL);
+    if (!p) return;
+    for (r = 0; r < 40 * SCALE; r++) {
+        memset(by, 0, sizeof by);
+        CHECK(fa_pool_parallel_for(p, 8, who_tile, by) == FA_OK);
+        CHECK(by[0] + by[1] + by[2] == 8);
+        helped += by[0] + by[1] > 0; /* workers 0 and 1; the caller is 2 */
+        run_pf(p, 1 + fa_t_randint(30), r & 1);
+    }
+    CHECKF(helped > 0, "no call of %d had a worker's help", 40 * SCALE);
+    e.p = p;
+    e.rounds = 20 * SCALE;
+    for (i = 0; i < 2; i++) pthread_create(&t[i], NULL, ext_main, &e);
+    for (r = 0; r < 10 * SCALE; r++) run_pf(p, 40, 1);
+    for (i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    CHECK(fa_pool_destroy(p, FA_POOL_FINISH) == FA_OK);
+}
+
 /* ---- asynchronous tasks ---- */
 typedef struct gate { int open; } gate;
 static fa_status gate_task(void *arg)
@@ -676,6 +716,7 @@ int main(void)
     RUN(spin_ns_is_checked_and_any_polling_time_keeps_results_and_shutdown);
     RUN(nested_parallel_for_inside_tiles_does_not_deadlock);
     RUN(concurrent_parallel_for_callers_share_the_pool);
+    RUN(polling_workers_join_announced_calls_exactly_once);
     RUN(parallel_for_from_inside_submitted_tasks_completes);
     RUN(priorities_are_strict_high_then_normal_then_low);
     RUN(retries_back_off_exponentially_and_report_the_final_status);

@@ -31,9 +31,6 @@
 #include "flashattn.h"
 
 #include <math.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 /* What a user would write without a fused kernel: the whole score matrix of one head. */
 static int naive_attention(const float *q, const float *k, const float *v, float *o, int64_t sq,
@@ -469,21 +466,10 @@ static void copy_part(void *ctx, int64_t i, int worker)
     const copy_job *j = (const copy_job *)ctx;
     size_t a = j->n * (size_t)i / (size_t)j->parts, b = j->n * (size_t)(i + 1) / (size_t)j->parts;
     (void)worker;
-#if defined(__SSE2__)
     if (j->nt) { /* a and b are multiples of 64 and the buffers 16-byte aligned (malloc) */
-        const __m128i *sp = (const __m128i *)(const void *)(j->src + a);
-        __m128i *dp = (__m128i *)(void *)(j->dst + a);
-        size_t k, n16 = (b - a) / 16;
-        for (k = 0; k + 4 <= n16; k += 4) {
-            __m128i x0 = _mm_load_si128(sp + k), x1 = _mm_load_si128(sp + k + 1);
-            __m128i x2 = _mm_load_si128(sp + k + 2), x3 = _mm_load_si128(sp + k + 3);
-            _mm_stream_si128(dp + k, x0); _mm_stream_si128(dp + k + 1, x1);
-            _mm_stream_si128(dp + k + 2, x2); _mm_stream_si128(dp + k + 3, x3);
-        }
-        _mm_sfence();
+        bench_stream_copy(j->dst + a, j->src + a, b - a);
         return;
     }
-#endif
     memcpy(j->dst + a, j->src + a, b - a);
 }
 

@@ -10,9 +10,6 @@
 #include "bench_util.h"
 #define FLASHATTN_IMPLEMENTATION
 #include "flashattn.h"
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 typedef struct job { const unsigned char *src; unsigned char *dst; size_t n; int64_t parts; uint64_t sink[4096]; } job;
 static void copy_part(void *ctx, int64_t i, int worker)
@@ -20,22 +17,7 @@ static void copy_part(void *ctx, int64_t i, int worker)
     job *j = (job *)ctx;
     size_t a = j->n * (size_t)i / (size_t)j->parts, b = j->n * (size_t)(i + 1) / (size_t)j->parts;
     (void)worker;
-#if defined(__SSE2__)
-    {
-        const __m128i *sp = (const __m128i *)(const void *)(j->src + a);
-        __m128i *dp = (__m128i *)(void *)(j->dst + a);
-        size_t k, n16 = (b - a) / 16;
-        for (k = 0; k + 4 <= n16; k += 4) {
-            __m128i x0 = _mm_load_si128(sp + k), x1 = _mm_load_si128(sp + k + 1);
-            __m128i x2 = _mm_load_si128(sp + k + 2), x3 = _mm_load_si128(sp + k + 3);
-            _mm_stream_si128(dp + k, x0); _mm_stream_si128(dp + k + 1, x1);
-            _mm_stream_si128(dp + k + 2, x2); _mm_stream_si128(dp + k + 3, x3);
-        }
-        _mm_sfence();
-    }
-#else
-    memcpy(j->dst + a, j->src + a, b - a);
-#endif
+    bench_stream_copy(j->dst + a, j->src + a, b - a);
 }
 static void read_part(void *ctx, int64_t i, int worker)
 {

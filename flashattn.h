@@ -6051,11 +6051,14 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     fa__attn_seq(p, u->b, &x.s);
 
     /* rows are query-major: row r = (query u->i0 + r / nh, head u->h0 + r % nh). f32 rows
-       that lie dk apart with no padding row (one head with packed tokens, or every head of
-       packed tokens) are read where they lie by K->qk: the copy was a pass over Q per unit,
-       which causal units, half the work of full ones on average, paid twice as often per FLOP */
+       that lie dk apart with no padding row, in the unit or in any kv head's group of it (one
+       head with packed tokens, or every head of packed tokens), are read where they lie by
+       K->qk: the copy was a pass over Q per unit, which causal units, half the work of full
+       ones on average, paid twice as often per FLOP. (A padding row would read past the rows:
+       the copies keep zero rows there.) */
     x.qf = w->q;
-    if (d->q_type == FA_F32 && !x.few_rows && !x.dec && !x.bf16 && x.nrows == x.rows_pad &&
+    if (d->q_type == FA_F32 && !x.few_rows && !x.dec && !x.bf16 && x.nrows % FA__MR == 0 &&
+        (u->nhk == 1 || p->group % FA__MR == 0) &&
         ((u->nh == 1 && p->qs.seq == dk) || (p->qs.head == dk && p->qs.seq == u->nh * dk)))
         x.qf = (const float *)d->q + x.s.q_base + (x.s.q_tok0 + u->i0) * p->qs.seq + u->h0 * p->qs.head;
     for (r = 0; r < x.rows_pad && x.qf == w->q; r++) {

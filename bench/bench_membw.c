@@ -50,6 +50,13 @@ int main(int argc, char **argv)
         return 2;
     }
     ev = (size_t)evict_mib << 20;
+    { /* malloc may overcommit and the first touch then meet the OOM killer: ask the machine first */
+        long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+        if (pages > 0 && psz > 0 && (double)(2 * big + ev) > 0.5 * (double)pages * (double)psz) {
+            printf("bench_membw: needs %zu MiB, more than half of this machine's memory; skipped\n", (2 * big + ev) >> 20);
+            return 0;
+        }
+    }
     src = (unsigned char *)malloc(big);
     dst = (unsigned char *)malloc(big);
     evb = (unsigned char *)malloc(ev);

@@ -6057,11 +6057,10 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
        ones on average, paid twice as often per FLOP. (A padding row would read past the rows:
        the copies keep zero rows there.) */
     x.qf = w->q;
-    if (d->q_type == FA_F32 && !x.few_rows && !x.dec && !x.bf16 && x.nrows % FA__MR == 0 &&
-        (u->nhk == 1 || p->group % FA__MR == 0) &&
+    if (d->q_type == FA_F32 && !x.few_rows && !x.dec && !x.bf16 && tile_rows % FA__MR == 0 &&
         ((u->nh == 1 && p->qs.seq == dk) || (p->qs.head == dk && p->qs.seq == u->nh * dk)))
         x.qf = (const float *)d->q + x.s.q_base + (x.s.q_tok0 + u->i0) * p->qs.seq + u->h0 * p->qs.head;
-    for (r = 0; r < x.rows_pad && x.qf == w->q; r++) {
+    for (r = 0; x.qf == w->q && r < x.rows_pad; r++) {
         if (r < x.nrows) {
             int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh;
             const void *src = fa__elem_ptr(d->q, d->q_type, x.s.q_base + (x.s.q_tok0 + i) * p->qs.seq + h * p->qs.head);

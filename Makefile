@@ -141,6 +141,8 @@ compile-check: | $(BUILD)
 	done; \
 	$(CC) $(CSTD) $(WARN) -I. tests/compile/tu_a.c tests/compile/tu_b.c -o $(BUILD)/two_tu $(LDLIBS); \
 	$(BUILD)/two_tu; echo "compile-check ok: two translation units"; \
+	$(CC) $(CSTD) $(WARN) -O2 -I. bench/probe_deckern.c -o $(BUILD)/probe_deckern $(LDLIBS); \
+	echo "compile-check ok: bench/probe_deckern.c"; \
 	if [ -n "$(AARCH64_CC)" ]; then \
 	  $(AARCH64_CC) -std=c11 $(WARN) -I. -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_arm64.o && \
 	  echo "compile-check ok: $(AARCH64_CC) (NEON paths)"; \

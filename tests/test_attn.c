@@ -874,6 +874,35 @@ TEST(large_logits_do_not_overflow)
     free(q); free(k); free(v); free(o); free(r);
 }
 
+TEST(logits_rising_tile_after_tile_match_reference)
+{
+    /* Each key's logit a little above the last, so every tile raises a row's maximum: by less
+       than the lazy-rescaling slack (the stale reference stays and p grows to ~e^8), by about
+       it, and past it, for rows whose q scales the rise differently. */
+    int64_t sq = 7, sk = 1000, dd = 16, i, j;
+    float *q = (float *)malloc((size_t)(sq * dd) * 4), *k = (float *)malloc((size_t)(sk * dd) * 4);
+    float *v = (float *)malloc((size_t)(sk * dd) * 4), *o = (float *)malloc((size_t)(sq * dd) * 4);
+    float *r = (float *)malloc((size_t)(sq * dd) * 4), lse[7], rl[7];
+    static const float rise[7] = {0.02f, 0.11f, 0.124f, 0.125f, 0.126f, 0.2f, 1.0f}; /* per key: x 64 per tile */
+    fa_attn_desc d;
+    memset(q, 0, (size_t)(sq * dd) * 4);
+    for (i = 0; i < sq; i++) q[i * dd] = rise[i];
+    for (j = 0; j < sk; j++)
+        for (i = 0; i < dd; i++) {
+            k[j * dd + i] = i == 0 ? (float)j + (float)fa_t_uniform(-0.3, 0.3) : (float)fa_t_normal();
+            v[j * dd + i] = (float)fa_t_normal();
+        }
+    simple_desc(&d, sq, sk, dd, q, k, v, o, lse);
+    d.softmax_scale = 1.0f;
+    CHECK(fa_attn_forward(&d) == FA_OK);
+    d.o = r; d.lse = rl;
+    CHECK(fa_attn_reference(&d) == FA_OK);
+    for (i = 0; i < sq * dd; i++)
+        CHECKF(fabs(o[i] - r[i]) <= 1e-5 * (1 + fabs(r[i])), "o[%lld] %.9g vs %.9g", (long long)i, o[i], r[i]);
+    for (i = 0; i < sq; i++) CHECKF(fabs(lse[i] - rl[i]) <= 1e-5 * (1 + fabs(rl[i])), "lse[%lld] %.9g vs %.9g", (long long)i, lse[i], rl[i]);
+    free(q); free(k); free(v); free(o); free(r);
+}
+
 TEST(equal_scores_average_the_values)
 {
     /* q = 0 gives equal scores: o must be the plain mean of V, lse = log(sk) */
@@ -1349,7 +1378,7 @@ static void check_softmax_row_kernel(const fa__attn_kernels *K)
             memcpy(b, a, sizeof a);
             ma = K->softmax_row(a, n, scale, m_old, &sa);
             mb = K->scale_max(b, n, scale);
-            mb = fa__nanmax(m_old, mb); /* as the tile does */
+            mb = fa__softmax_ref(m_old, mb); /* as the tile does (lazy rescaling) */
             sb = K->exp_sum(b, n, mb);
             if (memcmp(&ma, &mb, 4) || memcmp(&sa, &sb, 4) || memcmp(a, b, (size_t)n * 4)) bad++;
         }
@@ -1820,6 +1849,7 @@ int main(void)
     RUN(reference_matches_the_direct_formula);
     RUN(forward_matches_reference_on_random_configurations);
     RUN(large_logits_do_not_overflow);
+    RUN(logits_rising_tile_after_tile_match_reference);
     RUN(equal_scores_average_the_values);
     RUN(fully_masked_rows_give_zero_and_minus_inf);
     RUN(empty_and_single_key_sequences);

@@ -1619,13 +1619,12 @@ FLASHATTN_DEF const char *fa_dtype_name(fa_dtype t)
 static unsigned fa__cpu_detected_cache;
 static int fa__cpu_detected_done;
 static unsigned fa__cpu_mask = ~0u;
+
 #if defined(FA__X86)
 /* An Intel core (set with the detected features, before any kernel runs). It only steers the
    decode kernels' prefetch (see FA__DEC_PREFETCH), never what is computed. */
 static int fa__cpu_intel;
-#endif
 
-#if defined(FA__X86)
 static uint64_t fa__xgetbv0(void)
 {
     uint32_t lo, hi;
@@ -3857,20 +3856,17 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
    keys cold (1.01x at 4096). On Zen 5 the same change lost 8-10% (2 threads, cold): AMD
    keeps L1 prefetches. */
 #define FA__DEC_MH(nh) (((nh) > 1 ? 1 : 0) | (fa__cpu_intel ? 2 : 0))
+/* FA__PREFETCH_LINES into L2 when l2 is true, else into L1 (the locality must be a constant) */
+#define FA__PREFETCH_L1_OR_L2(p, bytes, l2)                                                       \
+    do {                                                                                       \
+        if (l2) FA__PREFETCH_LINES(p, bytes, 2);                                               \
+        else FA__PREFETCH_LINES(p, bytes, 3);                                                  \
+    } while (0)
 #define FA__DEC_PREFETCH(krow, vrow, j, ko, vo, kbytes, vbytes, mh)                              \
     do {                                                                                       \
-        if ((krow)[(j) + FA__PREFETCH]) {                                                      \
-            if ((mh) & 2) {                                                                    \
-                FA__PREFETCH_LINES((const char *)(krow)[(j) + FA__PREFETCH] + (ko), kbytes, 2); \
-            } else {                                                                           \
-                FA__PREFETCH_LINES((const char *)(krow)[(j) + FA__PREFETCH] + (ko), kbytes, 3); \
-            }                                                                                  \
-        }                                                                                      \
-        if ((mh) & 1) {                                                                        \
-            FA__PREFETCH_LINES((const char *)(vrow)[j] + (vo), vbytes, 2);                      \
-        } else {                                                                               \
-            FA__PREFETCH_LINES((const char *)(vrow)[j] + (vo), vbytes, 3);                      \
-        }                                                                                      \
+        if ((krow)[(j) + FA__PREFETCH])                                                        \
+            FA__PREFETCH_L1_OR_L2((const char *)(krow)[(j) + FA__PREFETCH] + (ko), kbytes, (mh) & 2); \
+        FA__PREFETCH_L1_OR_L2((const char *)(vrow)[j] + (vo), vbytes, (mh) & 1);                \
         if (!((mh) & 1) && (krow)[(j) + FA__AHEAD]) {                                           \
             FA__PREFETCH_LINES((const char *)(krow)[(j) + FA__AHEAD] + (ko), kbytes, 2);        \
             FA__PREFETCH_LINES((const char *)(vrow)[(j) + FA__AHEAD] + (vo), vbytes, 2);        \

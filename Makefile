@@ -143,6 +143,7 @@ compile-check: | $(BUILD)
 	$(BUILD)/two_tu; echo "compile-check ok: two translation units"; \
 	$(CC) $(CSTD) $(WARN) -O2 -I. bench/probe_deckern.c -o $(BUILD)/probe_deckern $(LDLIBS); \
 	echo "compile-check ok: bench/probe_deckern.c"; \
+	if [ "$$(uname -m)" = x86_64 ]; then tests/check_codegen.sh gcc $(if $(HAVE_CLANG),clang); fi; \
 	if [ -n "$(AARCH64_CC)" ]; then \
 	  $(AARCH64_CC) -std=c11 $(WARN) -I. -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_arm64.o && \
 	  echo "compile-check ok: $(AARCH64_CC) (NEON paths)"; \

@@ -1,11 +1,12 @@
 #!/bin/sh
-# tests/check_codegen.sh - the register-blocked f32 kernels keep each loaded K/V vector in a
+# tests/check_codegen.sh - the register-blocked kernels keep each loaded K/V vector in a
 # register for all the rows that use it. A compiler that instead folds the load into every FMA
 # as a memory operand (gcc 12 with -march=native on Zen, tuning for znver3, did: prefill f32
-# at 0.53x) reads the same address several times in a row. For each compiler and -march given,
-# this compiles the header to assembly and fails when, in fa__qk/fa__pv for AVX-512 and AVX2,
-# one memory operand (not an embedded broadcast) feeds two FMAs with no label and no write of
-# an integer register in between.
+# at 0.53x) reads the same address several times in a row. For each compiler given, at three
+# targets, this compiles the header to assembly and fails when, in the S and P V kernels of
+# prefill and decode (fa__qk, fa__pv, fa__dec_qk, fa__dec_pv; AVX-512 and AVX2), one memory
+# operand (not an embedded broadcast) feeds two FMAs with no label and no write of an integer
+# register in between.
 #   usage: tests/check_codegen.sh [cc ...]        (default: cc)
 set -eu
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ check() { # cc flags... : prints the offending operands, if any
   awk '
     { sub(/[#;].*/, "") }                                          # comments
     /^[A-Za-z_][A-Za-z0-9_.]*:/ { fn = $1; sub(/:$/, "", fn); n = 0; next }
-    fn !~ /^fa__(qk|pv)_avx(512|2)/ { next }
+    fn !~ /^fa__(dec_)?(qk|pv)(_bf16)?_avx(512|2)/ { next }
     /^\.?L?[A-Za-z0-9_.]*:/ { n = 0; next }                       # a label: a new block
     /^\t(vfmadd|vfnmadd)[0-9a-z]*\t/ {
       if (match($0, /[-0-9a-fx]*\([^)]*\)(\{1to[0-9]+\})?/)) {

@@ -3335,6 +3335,16 @@ static void fa__kv_offsets(const fa__attn_plan *p, const fa__seq *s, int64_t b, 
     }
 }
 
+/* Key j's K and V rows for head h of batch b, as byte pointers (see fa__kv_offsets). */
+static void fa__kv_rows(const fa__attn_plan *p, const fa__seq *s, int64_t b, int64_t j, int64_t h,
+                        const unsigned char **kr, const unsigned char **vr)
+{
+    int64_t ko, vo;
+    fa__kv_offsets(p, s, b, j, h, &ko, &vo);
+    *kr = (const unsigned char *)fa__elem_ptr(p->d->k, p->d->k_type, ko);
+    *vr = (const unsigned char *)fa__elem_ptr(p->d->v, p->d->v_type, vo);
+}
+
 /* Where row (query i, head h) of sequence s goes: its output row and its LSE slot. */
 static void *fa__out_row(const fa__attn_plan *p, const fa__seq *s, int64_t i, int64_t h)
 {
@@ -5824,6 +5834,8 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     const fa__unit *u = x->u;
     const fa__attn_ws *w = x->w;
     const int64_t dk = p->dk, dv = p->dv, dvp = x->dvp, nk = j1 - j0;
+    /* bytes from one key's K (V) row to the next's, within a page */
+    const int64_t ksb = p->ks.seq * (int64_t)fa_dtype_size(d->k_type), vsb = p->vs.seq * (int64_t)fa_dtype_size(d->v_type);
     int64_t r, j, e, qi, ra, rb, nra;
     int any = 0, masked = mask_pos >= 0, dec = x->dec && !masked, kdirect, vdirect, whole;
     const float *ksrc = NULL, *vsrc = w->v;
@@ -5874,34 +5886,31 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     }
     nra = rb - ra;
     /* each row's visible keys: [c0, c1) (S of every head needs none: each head's softmax sets them) */
-    if (whole && phase != FA__TILE_S_HEADS) {
+    if (phase != FA__TILE_S_HEADS && whole) {
         for (r = 0; r < x->nrows; r++) {
             w->c0[r] = 0;
             w->c1[r] = (int32_t)nk;
         }
-    }
-    for (qi = ra / u->nh; !whole && phase != FA__TILE_S_HEADS && qi * u->nh < rb && qi < u->nq; qi++) {
-        int64_t lo, hi, h;
-        fa__row_range(p, &x->s, u->i0 + qi, &lo, &hi);
-        lo = lo < j0 ? j0 : lo > j1 ? j1 : lo; /* clipped to the tile, so the offsets fit */
-        hi = hi > j1 ? j1 : hi < j0 ? j0 : hi;
-        for (h = 0; h < u->nh; h++) {
-            w->c0[qi * u->nh + h] = (int32_t)(lo - j0);
-            w->c1[qi * u->nh + h] = (int32_t)(hi - j0);
+    } else if (phase != FA__TILE_S_HEADS) {
+        for (qi = ra / u->nh; qi * u->nh < rb && qi < u->nq; qi++) {
+            int64_t lo, hi, h;
+            fa__row_range(p, &x->s, u->i0 + qi, &lo, &hi);
+            lo = lo < j0 ? j0 : lo > j1 ? j1 : lo; /* clipped to the tile, so the offsets fit */
+            hi = hi > j1 ? j1 : hi < j0 ? j0 : hi;
+            for (h = 0; h < u->nh; h++) {
+                w->c0[qi * u->nh + h] = (int32_t)(lo - j0);
+                w->c1[qi * u->nh + h] = (int32_t)(hi - j0);
+            }
         }
     }
     if (dec && phase != FA__TILE_AFTER_S) { /* the tile's K and V rows, and the next FA__AHEAD keys' for the prefetch */
         int64_t nptr = x->s.sk - j0 < nk + FA__AHEAD ? x->s.sk - j0 : nk + FA__AHEAD;
-        const int64_t ksb = p->ks.seq * (int64_t)fa_dtype_size(d->k_type);
-        const int64_t vsb = p->vs.seq * (int64_t)fa_dtype_size(d->v_type);
         for (j = 0; j < nptr;) { /* runs of keys a fixed stride apart: the whole range, or a page */
-            int64_t ko, vo, t, run = nptr - j;
+            int64_t t, run = nptr - j;
             const unsigned char *kb, *vb;
             if (d->block_table && d->page_size - (j0 + j) % d->page_size < run)
                 run = d->page_size - (j0 + j) % d->page_size; /* to the end of the page */
-            fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
-            kb = (const unsigned char *)fa__elem_ptr(d->k, d->k_type, ko);
-            vb = (const unsigned char *)fa__elem_ptr(d->v, d->v_type, vo);
+            fa__kv_rows(p, &x->s, u->b, j0 + j, u->hk, &kb, &vb);
             for (t = 0; t < run; t++) {
                 w->kp[j + t] = kb + t * ksb;
                 w->vp[j + t] = vb + t * vsb;
@@ -5948,33 +5957,21 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
        fa__kv_offsets per row and per prefetch cost about 1.5% of a prefill tile) */
     {
         const int paged = d->block_table != NULL;
-        const size_t kbytes = (size_t)dk * fa_dtype_size(d->k_type), vbytes = (size_t)dv * fa_dtype_size(d->v_type);
-        const int64_t ksb = p->ks.seq * (int64_t)fa_dtype_size(d->k_type), vsb = p->vs.seq * (int64_t)fa_dtype_size(d->v_type);
-        const unsigned char *kb = NULL, *vb = NULL;
-        int64_t ko, vo;
-        if (!paged && !dec) {
-            fa__kv_offsets(p, &x->s, u->b, j0, u->hk, &ko, &vo);
-            kb = (const unsigned char *)fa__elem_ptr(d->k, d->k_type, ko);
-            vb = (const unsigned char *)fa__elem_ptr(d->v, d->v_type, vo);
-        }
+        const unsigned char *kb = NULL, *vb = NULL, *kr, *vr;
+        if (!paged && !dec) fa__kv_rows(p, &x->s, u->b, j0, u->hk, &kb, &vb);
         for (j = 0; j < (dec ? 0 : nk); j++) {
-            const void *kr, *vr;
             if (j0 + j + FA__PREFETCH < x->s.sk) { /* rows are strided: ask for the ones ahead */
                 if (paged) {
-                    fa__kv_offsets(p, &x->s, u->b, j0 + j + FA__PREFETCH, u->hk, &ko, &vo);
-                    kr = fa__elem_ptr(d->k, d->k_type, ko);
-                    vr = fa__elem_ptr(d->v, d->v_type, vo);
+                    fa__kv_rows(p, &x->s, u->b, j0 + j + FA__PREFETCH, u->hk, &kr, &vr);
                 } else {
                     kr = kb + (j + FA__PREFETCH) * ksb;
                     vr = vb + (j + FA__PREFETCH) * vsb;
                 }
-                FA__PREFETCH_LINES(kr, kbytes, 0);
-                FA__PREFETCH_LINES(vr, vbytes, 0);
+                FA__PREFETCH_LINES(kr, x->kpf, 0);
+                FA__PREFETCH_LINES(vr, x->vpf, 0);
             }
             if (paged) {
-                fa__kv_offsets(p, &x->s, u->b, j0 + j, u->hk, &ko, &vo);
-                kr = fa__elem_ptr(d->k, d->k_type, ko);
-                vr = fa__elem_ptr(d->v, d->v_type, vo);
+                fa__kv_rows(p, &x->s, u->b, j0 + j, u->hk, &kr, &vr);
             } else {
                 kr = kb + j * ksb;
                 vr = vb + j * vsb;

@@ -3278,7 +3278,9 @@ typedef struct fa__attn_plan {
     int64_t kv_per_unit;      /* kv heads per unit: 1, or all of them for decode (see schedule) */
     int64_t units;            /* work units before KV splitting */
     int64_t splits;           /* KV splits per unit (split-KV / FlashDecoding); 1 = none */
-    int64_t split_min;        /* > 0: splits shrink as they go (fa__split_tiles), none below this many tiles */
+    int64_t split_min;        /* > 0: splits shrink as they go (fa__split_tiles), none below this many pieces */
+    int64_t split_keys;       /* keys per piece of the shrinking splits: FA__BK, or FA__DEC_SPLIT_KEYS (decode) */
+    int64_t split_div;        /* each shrinking split takes 1/split_div of the pieces left */
     size_t parts_off, prefix_off; /* workspace offsets of split partials and the varlen index */
 } fa__attn_plan;
 
@@ -3426,32 +3428,45 @@ static fa_status fa__check_cu(const int32_t *cu, int64_t batch, int64_t max, con
    0.90-0.96x). Masked units keep to the mask's query blocks (FA_ATTN_BLOCK_Q). */
 #define FA__ROWS 256
 #define FA__BK FA_ATTN_BLOCK_K
+/* Decode's shrinking KV splits (fa__attn_schedule) are cut in pieces of this many keys, and each
+   takes 1/workers of what is left: the last splits of a call are 16 keys (64 KiB of bf16 K and V
+   at 32 q-heads / 8 kv-heads, d=128), where whole 64-key tiles left a thread up to a 256 KiB
+   split behind the others at the end of a cold 4096-key call, for about as many splits. */
+#define FA__DEC_SPLIT_KEYS 16
 static size_t fa__round64(size_t x) { return (x + 63) & ~(size_t)63; }
+/* floats per split-KV partial row: head_dim_v outputs padded to 16, then the LSE in a line of
+   its own (see fa__part_o) */
+static int64_t fa__part_stride(int64_t dv) { return ((dv + 15) & ~(int64_t)15) + 16; }
 struct fa__attn_ws;
 static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int64_t dk, int64_t dv);
 
-/* Guided splits of `tiles` key tiles among `workers` threads: each split takes 1/(2 workers) of
-   the tiles still left, at least `minsz` (and at most what is left). fa__split_tiles gives split
-   `k`'s tiles [*t0, *t1) (empty past the last) and returns the number of splits. */
-static int64_t fa__split_tiles(int64_t tiles, int64_t workers, int64_t minsz, int64_t k, int64_t *t0, int64_t *t1)
+/* Guided splits of `tiles` pieces of keys: each split takes 1/div of the pieces still left, at
+   least `minsz` (and at most what is left). fa__split_tiles gives split `k`'s pieces [*t0, *t1)
+   (empty past the last); fa__split_count the number of splits, which never grows with minsz. */
+static void fa__split_tiles(int64_t tiles, int64_t div, int64_t minsz, int64_t k, int64_t *t0, int64_t *t1)
 {
     int64_t pos = 0, n = 0, c;
     *t0 = *t1 = tiles;
     for (; pos < tiles; n++, pos += c) {
-        c = (tiles - pos + 2 * workers - 1) / (2 * workers);
+        c = (tiles - pos + div - 1) / div;
         if (c < minsz) c = minsz;
         if (c > tiles - pos) c = tiles - pos;
         if (n == k) {
             *t0 = pos;
             *t1 = pos + c;
+            return;
         }
     }
-    return n;
 }
-static int64_t fa__split_count(int64_t tiles, int64_t workers, int64_t minsz)
+static int64_t fa__split_count(int64_t tiles, int64_t div, int64_t minsz)
 {
-    int64_t t0, t1;
-    return fa__split_tiles(tiles, workers, minsz, -1, &t0, &t1);
+    int64_t pos = 0, n = 0, c;
+    for (; pos < tiles; n++, pos += c) {
+        c = (tiles - pos + div - 1) / div;
+        if (c < minsz) c = minsz;
+        if (c > tiles - pos) c = tiles - pos;
+    }
+    return n;
 }
 
 /* Work decomposition and workspace size. A unit is (sequence, kv head, chunk of the query heads
@@ -3539,18 +3554,34 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
            Xeon VM, 8192-key decode: 4 of 16 threads took 1.6x as long for the same split, and
            with 2 splits each the call ended ~110 us after most threads were idle). The smallest
            split that keeps the count within ws_splits. */
-        int64_t tiles = (ksum + FA__BK - 1) / FA__BK, m;
-        for (m = 1; fa__split_count(tiles, p->workers, m) > ws_splits; m++) {}
-        p->split_min = m;
-        p->splits = fa__split_count(tiles, p->workers, m);
+        int64_t tiles, lo = 1, hi, m;
+        p->split_keys = FA__BK;
+        p->split_div = 2 * p->workers;
+        if (p->sq_max == 1) { /* decode: see FA__DEC_SPLIT_KEYS */
+            p->split_keys = FA__DEC_SPLIT_KEYS;
+            p->split_div = p->workers;
+        }
+        tiles = (ksum + p->split_keys - 1) / p->split_keys;
+        p->splits = fa__split_count(tiles, p->split_div, 1);
+        if (p->splits > ws_splits) { /* the smallest minimum whose count fits (the count never grows with it) */
+            lo = 2;
+            hi = tiles; /* one split of everything */
+            while (lo < hi) {
+                m = lo + (hi - lo) / 2;
+                if (fa__split_count(tiles, p->split_div, m) > ws_splits) lo = m + 1;
+                else hi = m;
+            }
+            p->splits = fa__split_count(tiles, p->split_div, lo);
+        }
+        p->split_min = lo;
     }
     p->ws_worker = fa__attn_ws_layout(NULL, NULL, p->dk, p->dv);
     if (fa__mul_size(p->ws_worker, (size_t)p->workers, &bytes))
         return fa__fail(FA_ERR_OVERFLOW, "workspace size overflows size_t");
     if (ws_splits > 1) {
-        /* per (unit, split): unit_rows rows of head_dim_v outputs and one LSE each */
+        /* per (unit, split): unit_rows rows of head_dim_v outputs and one LSE each (fa__part_o) */
         if (fa__mul_size((size_t)units, (size_t)ws_splits, &parts) ||
-            fa__mul_size(parts, (size_t)(p->unit_rows * (p->dv + 1)) * sizeof(float), &parts))
+            fa__mul_size(parts, (size_t)(p->unit_rows * fa__part_stride(p->dv)) * sizeof(float), &parts))
             return fa__fail(FA_ERR_OVERFLOW, "split-KV workspace size overflows size_t");
     }
     if (d->cu_seqlens_q) prefix = (size_t)(p->batch + 1) * sizeof(int64_t);
@@ -6120,11 +6151,11 @@ static void fa__sub_unit(const fa__unit_ctx *x, int64_t g, fa__unit_ctx *xs, fa_
 }
 
 /* Runs unit u; with splits > 1 only the key tiles of share `split` of its visible union. With
-   part_o set, the rows' normalised outputs and LSEs go to part_o[r*dv] / part_lse[r] (split-KV
-   partials) instead of the output view. With a sparse mask only the mask's non-empty key blocks
+   part_o set, row r's normalised output and LSE go to part_o + r * part_rs and to the float
+   fa__dvp(dv) after it (a split-KV partial, fa__part_o) instead of the output view. With a sparse mask only the mask's non-empty key blocks
    of the unit's query block are visited: empty tiles cost nothing. */
 static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, const fa__unit *u,
-                          const fa__attn_ws *w, int64_t split, float *part_o, float *part_lse)
+                          const fa__attn_ws *w, int64_t split, float *part_o, int64_t part_rs)
 {
     const fa_attn_desc *d = p->d;
     fa__unit_ctx x;
@@ -6195,17 +6226,18 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     /* the rows' intervals are monotone in the query index: the union is [lo(first), hi(last)) */
     fa__row_range(p, &x.s, u->i0, &kmin, &tmp);
     fa__row_range(p, &x.s, u->i0 + u->nq - 1, &tmp, &kmax);
-    if (p->splits > 1 && kmax > kmin) { /* this split's share, in whole key tiles */
-        int64_t tiles = (kmax - kmin + FA__BK - 1) / FA__BK, t0, t1;
+    if (p->splits > 1 && kmax > kmin) { /* this split's share: whole pieces of piece keys */
+        const int64_t piece = p->split_min > 0 ? p->split_keys : FA__BK;
+        int64_t tiles = (kmax - kmin + piece - 1) / piece, t0, t1;
         if (p->split_min > 0) {
-            fa__split_tiles(tiles, p->workers, p->split_min, split, &t0, &t1);
+            fa__split_tiles(tiles, p->split_div, p->split_min, split, &t0, &t1);
         } else {
             int64_t per = (tiles + p->splits - 1) / p->splits;
             t0 = split * per;
             t1 = t0 + per;
         }
-        kmax = kmin + t1 * FA__BK < kmax ? kmin + t1 * FA__BK : kmax;
-        kmin += t0 * FA__BK;
+        kmax = kmin + t1 * piece < kmax ? kmin + t1 * piece : kmax;
+        kmin += t0 * piece;
     }
 
     if (heads_s) {
@@ -6262,8 +6294,8 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         /* f32 rows are normalised on their way out (load multiplies as scale would: the same
            bits, one pass less over the unit's rows) */
         if (part_o) {
-            K->load(part_o + r * dv, o, FA_F32, dv, inv);
-            part_lse[r] = lse;
+            K->load(part_o + r * part_rs, o, FA_F32, dv, inv);
+            part_o[r * part_rs + x.dvp] = lse;
             continue;
         }
         if (d->o_type == FA_F32) {
@@ -6325,7 +6357,7 @@ typedef struct fa__attn_job {
     const fa__attn_kernels *K;
     unsigned char *ws;        /* workspace: one scratch block per worker first */
     const int64_t *prefix;    /* varlen: first unit of each sequence [batch+1]; NULL otherwise */
-    float *parts;             /* split-KV partials: [unit][split][unit_rows][dv], then the LSEs */
+    float *parts;             /* split-KV partials: see fa__part_o */
 } fa__attn_job;
 
 /* Flat unit index -> unit. A sequence's units are numbered kv head, head chunk, query tile. */
@@ -6379,14 +6411,15 @@ static void fa__attn_unit_at(const fa__attn_job *job, int64_t idx, fa__unit *u)
     u->nq = sq - u->i0 < p->q_per_unit ? sq - u->i0 : p->q_per_unit;
 }
 
+/* Split `split`'s partial of row 0 of unit `unit`; row r's is splits * fa__part_stride(dv) floats
+   further on. Partials are [unit][row][split]: a row's partials, written by many threads, lie
+   one after another for its merge to stream through (split-major, the merge read 512-byte
+   pieces 16 KiB apart, each from another core's cache, and took 11 us a thread on the 16-core
+   Xeon host for a 4096-key decode call of 48 splits), and each partial row is whole cache lines
+   of its own, so splits running at once share none. A row's LSE follows its outputs. */
 static float *fa__part_o(const fa__attn_job *job, int64_t unit, int64_t split)
 {
-    return job->parts + (unit * job->p->splits + split) * job->p->unit_rows * job->p->dv;
-}
-static float *fa__part_lse(const fa__attn_job *job, int64_t unit, int64_t split)
-{
-    return job->parts + job->p->units * job->p->splits * job->p->unit_rows * job->p->dv +
-           (unit * job->p->splits + split) * job->p->unit_rows;
+    return job->parts + (unit * job->p->unit_rows * job->p->splits + split) * fa__part_stride(job->p->dv);
 }
 
 static void fa__attn_task(void *ctx, int64_t i, int worker)
@@ -6399,9 +6432,9 @@ static void fa__attn_task(void *ctx, int64_t i, int worker)
     fa__attn_ws_layout(&w, job->ws + (size_t)worker * p->ws_worker, p->dk, p->dv);
     fa__attn_unit_at(job, unit, &u);
     if (p->splits > 1)
-        fa__attn_unit(p, job->K, &u, &w, split, fa__part_o(job, unit, split), fa__part_lse(job, unit, split));
+        fa__attn_unit(p, job->K, &u, &w, split, fa__part_o(job, unit, split), p->splits * fa__part_stride(p->dv));
     else
-        fa__attn_unit(p, job->K, &u, &w, 0, NULL, NULL);
+        fa__attn_unit(p, job->K, &u, &w, 0, NULL, 0);
 }
 
 /* Second phase of split-KV: merge each unit's partial rows into the output view. Task i is
@@ -6425,9 +6458,10 @@ static void fa__attn_merge_task(void *ctx, int64_t i, int worker)
     r1 = r + FA__MERGE_ROWS < u.nh * u.nq ? r + FA__MERGE_ROWS : u.nh * u.nq;
     for (; r < r1; r++) {
         int64_t qi = u.i0 + r / u.nh, h = u.h0 + r % u.nh;
-        float lse = fa__merge_row(job->K, fa__out_row(p, &s, qi, h), d->o_type, fa__part_o(job, unit, 0) + r * p->dv,
-                                  FA_F32, p->unit_rows * p->dv, fa__part_lse(job, unit, 0) + r, p->unit_rows, p->splits,
-                                  p->dv);
+        const int64_t ps = fa__part_stride(p->dv);
+        const float *part = fa__part_o(job, unit, 0) + r * p->splits * ps;
+        float lse = fa__merge_row(job->K, fa__out_row(p, &s, qi, h), d->o_type, part, FA_F32, ps, part + fa__dvp(p->dv), ps,
+                                  p->splits, p->dv);
         fa__put_lse(p, &s, qi, h, lse);
     }
 }
@@ -9611,14 +9645,17 @@ FLASHATTN_DEF fa_status fa_pool_parallel_for(fa_pool *p, int64_t n,
         }
     }
     /* Retire: wait for helpers still inside (they only have their final `next` probe left),
-       then make the generation even so stale tokens cannot join and the slot is free. */
-    for (;;) {
+       then make the generation even so stale tokens cannot join and the slot is free. A
+       helper leaves within a few hundred cycles unless it was preempted: poll first, yield the
+       CPU only after that (a yield is a system call, a microsecond or more in a VM). */
+    for (i = 0;; i++) {
         uint64_t st = fa__ld(&j->state, FA__ACQUIRE); /* acquire: helpers' release on leaving */
         if ((st & FA__JOB_HELPERS) == 0 &&
             fa__cas(&j->state, &st, st + ((uint64_t)1 << FA__JOB_GEN_SHIFT), FA__ACQ_REL,
                     FA__RELAXED)) /* acq_rel: hands the slot to its next caller */
             break;
-        sched_yield();
+        if (i < FA__WAIT_SPINS) fa__cpu_relax();
+        else sched_yield();
     }
     return FA_OK;
 }

@@ -2,6 +2,7 @@
 # bench/ab.sh - A/B of fa_attn_forward on the CPU: flashattn.h at a git revision (A) against the
 # working tree's (B), both linked into one program and called alternately (see bench/ab_main.c).
 #   usage: bench/ab.sh REV [threads sq sk hq hkv d dtype causal cold calls splits]
+#   REV:     a git revision, or the path of a flashattn.h file (A from outside git)
 #   default: 1 thread, decode (sq 1, sk 4096, 32/8 heads, d 128, bf16), warm, 30 calls
 #   e.g.     bench/ab.sh HEAD 2 1024 1024 2 2 128 f32 1 0 10 0     (causal prefill, 2 threads)
 #   dtype:   f32 | bf16 | f16 | e4m3 (K and V; Q f32) | bf16q (Q, K and V bf16)
@@ -14,7 +15,7 @@ args=("$@")
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-git show "$rev:flashattn.h" > "$tmp/a.h"
+if [ -f "$rev" ]; then cp "$rev" "$tmp/a.h"; else git show "$rev:flashattn.h" > "$tmp/a.h"; fi
 cp flashattn.h "$tmp/b.h"
 CC=${CC:-cc}
 FLAGS=${AB_CFLAGS:--O3}

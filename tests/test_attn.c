@@ -1708,28 +1708,31 @@ TEST(guided_splits_tile_the_keys_and_decode_matches_reference)
     static const int64_t tiles_c[] = {1, 2, 7, 63, 64, 65, 128, 1000, 4096};
     static const int64_t workers_c[] = {1, 2, 4, 16, 64};
     size_t a, b;
-    int64_t m, k, hq = 8, hkv = 2, dd = 64, skmax = 2100, i, e, bi;
+    int64_t m, k, f, hq = 8, hkv = 2, dd = 64, skmax = 2100, i, e, bi;
     fa_pool *big = NULL;
     fa_pool_desc pd;
     for (a = 0; a < sizeof tiles_c / sizeof *tiles_c; a++)
         for (b = 0; b < sizeof workers_c / sizeof *workers_c; b++)
-            for (m = 1; m <= 5; m++) {
-                int64_t T = tiles_c[a], W = workers_c[b], n = fa__split_count(T, W, m), pos = 0, prev = T + 1, t0, t1;
-                for (k = 0; k < n; k++) {
-                    fa__split_tiles(T, W, m, k, &t0, &t1);
-                    CHECKF(t0 == pos && t1 > t0 && t1 - t0 <= prev, "T %lld W %lld m %lld split %lld: [%lld, %lld)",
-                           (long long)T, (long long)W, (long long)m, (long long)k, (long long)t0, (long long)t1);
-                    CHECK(t1 - t0 >= m || t1 == T);
-                    prev = t1 - t0;
-                    pos = t1;
+            for (m = 1; m <= 5; m++)
+                for (f = 1; f <= 2; f++) { /* 1/W of what is left (decode) and 1/(2W) */
+                    int64_t T = tiles_c[a], W = workers_c[b], n = fa__split_count(T, f * W, m), pos = 0, prev = T + 1,
+                            t0, t1;
+                    for (k = 0; k < n; k++) {
+                        fa__split_tiles(T, f * W, m, k, &t0, &t1);
+                        CHECKF(t0 == pos && t1 > t0 && t1 - t0 <= prev, "T %lld W %lld m %lld split %lld: [%lld, %lld)",
+                               (long long)T, (long long)W, (long long)m, (long long)k, (long long)t0, (long long)t1);
+                        CHECK(t1 - t0 >= m || t1 == T);
+                        prev = t1 - t0;
+                        pos = t1;
+                    }
+                    CHECK(pos == T);
+                    CHECK(m == 1 || n <= fa__split_count(T, f * W, m - 1)); /* the count never grows with m */
+                    fa__split_tiles(T, f * W, m, n, &t0, &t1);
+                    CHECK(t0 == T && t1 == T);
+                    /* the first split takes about 1/(fW) of the keys: no more than an equal split */
+                    fa__split_tiles(T, f * W, m, 0, &t0, &t1);
+                    CHECK(t1 - t0 <= (T + W - 1) / W || t1 - t0 <= m);
                 }
-                CHECK(pos == T);
-                fa__split_tiles(T, W, m, n, &t0, &t1);
-                CHECK(t0 == T && t1 == T);
-                /* the first split takes about 1/(2W) of the keys: smaller than an equal split */
-                fa__split_tiles(T, W, m, 0, &t0, &t1);
-                CHECK(t1 - t0 <= (T + W - 1) / W || t1 - t0 <= m);
-            }
     memset(&pd, 0, sizeof pd);
     pd.threads = 15; /* more threads than this machine has: splits land on threads at random */
     CHECK(fa_pool_create(&big, &pd) == FA_OK);

@@ -4,6 +4,7 @@
    of bench_attn); prints per call when the first task started, when the split phase ended, the
    merge time and the mean busy time per thread (VERBOSE=1: per worker), then the warm calls.
    usage: probe_decode_phases [threads [kv_len [reps]]] */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
 #define FLASHATTN_IMPLEMENTATION
 #include "flashattn.h"
 #include <stdio.h>

@@ -4006,9 +4006,12 @@ typedef struct fa__attn_kernels {
        m) with m = fa__softmax_ref(m_old, max of s * scale), returned, and the sum in *sum; the same
        values bit for bit as the two calls. NULL where unavailable (the two calls then). */
     float (*softmax_row)(float *s, int64_t n, float scale, float m_old, float *sum);
-    /* acc[0..n) += w * x[0..n) by fused multiply-adds (the last bit may differ from the
-       scalar loop's); the split-KV merge. NULL: the scalar loop. */
-    void (*axpy)(float *acc, const float *x, int64_t n, float w);
+    /* the split-KV merge: for k = 0, 1, .. nk-1 in turn, with w[k] != 0, acc[0..n) += w[k] *
+       x[k * xs + 0..n) by fused multiply-adds (the last bit may differ from the scalar loop's;
+       skipped parts are never read: an empty part's values may be anything). The
+       accumulators stay in registers across the parts, and the parts a few ahead are
+       prefetched. NULL: the scalar loop. */
+    void (*wsum_rows)(float *acc, const float *x, int64_t xs, const float *w, int64_t nk, int64_t n);
 } fa__attn_kernels;
 
 /* ---- scalar ---- */
@@ -4288,13 +4291,38 @@ static FA__AVX2 float fa__exp_sum_avx2(float *s, int64_t n, float m)
     return sum;
 }
 
-static FA__AVX2 void fa__axpy_avx2(float *acc, const float *x, int64_t n, float w)
+static FA__AVX2 void fa__wsum_rows_avx2(float *acc, const float *x, int64_t xs, const float *w, int64_t nk, int64_t n)
 {
-    __m256 vw = _mm256_set1_ps(w);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(vw, _mm256_loadu_ps(x + i), _mm256_loadu_ps(acc + i)));
-    for (; i < n; i++) acc[i] = fmaf(w, x[i], acc[i]);
+    int64_t e = 0, k;
+    for (; e + 64 <= n; e += 64) { /* 8 accumulators through every part */
+        __m256 a0 = _mm256_loadu_ps(acc + e), a1 = _mm256_loadu_ps(acc + e + 8), a2 = _mm256_loadu_ps(acc + e + 16);
+        __m256 a3 = _mm256_loadu_ps(acc + e + 24), a4 = _mm256_loadu_ps(acc + e + 32), a5 = _mm256_loadu_ps(acc + e + 40);
+        __m256 a6 = _mm256_loadu_ps(acc + e + 48), a7 = _mm256_loadu_ps(acc + e + 56);
+        for (k = 0; k < nk; k++) {
+            const float *r = x + k * xs + e;
+            __m256 vw;
+            if (k + 4 < nk) FA__PREFETCH_LINES(r + 4 * xs, 256, 3);
+            if (w[k] == 0.0f) continue;
+            vw = _mm256_set1_ps(w[k]);
+            a0 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(r), a0);
+            a1 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(r + 8), a1);
+            a2 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(r + 16), a2);
+            a3 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(r + 24), a3);
+            a4 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(r + 32), a4);
+            a5 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(r + 40), a5);
+            a6 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(r + 48), a6);
+            a7 = _mm256_fmadd_ps(vw, _mm256_loadu_ps(r + 56), a7);
+        }
+        _mm256_storeu_ps(acc + e, a0); _mm256_storeu_ps(acc + e + 8, a1); _mm256_storeu_ps(acc + e + 16, a2);
+        _mm256_storeu_ps(acc + e + 24, a3); _mm256_storeu_ps(acc + e + 32, a4); _mm256_storeu_ps(acc + e + 40, a5);
+        _mm256_storeu_ps(acc + e + 48, a6); _mm256_storeu_ps(acc + e + 56, a7);
+    }
+    for (; e < n; e++) {
+        float a = acc[e];
+        for (k = 0; k < nk; k++)
+            if (w[k] != 0.0f) a = fmaf(w[k], x[k * xs + e], a);
+        acc[e] = a;
+    }
 }
 
 static FA__AVX2 void fa__scale_avx2(float *o, int64_t n, float c)
@@ -4721,7 +4749,7 @@ static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, cons
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
     fa__load_avx2, fa__dot_avx2, fa__ktrans_avx2, FA__FEW_ROWS, NULL, NULL, fa__dec_qk_avx2, fa__dec_pv_avx2,
-    1, NULL, NULL, fa__axpy_avx2};
+    1, NULL, NULL, fa__wsum_rows_avx2};
 
 /* ---- AVX-512 ---- */
 /* AVX512F and BW (the FP8 decode loads convert 32 codes in 16-bit lanes): every AVX-512 x86
@@ -4894,13 +4922,39 @@ static FA__AVX512 float fa__softmax_row_avx512(float *s, int64_t n, float scale,
     return m;
 }
 
-static FA__AVX512 void fa__axpy_avx512(float *acc, const float *x, int64_t n, float w)
+static FA__AVX512 void fa__wsum_rows_avx512(float *acc, const float *x, int64_t xs, const float *w, int64_t nk, int64_t n)
 {
-    __m512 vw = _mm512_set1_ps(w);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        _mm512_storeu_ps(acc + i, _mm512_fmadd_ps(vw, _mm512_loadu_ps(x + i), _mm512_loadu_ps(acc + i)));
-    for (; i < n; i++) acc[i] = fmaf(w, x[i], acc[i]);
+    int64_t e = 0, k;
+    for (; e + 128 <= n; e += 128) { /* 8 accumulators through every part */
+        __m512 a0 = _mm512_loadu_ps(acc + e), a1 = _mm512_loadu_ps(acc + e + 16), a2 = _mm512_loadu_ps(acc + e + 32);
+        __m512 a3 = _mm512_loadu_ps(acc + e + 48), a4 = _mm512_loadu_ps(acc + e + 64), a5 = _mm512_loadu_ps(acc + e + 80);
+        __m512 a6 = _mm512_loadu_ps(acc + e + 96), a7 = _mm512_loadu_ps(acc + e + 112);
+        for (k = 0; k < nk; k++) {
+            const float *r = x + k * xs + e;
+            __m512 vw;
+            if (k + 4 < nk) FA__PREFETCH_LINES(r + 4 * xs, 512, 3);
+            if (w[k] == 0.0f) continue;
+            vw = _mm512_set1_ps(w[k]);
+            a0 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(r), a0);
+            a1 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(r + 16), a1);
+            a2 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(r + 32), a2);
+            a3 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(r + 48), a3);
+            a4 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(r + 64), a4);
+            a5 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(r + 80), a5);
+            a6 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(r + 96), a6);
+            a7 = _mm512_fmadd_ps(vw, _mm512_loadu_ps(r + 112), a7);
+        }
+        _mm512_storeu_ps(acc + e, a0); _mm512_storeu_ps(acc + e + 16, a1); _mm512_storeu_ps(acc + e + 32, a2);
+        _mm512_storeu_ps(acc + e + 48, a3); _mm512_storeu_ps(acc + e + 64, a4); _mm512_storeu_ps(acc + e + 80, a5);
+        _mm512_storeu_ps(acc + e + 96, a6); _mm512_storeu_ps(acc + e + 112, a7);
+    }
+    for (; e < n; e += 16) { /* 16 at a time, the last masked */
+        __mmask16 m = n - e >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - e)) - 1);
+        __m512 a = _mm512_maskz_loadu_ps(m, acc + e);
+        for (k = 0; k < nk; k++)
+            if (w[k] != 0.0f) a = _mm512_fmadd_ps(_mm512_set1_ps(w[k]), _mm512_maskz_loadu_ps(m, x + k * xs + e), a);
+        _mm512_mask_storeu_ps(acc + e, m, a);
+    }
 }
 
 static FA__AVX512 void fa__scale_avx512(float *o, int64_t n, float c)
@@ -5370,7 +5424,7 @@ static FA__AVX512 void fa__ktrans_avx512(float *kt, const float *kr, int64_t krs
 static const fa__attn_kernels fa__kernels_avx512 = {
     "avx512", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
     fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, NULL, NULL, fa__dec_qk_avx512, fa__dec_pv_avx512, 1, NULL,
-    fa__softmax_row_avx512, fa__axpy_avx512};
+    fa__softmax_row_avx512, fa__wsum_rows_avx512};
 
 /* ---- AVX-512 with AVX512_BF16: S = Q K^T on bf16 pairs (vdpbf16ps) ---- */
 #define FA__AVX512BF16 __attribute__((target("avx512f,avx512bf16")))
@@ -5537,7 +5591,7 @@ static FA__AVX512BF16 void fa__dec_qk_bf16_avx512(const uint32_t *q, int64_t np,
 static const fa__attn_kernels fa__kernels_avx512_bf16 = {
     "avx512_bf16", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
     fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, fa__qk_bf16_avx512, fa__ktrans32_avx512,
-    fa__dec_qk_avx512, fa__dec_pv_avx512, 1, fa__dec_qk_bf16_avx512, fa__softmax_row_avx512, fa__axpy_avx512};
+    fa__dec_qk_avx512, fa__dec_pv_avx512, 1, fa__dec_qk_bf16_avx512, fa__softmax_row_avx512, fa__wsum_rows_avx512};
 #endif /* FA__X86 */
 
 #if defined(FA__NEON) && defined(__aarch64__)
@@ -6321,22 +6375,28 @@ static float fa__merge_row(const fa__attn_kernels *K, void *out, fa_dtype ot, co
     int64_t k, k0, e, e0, oes = (int64_t)fa_dtype_size(ot);
     for (k = 0; k < n; k++) mx = fa__nanmax(mx, lse[k * lstride]);
     if (mx != -INFINITY)
-        for (k = 0; k < n; k++) wsum += expf(lse[k * lstride] - mx);
+        for (k = 0; k < n; k++) {
+            float wk = expf(lse[k * lstride] - mx);
+            if (k < 64) w[k] = wk; /* kept for the first block below */
+            wsum += wk;
+        }
     for (e0 = 0; e0 < dv; e0 += 256) {
         int64_t ne = dv - e0 < 256 ? dv - e0 : 256;
         for (e = 0; e < ne; e++) acc[e] = 0.0f;
         for (k0 = 0; k0 < n && mx != -INFINITY; k0 += 64) { /* every part empty: zeros */
             int64_t nk = n - k0 < 64 ? n - k0 : 64;
-            for (k = 0; k < nk; k++) w[k] = expf(lse[(k0 + k) * lstride] - mx);
+            if (k0 > 0 || (e0 > 0 && n > 64)) /* w holds parts [0, 64) but for this block */
+                for (k = 0; k < nk; k++) w[k] = expf(lse[(k0 + k) * lstride] - mx);
+            if (pt == FA_F32 && K->wsum_rows) {
+                /* the parts were written by other threads: the kernel asks for a few ahead
+                   (16-core Xeon, a 32-row decode step of 51 splits: 1.00-1.07x, cold) */
+                K->wsum_rows(acc, (const float *)parts + k0 * pstride + e0, pstride, w, nk, ne);
+                continue;
+            }
             for (k = 0; k < nk; k++) {
                 int64_t base = (k0 + k) * pstride + e0;
-                /* the parts were written by other threads: ask for a few rows ahead (16-core
-                   Xeon, a 32-row decode step of 51 splits: 1.00-1.07x with the FMA kernel, cold) */
-                if (pt == FA_F32 && k + 4 < nk) FA__PREFETCH_LINES((const float *)parts + base + 4 * pstride, (size_t)ne * 4, 3);
                 if (w[k] == 0.0f) continue; /* an empty part's o may be anything */
-                if (pt == FA_F32 && K->axpy) {
-                    K->axpy(acc, (const float *)parts + base, ne, w[k]);
-                } else if (pt == FA_F32) {
+                if (pt == FA_F32) {
                     const float *pr = (const float *)parts + base;
                     for (e = 0; e < ne; e++) acc[e] += w[k] * pr[e];
                 } else {

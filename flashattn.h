@@ -200,6 +200,11 @@
           thread, -march=native: 1.73x AVX-512, 1.57x AVX2; tests/check_codegen.sh guards it);
           tiles that every row sees whole skip the per-row ranges, and unpaged K/V rows are
           found by a stride (1.004-1.014x, bit-identical)
+   0.1.12 attn: decode's shrinking KV splits are cut in 16-key pieces, each 1/workers of what is
+          left (the last splits of a 4096-key call read 64 KiB, not 256); split partials lie
+          [unit][row][split] so a row's merge streams them, and the merge sums in registers
+          (dev VM, 2 threads, 4096 keys, cold: 1.034-1.057x); bench/probe_phases: where a cold
+          decode call's time goes, and readbw.c, the fastest cold read of its bytes
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */
@@ -208,8 +213,8 @@
 
 #define FLASHATTN_VERSION_MAJOR 0
 #define FLASHATTN_VERSION_MINOR 1
-#define FLASHATTN_VERSION_PATCH 11
-#define FLASHATTN_VERSION_STRING "0.1.11"
+#define FLASHATTN_VERSION_PATCH 12
+#define FLASHATTN_VERSION_STRING "0.1.12"
 /* One number for comparisons: major*10000 + minor*100 + patch. */
 #define FLASHATTN_VERSION (FLASHATTN_VERSION_MAJOR * 10000 + FLASHATTN_VERSION_MINOR * 100 + \
                            FLASHATTN_VERSION_PATCH)

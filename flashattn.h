@@ -6211,8 +6211,9 @@ static void fa__sub_unit(const fa__unit_ctx *x, int64_t g, fa__unit_ctx *xs, fa_
 
 /* Runs unit u; with splits > 1 only the key tiles of share `split` of its visible union. With
    part_o set, row r's normalised output and LSE go to part_o + r * part_rs and to the float
-   fa__dvp(dv) after it (a split-KV partial, fa__part_o) instead of the output view. With a sparse mask only the mask's non-empty key blocks
-   of the unit's query block are visited: empty tiles cost nothing. */
+   fa__dvp(dv) after it (a split-KV partial, fa__part_o) instead of the output view. With a
+   sparse mask only the mask's non-empty key blocks of the unit's query block are visited:
+   empty tiles cost nothing. */
 static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, const fa__unit *u,
                           const fa__attn_ws *w, int64_t split, float *part_o, int64_t part_rs)
 {

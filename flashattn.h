@@ -3439,16 +3439,18 @@ static fa_status fa__check_cu(const int32_t *cu, int64_t batch, int64_t max, con
    split behind the others at the end of a cold 4096-key call, for about as many splits. */
 #define FA__DEC_SPLIT_KEYS 16
 static size_t fa__round64(size_t x) { return (x + 63) & ~(size_t)63; }
+static int64_t fa__dvp(int64_t dv) { return (dv + 15) & ~(int64_t)15; }
 /* floats per split-KV partial row: head_dim_v outputs padded to 16, then the LSE in a line of
    its own (see fa__part_o) */
-static int64_t fa__part_stride(int64_t dv) { return ((dv + 15) & ~(int64_t)15) + 16; }
+static int64_t fa__part_stride(int64_t dv) { return fa__dvp(dv) + 16; }
 struct fa__attn_ws;
 static size_t fa__attn_ws_layout(struct fa__attn_ws *w, unsigned char *base, int64_t dk, int64_t dv);
 
 /* Guided splits of `tiles` pieces of keys: each split takes 1/div of the pieces still left, at
    least `minsz` (and at most what is left). fa__split_tiles gives split `k`'s pieces [*t0, *t1)
-   (empty past the last); fa__split_count the number of splits, which never grows with minsz. */
-static void fa__split_tiles(int64_t tiles, int64_t div, int64_t minsz, int64_t k, int64_t *t0, int64_t *t1)
+   (empty past the last), walking no further than split k; with k < 0 it walks them all and
+   returns their number (fa__split_count), which never grows with minsz. */
+static int64_t fa__split_tiles(int64_t tiles, int64_t div, int64_t minsz, int64_t k, int64_t *t0, int64_t *t1)
 {
     int64_t pos = 0, n = 0, c;
     *t0 = *t1 = tiles;
@@ -3459,19 +3461,15 @@ static void fa__split_tiles(int64_t tiles, int64_t div, int64_t minsz, int64_t k
         if (n == k) {
             *t0 = pos;
             *t1 = pos + c;
-            return;
+            return n + 1;
         }
     }
+    return n;
 }
 static int64_t fa__split_count(int64_t tiles, int64_t div, int64_t minsz)
 {
-    int64_t pos = 0, n = 0, c;
-    for (; pos < tiles; n++, pos += c) {
-        c = (tiles - pos + div - 1) / div;
-        if (c < minsz) c = minsz;
-        if (c > tiles - pos) c = tiles - pos;
-    }
-    return n;
+    int64_t t0, t1;
+    return fa__split_tiles(tiles, div, minsz, -1, &t0, &t1);
 }
 
 /* Work decomposition and workspace size. A unit is (sequence, kv head, chunk of the query heads
@@ -3552,6 +3550,8 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
         if (p->splits < 1) p->splits = 1;
     }
     p->split_min = 0;
+    p->split_keys = FA__BK; /* equal splits (num_splits) are whole tiles */
+    p->split_div = 2 * p->workers;
     if (!d->num_splits && p->splits > 1) { /* the count above only decides whether to split */
         /* Splits that shrink as they go (guided self-scheduling, with fixed boundaries so the
            result does not depend on timing): equal splits end when the slowest thread ends its
@@ -3560,8 +3560,6 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
            with 2 splits each the call ended ~110 us after most threads were idle). The smallest
            split that keeps the count within ws_splits. */
         int64_t tiles, lo = 1, hi, m;
-        p->split_keys = FA__BK;
-        p->split_div = 2 * p->workers;
         if (p->sq_max == 1) { /* decode: see FA__DEC_SPLIT_KEYS */
             p->split_keys = FA__DEC_SPLIT_KEYS;
             p->split_div = p->workers;
@@ -3928,7 +3926,6 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
 #define FA__EXP_LO (-87.3365478515625f) /* ln(FLT_MIN): below it exp() flushes to 0 */
 #define FA__EXP_HI 88.72283935546875f     /* ln(FLT_MAX), rounded down: above it exp() is +inf */
 
-static int64_t fa__dvp(int64_t dv) { return (dv + 15) & ~(int64_t)15; }
 
 /* max that propagates NaN: once a NaN logit is seen the row's max, and so its output, is NaN */
 static float fa__nanmax(float a, float b)
@@ -6287,7 +6284,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
     fa__row_range(p, &x.s, u->i0, &kmin, &tmp);
     fa__row_range(p, &x.s, u->i0 + u->nq - 1, &tmp, &kmax);
     if (p->splits > 1 && kmax > kmin) { /* this split's share: whole pieces of piece keys */
-        const int64_t piece = p->split_min > 0 ? p->split_keys : FA__BK;
+        const int64_t piece = p->split_keys;
         int64_t tiles = (kmax - kmin + piece - 1) / piece, t0, t1;
         if (p->split_min > 0) {
             fa__split_tiles(tiles, p->split_div, p->split_min, split, &t0, &t1);

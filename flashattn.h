@@ -4120,6 +4120,20 @@ static FA__UNUSED void fa__pv_common(int64_t nr, const int32_t *c0, const int32_
     }
 }
 
+/* The union of the non-empty intervals of a block's rows, [*a, *b) (empty: *a >= *b): the
+   prefill P V kernels take the keys in it outside the intersection with each row masked. */
+static FA__UNUSED void fa__pv_union(int64_t nr, const int32_t *c0, const int32_t *c1, int64_t *a, int64_t *b)
+{
+    int64_t r;
+    *a = FA__BK;
+    *b = 0;
+    for (r = 0; r < nr; r++)
+        if (c0[r] < c1[r]) {
+            if (c0[r] < *a) *a = c0[r];
+            if (c1[r] > *b) *b = c1[r];
+        }
+}
+
 #if defined(FA__X86)
 /* Bit i set when byte i of b is an E4M3 NaN code (0x7f or 0xff); SSE2, shared by the AVX2 and
    AVX-512 FP8 loads, which decode the other codes through IEEE halves. */
@@ -4339,6 +4353,7 @@ static FA__AVX2 void fa__scale_avx2(float *o, int64_t n, float c)
 static FA__AVX2 void fa__pv_row_avx2(float *o, const float *sr, const float *v, int64_t dvp, int64_t a, int64_t b)
 {
     int64_t e, c;
+    if (a >= b) return; /* no keys: no pass over the row */
     for (e = 0; e < dvp; e += 8) {
         __m256 acc = _mm256_loadu_ps(o + e);
         for (c = a; c < b; c++) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(sr + c), _mm256_loadu_ps(v + c * dvp + e), acc);
@@ -4350,7 +4365,8 @@ static FA__AVX2 void fa__pv_row_avx2(float *o, const float *sr, const float *v, 
    NV V vectors and the broadcast P value, at most the 16 registers. Named accumulators: gcc -O2
    keeps a loop-indexed array of them in memory. */
 FA__AVX2_AI void fa__pv_block_avx2(float *o, const float *s, const float *v, int64_t dvp, int64_t r, int64_t e,
-                                   int64_t a, int64_t b, int NV)
+                                   int64_t a, int64_t b, const int32_t *r0, const int32_t *r1, int64_t ua, int64_t ub,
+                                   int NV)
 {
     float *o0 = o + r * dvp + e, *o1 = o0 + dvp, *o2 = o1 + dvp, *o3 = o2 + dvp;
     const float *s0 = s + r * FA__BK;
@@ -4371,6 +4387,24 @@ FA__AVX2_AI void fa__pv_block_avx2(float *o, const float *s, const float *v, int
         FA__AVX2_FMA3(x, 2, s0 + 2 * FA__BK + c, v0, v1, v2, NV);
         FA__AVX2_FMA3(x, 3, s0 + 3 * FA__BK + c, v0, v1, v2, NV);
     }
+    /* the keys outside [a, b) that some of the rows see (a staircase edge), after the common
+       ones as the rows' own loops took them; a row adds only the keys it sees (no blend: the 16
+       registers are taken) */
+    for (c = ua; c < ub; c++) {
+        const float *vr = v + c * dvp + e;
+        __m256 v0, v1, v2;
+        if (c == a && a < b) {
+            c = b - 1;
+            continue;
+        }
+        v0 = _mm256_loadu_ps(vr);
+        v1 = _mm256_loadu_ps(vr + 8);
+        v2 = NV > 2 ? _mm256_loadu_ps(vr + 16) : z;
+        if (c >= r0[0] && c < r1[0]) FA__AVX2_FMA3(x, 0, s0 + c, v0, v1, v2, NV);
+        if (c >= r0[1] && c < r1[1]) FA__AVX2_FMA3(x, 1, s0 + FA__BK + c, v0, v1, v2, NV);
+        if (c >= r0[2] && c < r1[2]) FA__AVX2_FMA3(x, 2, s0 + 2 * FA__BK + c, v0, v1, v2, NV);
+        if (c >= r0[3] && c < r1[3]) FA__AVX2_FMA3(x, 3, s0 + 3 * FA__BK + c, v0, v1, v2, NV);
+    }
     _mm256_storeu_ps(o0, x00); _mm256_storeu_ps(o0 + 8, x01);
     _mm256_storeu_ps(o1, x10); _mm256_storeu_ps(o1 + 8, x11);
     _mm256_storeu_ps(o2, x20); _mm256_storeu_ps(o2 + 8, x21);
@@ -4388,16 +4422,20 @@ static FA__AVX2 void fa__pv_avx2(float *o, const float *s, const float *v, int64
     for (r = 0; r < nrows; r += FA__MR) {
         int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
         fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
-        if (nr == FA__MR && a < b) {
+        if (nr == FA__MR) {
             /* the dims in blocks of 24 and 16, as fa__qk_avx2's keys: 12 independent sums where
-               they fit, for cores that need 10 to cover the FMA latency */
+               they fit, for cores that need 10 to cover the FMA latency; the 4 rows at once
+               over the union of their keys */
+            int64_t ua, ub;
+            fa__pv_union(nr, c0 + r, c1 + r, &ua, &ub);
+            if (ua >= ub) continue; /* no row sees a key */
             for (e = 0; e < dvp; e += 8 * fa__avx2_nv(dvp - e)) {
-                if (fa__avx2_nv(dvp - e) == 3) fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, 3);
-                else fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, 2);
+                if (fa__avx2_nv(dvp - e) == 3) fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, c0 + r, c1 + r, ua, ub, 3);
+                else fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, c0 + r, c1 + r, ua, ub, 2);
             }
-        } else {
-            a = b = 0;
+            continue;
         }
+        a = b = 0;
         for (i = 0; i < nr; i++) { /* the keys outside the shared interval, row by row */
             int64_t lo = c0[r + i], hi = c1[r + i];
             if (a >= b) { fa__pv_row_avx2(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, hi); continue; }
@@ -4998,7 +5036,8 @@ static FA__AVX512 void fa__pv_row_avx512(float *o, const float *sr, const float 
 
 /* 4 rows x 64 columns of O += P V over keys [a, b): 16 accumulators in registers, named so no
    compiler keeps them in memory; per key 4 loads of V, 4 broadcasts of P, 16 FMAs. */
-static FA__AVX512 void fa__pv4x64_avx512(float *o, int64_t dvp, const float *s, const float *v, int64_t a, int64_t b)
+static FA__AVX512 void fa__pv4x64_avx512(float *o, int64_t dvp, const float *s, const float *v, int64_t a, int64_t b,
+                                         const int32_t *c0, const int32_t *c1, int64_t ua, int64_t ub)
 {
     float *o0 = o, *o1 = o + dvp, *o2 = o + 2 * dvp, *o3 = o + 3 * dvp;
     __m512 c00 = _mm512_loadu_ps(o0), c01 = _mm512_loadu_ps(o0 + 16), c02 = _mm512_loadu_ps(o0 + 32), c03 = _mm512_loadu_ps(o0 + 48);
@@ -5006,6 +5045,33 @@ static FA__AVX512 void fa__pv4x64_avx512(float *o, int64_t dvp, const float *s, 
     __m512 c20 = _mm512_loadu_ps(o2), c21 = _mm512_loadu_ps(o2 + 16), c22 = _mm512_loadu_ps(o2 + 32), c23 = _mm512_loadu_ps(o2 + 48);
     __m512 c30 = _mm512_loadu_ps(o3), c31 = _mm512_loadu_ps(o3 + 16), c32 = _mm512_loadu_ps(o3 + 32), c33 = _mm512_loadu_ps(o3 + 48);
     int64_t c;
+    /* keys some rows of the group see and others do not (a causal diagonal's or a window
+       edge's staircase), before and after the common range: a row's sum moves only where its
+       mask is set, so whatever lies in S or V at the keys it does not see stays out */
+#define FA__PV4X64_MASKED(C)                                                                      \
+    do {                                                                                          \
+        const float *vr = v + (C) * dvp;                                                          \
+        const __mmask16 k0 = (C) >= c0[0] && (C) < c1[0] ? 0xffff : 0, k1 = (C) >= c0[1] && (C) < c1[1] ? 0xffff : 0; \
+        const __mmask16 k2 = (C) >= c0[2] && (C) < c1[2] ? 0xffff : 0, k3 = (C) >= c0[3] && (C) < c1[3] ? 0xffff : 0; \
+        __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16), v2 = _mm512_loadu_ps(vr + 32), v3 = _mm512_loadu_ps(vr + 48); \
+        __m512 p0, p1, p2, p3;                                                                    \
+        FA__KEEP_ZMM(v0);                                                                         \
+        FA__KEEP_ZMM(v1);                                                                         \
+        FA__KEEP_ZMM(v2);                                                                         \
+        FA__KEEP_ZMM(v3);                                                                         \
+        p0 = _mm512_set1_ps(s[C]);                                                                \
+        p1 = _mm512_set1_ps(s[FA__BK + (C)]);                                                     \
+        p2 = _mm512_set1_ps(s[2 * FA__BK + (C)]);                                                 \
+        p3 = _mm512_set1_ps(s[3 * FA__BK + (C)]);                                                 \
+        c00 = _mm512_mask3_fmadd_ps(p0, v0, c00, k0); c01 = _mm512_mask3_fmadd_ps(p0, v1, c01, k0); \
+        c02 = _mm512_mask3_fmadd_ps(p0, v2, c02, k0); c03 = _mm512_mask3_fmadd_ps(p0, v3, c03, k0); \
+        c10 = _mm512_mask3_fmadd_ps(p1, v0, c10, k1); c11 = _mm512_mask3_fmadd_ps(p1, v1, c11, k1); \
+        c12 = _mm512_mask3_fmadd_ps(p1, v2, c12, k1); c13 = _mm512_mask3_fmadd_ps(p1, v3, c13, k1); \
+        c20 = _mm512_mask3_fmadd_ps(p2, v0, c20, k2); c21 = _mm512_mask3_fmadd_ps(p2, v1, c21, k2); \
+        c22 = _mm512_mask3_fmadd_ps(p2, v2, c22, k2); c23 = _mm512_mask3_fmadd_ps(p2, v3, c23, k2); \
+        c30 = _mm512_mask3_fmadd_ps(p3, v0, c30, k3); c31 = _mm512_mask3_fmadd_ps(p3, v1, c31, k3); \
+        c32 = _mm512_mask3_fmadd_ps(p3, v2, c32, k3); c33 = _mm512_mask3_fmadd_ps(p3, v3, c33, k3); \
+    } while (0)
     for (c = a; c < b; c++) {
         const float *vr = v + c * dvp;
         __m512 v0 = _mm512_loadu_ps(vr), v1 = _mm512_loadu_ps(vr + 16), v2 = _mm512_loadu_ps(vr + 32), v3 = _mm512_loadu_ps(vr + 48);
@@ -5024,6 +5090,10 @@ static FA__AVX512 void fa__pv4x64_avx512(float *o, int64_t dvp, const float *s, 
         c30 = _mm512_fmadd_ps(p3, v0, c30); c31 = _mm512_fmadd_ps(p3, v1, c31);
         c32 = _mm512_fmadd_ps(p3, v2, c32); c33 = _mm512_fmadd_ps(p3, v3, c33);
     }
+    /* in the order the rows' own loops took them: the common keys, those before, those after */
+    for (c = ua; c < (a < b ? a : ub); c++) FA__PV4X64_MASKED(c);
+    for (c = a < b ? b : ub; c < ub; c++) FA__PV4X64_MASKED(c);
+#undef FA__PV4X64_MASKED
     _mm512_storeu_ps(o0, c00); _mm512_storeu_ps(o0 + 16, c01); _mm512_storeu_ps(o0 + 32, c02); _mm512_storeu_ps(o0 + 48, c03);
     _mm512_storeu_ps(o1, c10); _mm512_storeu_ps(o1 + 16, c11); _mm512_storeu_ps(o1 + 32, c12); _mm512_storeu_ps(o1 + 48, c13);
     _mm512_storeu_ps(o2, c20); _mm512_storeu_ps(o2 + 16, c21); _mm512_storeu_ps(o2 + 32, c22); _mm512_storeu_ps(o2 + 48, c23);
@@ -5031,7 +5101,8 @@ static FA__AVX512 void fa__pv4x64_avx512(float *o, int64_t dvp, const float *s, 
 }
 
 /* 4 rows x 16 columns, for the dvp % 64 columns left over */
-static FA__AVX512 void fa__pv4x16_avx512(float *o, int64_t dvp, const float *s, const float *v, int64_t a, int64_t b)
+static FA__AVX512 void fa__pv4x16_avx512(float *o, int64_t dvp, const float *s, const float *v, int64_t a, int64_t b,
+                                         const int32_t *r0, const int32_t *r1, int64_t ua, int64_t ub)
 {
     __m512 c0 = _mm512_loadu_ps(o), c1 = _mm512_loadu_ps(o + dvp);
     __m512 c2 = _mm512_loadu_ps(o + 2 * dvp), c3 = _mm512_loadu_ps(o + 3 * dvp);
@@ -5043,6 +5114,18 @@ static FA__AVX512 void fa__pv4x16_avx512(float *o, int64_t dvp, const float *s, 
         c1 = _mm512_fmadd_ps(_mm512_set1_ps(s[FA__BK + c]), vv, c1);
         c2 = _mm512_fmadd_ps(_mm512_set1_ps(s[2 * FA__BK + c]), vv, c2);
         c3 = _mm512_fmadd_ps(_mm512_set1_ps(s[3 * FA__BK + c]), vv, c3);
+    }
+    for (c = ua; c < ub; c++) { /* the keys outside [a, b), as in fa__pv4x64_avx512 */
+        __m512 vv;
+        if (c == a && a < b) {
+            c = b - 1;
+            continue;
+        }
+        vv = _mm512_loadu_ps(v + c * dvp);
+        c0 = _mm512_mask3_fmadd_ps(_mm512_set1_ps(s[c]), vv, c0, c >= r0[0] && c < r1[0] ? 0xffff : 0);
+        c1 = _mm512_mask3_fmadd_ps(_mm512_set1_ps(s[FA__BK + c]), vv, c1, c >= r0[1] && c < r1[1] ? 0xffff : 0);
+        c2 = _mm512_mask3_fmadd_ps(_mm512_set1_ps(s[2 * FA__BK + c]), vv, c2, c >= r0[2] && c < r1[2] ? 0xffff : 0);
+        c3 = _mm512_mask3_fmadd_ps(_mm512_set1_ps(s[3 * FA__BK + c]), vv, c3, c >= r0[3] && c < r1[3] ? 0xffff : 0);
     }
     _mm512_storeu_ps(o, c0);
     _mm512_storeu_ps(o + dvp, c1);
@@ -5057,12 +5140,17 @@ static FA__AVX512 void fa__pv_avx512(float *o, const float *s, const float *v, i
     for (r = 0; r < nrows; r += FA__MR) {
         int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
         fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
-        if (nr == FA__MR && a < b) {
-            for (e = 0; e + 64 <= dvp; e += 64) fa__pv4x64_avx512(o + r * dvp + e, dvp, s + r * FA__BK, v + e, a, b);
-            for (; e < dvp; e += 16) fa__pv4x16_avx512(o + r * dvp + e, dvp, s + r * FA__BK, v + e, a, b);
-        } else {
-            a = b = 0;
+        if (nr == FA__MR) { /* the 4 rows at once, their staircase edges masked */
+            int64_t ua, ub;
+            fa__pv_union(nr, c0 + r, c1 + r, &ua, &ub);
+            if (ua >= ub) continue; /* no row sees a key */
+            for (e = 0; e + 64 <= dvp; e += 64)
+                fa__pv4x64_avx512(o + r * dvp + e, dvp, s + r * FA__BK, v + e, a, b, c0 + r, c1 + r, ua, ub);
+            for (; e < dvp; e += 16)
+                fa__pv4x16_avx512(o + r * dvp + e, dvp, s + r * FA__BK, v + e, a, b, c0 + r, c1 + r, ua, ub);
+            continue;
         }
+        a = b = 0;
         for (i = 0; i < nr; i++) {
             int64_t lo = c0[r + i], hi = c1[r + i];
             if (a >= b) { fa__pv_row_avx512(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, hi); continue; }
@@ -5721,6 +5809,7 @@ static void fa__scale_neon(float *o, int64_t n, float c)
 static void fa__pv_row_neon(float *o, const float *sr, const float *v, int64_t dvp, int64_t a, int64_t b)
 {
     int64_t e, c;
+    if (a >= b) return; /* no keys: no pass over the row */
     for (e = 0; e < dvp; e += 4) {
         float32x4_t acc = vld1q_f32(o + e);
         for (c = a; c < b; c++) acc = vfmaq_n_f32(acc, vld1q_f32(v + c * dvp + e), sr[c]);
@@ -5735,7 +5824,10 @@ static void fa__pv_neon(float *o, const float *s, const float *v, int64_t dvp, i
     for (r = 0; r < nrows; r += FA__MR) {
         int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
         fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
-        if (nr == FA__MR && a < b) {
+        if (nr == FA__MR) {
+            int64_t ua, ub;
+            fa__pv_union(nr, c0 + r, c1 + r, &ua, &ub);
+            if (ua >= ub) continue; /* no row sees a key */
             for (e = 0; e < dvp; e += 16) { /* 4 rows x 16 columns */
                 float32x4_t acc[4][4];
                 int j;
@@ -5752,12 +5844,34 @@ static void fa__pv_neon(float *o, const float *s, const float *v, int64_t dvp, i
                         acc[i][3] = vfmaq_n_f32(acc[i][3], v3, pr);
                     }
                 }
+                /* the keys outside [a, b) that some rows see (a staircase edge), after the
+                   common ones as the rows' own loops took them; each row adds only its own */
+                for (c = ua; c < ub; c++) {
+                    const float *vr = v + c * dvp + e;
+                    float32x4_t v0, v1, v2, v3;
+                    if (c == a && a < b) {
+                        c = b - 1;
+                        continue;
+                    }
+                    v0 = vld1q_f32(vr);
+                    v1 = vld1q_f32(vr + 4);
+                    v2 = vld1q_f32(vr + 8);
+                    v3 = vld1q_f32(vr + 12);
+                    for (i = 0; i < 4; i++) {
+                        float pr = s[(r + i) * FA__BK + c];
+                        if (c < c0[r + i] || c >= c1[r + i]) continue;
+                        acc[i][0] = vfmaq_n_f32(acc[i][0], v0, pr);
+                        acc[i][1] = vfmaq_n_f32(acc[i][1], v1, pr);
+                        acc[i][2] = vfmaq_n_f32(acc[i][2], v2, pr);
+                        acc[i][3] = vfmaq_n_f32(acc[i][3], v3, pr);
+                    }
+                }
                 for (i = 0; i < 4; i++)
                     for (j = 0; j < 4; j++) vst1q_f32(o + (r + i) * dvp + e + 4 * j, acc[i][j]);
             }
-        } else {
-            a = b = 0;
+            continue;
         }
+        a = b = 0;
         for (i = 0; i < nr; i++) {
             int64_t lo = c0[r + i], hi = c1[r + i];
             if (a >= b) { fa__pv_row_neon(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, hi); continue; }

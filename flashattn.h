@@ -4422,29 +4422,23 @@ FA__AVX2_AI void fa__pv_block_avx2(float *o, const float *s, const float *v, int
 static FA__AVX2 void fa__pv_avx2(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows,
                                  const int32_t *c0, const int32_t *c1)
 {
-    int64_t r, e, i, a, b;
+    int64_t r, e, i, a, b, ua, ub;
     for (r = 0; r < nrows; r += FA__MR) {
         int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
-        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
-        if (nr == FA__MR) {
-            /* the dims in blocks of 24 and 16, as fa__qk_avx2's keys: 12 independent sums where
-               they fit, for cores that need 10 to cover the FMA latency; the 4 rows at once
-               over the union of their keys */
-            int64_t ua, ub;
-            fa__pv_union(nr, c0 + r, c1 + r, &ua, &ub);
-            if (ua >= ub) continue; /* no row sees a key */
-            for (e = 0; e < dvp; e += 8 * fa__avx2_nv(dvp - e)) {
-                if (fa__avx2_nv(dvp - e) == 3) fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, c0 + r, c1 + r, ua, ub, 3);
-                else fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, c0 + r, c1 + r, ua, ub, 2);
-            }
+        if (nr < FA__MR) { /* the last rows, fewer than a block: row by row */
+            for (i = 0; i < nr; i++)
+                fa__pv_row_avx2(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, c0[r + i], c1[r + i]);
             continue;
         }
-        a = b = 0;
-        for (i = 0; i < nr; i++) { /* the keys outside the shared interval, row by row */
-            int64_t lo = c0[r + i], hi = c1[r + i];
-            if (a >= b) { fa__pv_row_avx2(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, hi); continue; }
-            fa__pv_row_avx2(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, a);
-            fa__pv_row_avx2(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, b, hi);
+        /* the 4 rows at once over the union of their keys, the dims in blocks of 24 and 16, as
+           fa__qk_avx2's keys: 12 independent sums where they fit, for cores that need 10 to
+           cover the FMA latency */
+        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
+        fa__pv_union(nr, c0 + r, c1 + r, &ua, &ub);
+        if (ua >= ub) continue; /* no row sees a key */
+        for (e = 0; e < dvp; e += 8 * fa__avx2_nv(dvp - e)) {
+            if (fa__avx2_nv(dvp - e) == 3) fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, c0 + r, c1 + r, ua, ub, 3);
+            else fa__pv_block_avx2(o, s, v, dvp, r, e, a, b, c0 + r, c1 + r, ua, ub, 2);
         }
     }
 }
@@ -5140,27 +5134,22 @@ static FA__AVX512 void fa__pv4x16_avx512(float *o, int64_t dvp, const float *s, 
 static FA__AVX512 void fa__pv_avx512(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows,
                                      const int32_t *c0, const int32_t *c1)
 {
-    int64_t r, e, i, a, b;
+    int64_t r, e, i, a, b, ua, ub;
     for (r = 0; r < nrows; r += FA__MR) {
         int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
-        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
-        if (nr == FA__MR) { /* the 4 rows at once, their staircase edges masked */
-            int64_t ua, ub;
-            fa__pv_union(nr, c0 + r, c1 + r, &ua, &ub);
-            if (ua >= ub) continue; /* no row sees a key */
-            for (e = 0; e + 64 <= dvp; e += 64)
-                fa__pv4x64_avx512(o + r * dvp + e, dvp, s + r * FA__BK, v + e, a, b, c0 + r, c1 + r, ua, ub);
-            for (; e < dvp; e += 16)
-                fa__pv4x16_avx512(o + r * dvp + e, dvp, s + r * FA__BK, v + e, a, b, c0 + r, c1 + r, ua, ub);
+        if (nr < FA__MR) { /* the last rows, fewer than a block: row by row */
+            for (i = 0; i < nr; i++)
+                fa__pv_row_avx512(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, c0[r + i], c1[r + i]);
             continue;
         }
-        a = b = 0;
-        for (i = 0; i < nr; i++) {
-            int64_t lo = c0[r + i], hi = c1[r + i];
-            if (a >= b) { fa__pv_row_avx512(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, hi); continue; }
-            fa__pv_row_avx512(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, a);
-            fa__pv_row_avx512(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, b, hi);
-        }
+        /* the 4 rows at once, their staircase edges masked */
+        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
+        fa__pv_union(nr, c0 + r, c1 + r, &ua, &ub);
+        if (ua >= ub) continue; /* no row sees a key */
+        for (e = 0; e + 64 <= dvp; e += 64)
+            fa__pv4x64_avx512(o + r * dvp + e, dvp, s + r * FA__BK, v + e, a, b, c0 + r, c1 + r, ua, ub);
+        for (; e < dvp; e += 16)
+            fa__pv4x16_avx512(o + r * dvp + e, dvp, s + r * FA__BK, v + e, a, b, c0 + r, c1 + r, ua, ub);
     }
 }
 
@@ -5824,63 +5813,57 @@ static void fa__pv_row_neon(float *o, const float *sr, const float *v, int64_t d
 static void fa__pv_neon(float *o, const float *s, const float *v, int64_t dvp, int64_t nrows, const int32_t *c0,
                         const int32_t *c1)
 {
-    int64_t r, e, c, i, a, b;
+    int64_t r, e, c, i, a, b, ua, ub;
     for (r = 0; r < nrows; r += FA__MR) {
         int64_t nr = nrows - r < FA__MR ? nrows - r : FA__MR;
-        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
-        if (nr == FA__MR) {
-            int64_t ua, ub;
-            fa__pv_union(nr, c0 + r, c1 + r, &ua, &ub);
-            if (ua >= ub) continue; /* no row sees a key */
-            for (e = 0; e < dvp; e += 16) { /* 4 rows x 16 columns */
-                float32x4_t acc[4][4];
-                int j;
-                for (i = 0; i < 4; i++)
-                    for (j = 0; j < 4; j++) acc[i][j] = vld1q_f32(o + (r + i) * dvp + e + 4 * j);
-                for (c = a; c < b; c++) {
-                    const float *vr = v + c * dvp + e;
-                    float32x4_t v0 = vld1q_f32(vr), v1 = vld1q_f32(vr + 4), v2 = vld1q_f32(vr + 8), v3 = vld1q_f32(vr + 12);
-                    for (i = 0; i < 4; i++) {
-                        float pr = s[(r + i) * FA__BK + c];
-                        acc[i][0] = vfmaq_n_f32(acc[i][0], v0, pr);
-                        acc[i][1] = vfmaq_n_f32(acc[i][1], v1, pr);
-                        acc[i][2] = vfmaq_n_f32(acc[i][2], v2, pr);
-                        acc[i][3] = vfmaq_n_f32(acc[i][3], v3, pr);
-                    }
-                }
-                /* the keys outside [a, b) that some rows see (a staircase edge), after the
-                   common ones as the rows' own loops took them; each row adds only its own */
-                for (c = ua; c < ub; c++) {
-                    const float *vr = v + c * dvp + e;
-                    float32x4_t v0, v1, v2, v3;
-                    if (c == a && a < b) {
-                        c = b - 1;
-                        continue;
-                    }
-                    v0 = vld1q_f32(vr);
-                    v1 = vld1q_f32(vr + 4);
-                    v2 = vld1q_f32(vr + 8);
-                    v3 = vld1q_f32(vr + 12);
-                    for (i = 0; i < 4; i++) {
-                        float pr = s[(r + i) * FA__BK + c];
-                        if (c < c0[r + i] || c >= c1[r + i]) continue;
-                        acc[i][0] = vfmaq_n_f32(acc[i][0], v0, pr);
-                        acc[i][1] = vfmaq_n_f32(acc[i][1], v1, pr);
-                        acc[i][2] = vfmaq_n_f32(acc[i][2], v2, pr);
-                        acc[i][3] = vfmaq_n_f32(acc[i][3], v3, pr);
-                    }
-                }
-                for (i = 0; i < 4; i++)
-                    for (j = 0; j < 4; j++) vst1q_f32(o + (r + i) * dvp + e + 4 * j, acc[i][j]);
-            }
+        if (nr < FA__MR) { /* the last rows, fewer than a block: row by row */
+            for (i = 0; i < nr; i++)
+                fa__pv_row_neon(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, c0[r + i], c1[r + i]);
             continue;
         }
-        a = b = 0;
-        for (i = 0; i < nr; i++) {
-            int64_t lo = c0[r + i], hi = c1[r + i];
-            if (a >= b) { fa__pv_row_neon(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, hi); continue; }
-            fa__pv_row_neon(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, lo, a);
-            fa__pv_row_neon(o + (r + i) * dvp, s + (r + i) * FA__BK, v, dvp, b, hi);
+        fa__pv_common(nr, c0 + r, c1 + r, &a, &b);
+        fa__pv_union(nr, c0 + r, c1 + r, &ua, &ub);
+        if (ua >= ub) continue; /* no row sees a key */
+        for (e = 0; e < dvp; e += 16) { /* 4 rows x 16 columns */
+            float32x4_t acc[4][4];
+            int j;
+            for (i = 0; i < 4; i++)
+                for (j = 0; j < 4; j++) acc[i][j] = vld1q_f32(o + (r + i) * dvp + e + 4 * j);
+            for (c = a; c < b; c++) {
+                const float *vr = v + c * dvp + e;
+                float32x4_t v0 = vld1q_f32(vr), v1 = vld1q_f32(vr + 4), v2 = vld1q_f32(vr + 8), v3 = vld1q_f32(vr + 12);
+                for (i = 0; i < 4; i++) {
+                    float pr = s[(r + i) * FA__BK + c];
+                    acc[i][0] = vfmaq_n_f32(acc[i][0], v0, pr);
+                    acc[i][1] = vfmaq_n_f32(acc[i][1], v1, pr);
+                    acc[i][2] = vfmaq_n_f32(acc[i][2], v2, pr);
+                    acc[i][3] = vfmaq_n_f32(acc[i][3], v3, pr);
+                }
+            }
+            /* the keys outside [a, b) that some rows see (a staircase edge), after the
+               common ones as the rows' own loops took them; each row adds only its own */
+            for (c = ua; c < ub; c++) {
+                const float *vr = v + c * dvp + e;
+                float32x4_t v0, v1, v2, v3;
+                if (c == a && a < b) {
+                    c = b - 1;
+                    continue;
+                }
+                v0 = vld1q_f32(vr);
+                v1 = vld1q_f32(vr + 4);
+                v2 = vld1q_f32(vr + 8);
+                v3 = vld1q_f32(vr + 12);
+                for (i = 0; i < 4; i++) {
+                    float pr = s[(r + i) * FA__BK + c];
+                    if (c < c0[r + i] || c >= c1[r + i]) continue;
+                    acc[i][0] = vfmaq_n_f32(acc[i][0], v0, pr);
+                    acc[i][1] = vfmaq_n_f32(acc[i][1], v1, pr);
+                    acc[i][2] = vfmaq_n_f32(acc[i][2], v2, pr);
+                    acc[i][3] = vfmaq_n_f32(acc[i][3], v3, pr);
+                }
+            }
+            for (i = 0; i < 4; i++)
+                for (j = 0; j < 4; j++) vst1q_f32(o + (r + i) * dvp + e + 4 * j, acc[i][j]);
         }
     }
 }

@@ -6188,7 +6188,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
            edge the last groups */
         int32_t ncols[2 * (FA__ROWS / FA__MR)];
         int cut = 0;
-        for (r = ra; r < rb; r += FA__MR) {
+        for (r = ra; r < (whole && nk == FA__BK ? ra : rb); r += FA__MR) { /* whole: every group all */
             int64_t rr, first = FA__BK, need = 0;
             for (rr = r; rr < r + FA__MR && rr < x->nrows; rr++)
                 if (w->c0[rr] < w->c1[rr]) {

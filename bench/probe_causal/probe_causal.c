@@ -5,25 +5,11 @@
    unit's diagonal block (full tiles); causal with only the diagonal block (256 x 256 keys of
    which half are visible: the partial tiles); and units with no key at all (zeroing, the output
    write: what every unit pays whatever its length). Medians, in ns per needed pair. */
+#include "../bench_util.h"
 #define FLASHATTN_IMPLEMENTATION
 #include "flashattn.h"
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 extern int fa_pc_mode;
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv)
 {
@@ -65,14 +51,12 @@ int main(int argc, char **argv)
             double t0;
             desc.causal = m > 0;
             fa_pc_mode = m >= 2 ? m - 1 : 0;
-            t0 = now();
+            t0 = bench_now();
             if (fa_attn_forward(&desc) != FA_OK) { fprintf(stderr, "%s\n", fa_last_error()); return 1; }
-            t[m][c] = now() - t0;
+            t[m][c] = bench_now() - t0;
         }
-    for (m = 0; m < 5; m++) {
-        qsort(t[m], (size_t)calls, sizeof(double), cmp);
-        med[m] = t[m][calls / 2];
-    }
+    for (m = 0; m < 5; m++) med[m] = bench_median(t[m], calls);
+    bench_print_machine();
     printf("seqlen %lld, d %lld, 1 thread, %d calls each; per pair: time / pairs it needs\n", (long long)s, (long long)d, calls);
     printf("%-28s %10s %12s %10s\n", "", "us", "pairs", "ns/pair");
     for (m = 0; m < 5; m++)

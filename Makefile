@@ -143,6 +143,14 @@ compile-check: | $(BUILD)
 	$(BUILD)/two_tu; echo "compile-check ok: two translation units"; \
 	$(CC) $(CSTD) $(WARN) -O2 -I. bench/probe_deckern.c -o $(BUILD)/probe_deckern $(LDLIBS); \
 	echo "compile-check ok: bench/probe_deckern.c"; \
+	if command -v python3 > /dev/null 2>&1; then \
+	  for pr in probe_causal/probe_causal probe_phases/probe_decode; do \
+	    d=$(BUILD)/$$(dirname $$pr)_h; mkdir -p $$d; \
+	    python3 bench/$$(dirname $$pr)/instrument.py flashattn.h $$d/flashattn.h; \
+	    $(CC) $(CSTD) $(WARN) -O2 -I$$d bench/$$pr.c -o $(BUILD)/$$(basename $$pr) $(LDLIBS); \
+	  done; \
+	  echo "compile-check ok: bench/probe_causal, bench/probe_phases (instrumented copies of the header)"; \
+	else echo "compile-check: python3 not found, the instrumented probes not built"; fi; \
 	if [ "$$(uname -m)" = x86_64 ]; then tests/check_codegen.sh gcc $(if $(HAVE_CLANG),clang); fi; \
 	if [ -n "$(AARCH64_CC)" ]; then \
 	  $(AARCH64_CC) -std=c11 $(WARN) -I. -c $(COMPILE_CHECK_SRC) -o $(BUILD)/cc_arm64.o && \

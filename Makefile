@@ -127,6 +127,19 @@ fuzz: $(FUZZ_BINS)
 # made of two translation units (one holding the implementation), FLASHATTN_STATIC, and the
 # CUDA header with nvcc when it is installed.
 COMPILE_CHECK_SRC := tests/compile/impl.c
+# Probes that time the parts of a call: each builds against a copy of flashattn.h with hooks
+# added by its instrument.py (python3). Run through bench/probe_*/run.sh.
+PROBES := $(BUILD)/probe_causal $(BUILD)/probe_decode_phases
+define PROBE_RECIPE
+@mkdir -p $@_h
+python3 $(dir $<)instrument.py flashattn.h $@_h/flashattn.h
+$(CC) $(CSTD) $(WARN) -O3 -I$@_h $< -o $@ $(LDLIBS)
+endef
+$(BUILD)/probe_causal: bench/probe_causal/probe_causal.c bench/probe_causal/instrument.py flashattn.h bench/bench_util.h | $(BUILD)
+	$(PROBE_RECIPE)
+$(BUILD)/probe_decode_phases: bench/probe_phases/probe_decode.c bench/probe_phases/instrument.py flashattn.h | $(BUILD)
+	$(PROBE_RECIPE)
+
 compile-check: | $(BUILD)
 	@set -e; \
 	for cc in "gcc -std=c99" "gcc -std=c11" $(if $(HAVE_CLANG),"clang -std=c99" "clang -std=c11"); do \
@@ -144,11 +157,7 @@ compile-check: | $(BUILD)
 	$(CC) $(CSTD) $(WARN) -O2 -I. bench/probe_deckern.c -o $(BUILD)/probe_deckern $(LDLIBS); \
 	echo "compile-check ok: bench/probe_deckern.c"; \
 	if command -v python3 > /dev/null 2>&1; then \
-	  for pr in probe_causal/probe_causal probe_phases/probe_decode; do \
-	    d=$(BUILD)/$$(dirname $$pr)_h; mkdir -p $$d; \
-	    python3 bench/$$(dirname $$pr)/instrument.py flashattn.h $$d/flashattn.h; \
-	    $(CC) $(CSTD) $(WARN) -O2 -I$$d bench/$$pr.c -o $(BUILD)/$$(basename $$pr) $(LDLIBS); \
-	  done; \
+	  $(MAKE) -s $(PROBES); \
 	  echo "compile-check ok: bench/probe_causal, bench/probe_phases (instrumented copies of the header)"; \
 	else echo "compile-check: python3 not found, the instrumented probes not built"; fi; \
 	if [ "$$(uname -m)" = x86_64 ]; then tests/check_codegen.sh gcc $(if $(HAVE_CLANG),clang); fi; \

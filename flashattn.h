@@ -6192,19 +6192,20 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
            edge the last groups */
         int32_t ncols[2 * (FA__ROWS / FA__MR)];
         int cut = 0;
-        for (r = ra; r < (whole && nk == FA__BK ? ra : rb); r += FA__MR) { /* whole: every group all */
-            int64_t rr, first = FA__BK, need = 0;
-            for (rr = r; rr < r + FA__MR && rr < x->nrows; rr++)
-                if (w->c0[rr] < w->c1[rr]) {
-                    if (w->c1[rr] > need) need = w->c1[rr];
-                    if (w->c0[rr] < first) first = w->c0[rr];
-                }
-            need = (need + 15) & ~(int64_t)15;
-            first = first >= need ? need : first & ~(int64_t)15; /* no visible row: empty */
-            ncols[2 * ((r - ra) / FA__MR)] = (int32_t)first;
-            ncols[2 * ((r - ra) / FA__MR) + 1] = (int32_t)need;
-            cut |= first > 0 || need < FA__BK;
-        }
+        if (!whole || nk < FA__BK) /* else every group needs all 64 columns: cut stays 0 */
+            for (r = ra; r < rb; r += FA__MR) {
+                int64_t rr, first = FA__BK, need = 0;
+                for (rr = r; rr < r + FA__MR && rr < x->nrows; rr++)
+                    if (w->c0[rr] < w->c1[rr]) {
+                        if (w->c1[rr] > need) need = w->c1[rr];
+                        if (w->c0[rr] < first) first = w->c0[rr];
+                    }
+                need = (need + 15) & ~(int64_t)15;
+                first = first >= need ? need : first & ~(int64_t)15; /* no visible row: empty */
+                ncols[2 * ((r - ra) / FA__MR)] = (int32_t)first;
+                ncols[2 * ((r - ra) / FA__MR) + 1] = (int32_t)need;
+                cut |= first > 0 || need < FA__BK;
+            }
         if (kdirect) K->ktrans(w->kt, ksrc, p->ks.seq, nk, dk);
         else K->ktrans(w->kt, w->krows, dk, nk, dk);
         K->qk(x->qf + ra * dk, dk, w->kt, w->s + ra * FA__BK, nra, cut ? ncols : NULL);

@@ -3,9 +3,5 @@
 # builds build/probe_decode_phases against it and runs it. Needs python3 and an x86 compiler.
 set -eu
 cd "$(dirname "$0")/../.."
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-python3 bench/probe_phases/instrument.py flashattn.h "$tmp/flashattn.h"
-mkdir -p build
-${CC:-cc} -O3 -I"$tmp" bench/probe_phases/probe_decode.c -o build/probe_decode_phases -lm -lpthread
+make -s build/probe_decode_phases
 build/probe_decode_phases "$@"

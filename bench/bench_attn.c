@@ -683,9 +683,14 @@ static void section_e(int64_t max_s, int reps, int threads)
         }
 }
 
-/* A throughput-bound arithmetic loop on 1 thread, then on every thread at once. On a VM whose
-   virtual CPUs can land on the hyperthreads of one physical core, the N-thread rate falls to
-   about 1x at times; the line printed says which case this run saw. */
+/* Two loops on 1 thread, then on every thread at once. A chain of scalar arithmetic (bound by
+   its latency) slows down when virtual CPUs land on the hyperthreads of one physical core, as
+   they can on a VM. Vector FMAs at full rate (fma_peak_gflops: bound by the FMA pipes) also
+   slow down when the cores lower their clock under wide vector work, or share their vector
+   units in ways the first loop cannot see: on the 16-core host of the H100 machine the first
+   read 0.98-1.02x while the kernels' own per-thread rate fell to 0.5-0.75x of one thread's
+   (2026-12-07). The attention kernels are FMA loops, so the second line is the one that bounds
+   what N threads can do. */
 typedef struct { double t[64]; } spin_job;
 static void spin_part(void *ctx, int64_t i, int worker)
 {
@@ -702,12 +707,17 @@ static void spin_part(void *ctx, int64_t i, int worker)
     (void)sink;
     j->t[i] = bench_now() - t0;
 }
+static void fma_part(void *ctx, int64_t i, int worker)
+{
+    (void)worker;
+    ((spin_job *)ctx)->t[i] = fma_peak_gflops();
+}
 
 static void check_cores(int threads)
 {
     fa_pool *pool = make_pool(threads);
     spin_job j;
-    double one, all = 0;
+    double one, all = 0, g1, gn = 0;
     int i, n = threads < 64 ? threads : 64;
     spin_part(&j, 0, 0);
     one = j.t[0];
@@ -715,6 +725,14 @@ static void check_cores(int threads)
     for (i = 0; i < n; i++) all += j.t[i];
     printf("core check: an arithmetic loop on each of %d threads at once took %.2fx its time alone%s\n", n, all / n / one,
            all / n / one > 1.3 ? " (threads share cores: N-thread figures of this run are low)" : "");
+    g1 = fma_peak_gflops();
+    if (g1 > 0) {
+        fa_pool_parallel_for(pool, n, fma_part, &j);
+        for (i = 0; i < n; i++) gn += j.t[i];
+        gn /= n;
+        printf("core check: full-rate FMAs on each of %d threads at once ran at %.2fx one thread's %.1f GFLOP/s%s\n", n,
+               gn / g1, g1, gn / g1 < 0.8 ? " (the clock drops or cores share vector units under this load)" : "");
+    }
     fa_pool_destroy(pool, FA_POOL_FINISH);
 }
 

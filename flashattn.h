@@ -1645,8 +1645,9 @@ static int fa__cpu_detected_done;
 static unsigned fa__cpu_mask = ~0u;
 
 #if defined(FA__X86)
-/* An Intel core (set with the detected features, before any kernel runs). It only steers the
-   decode kernels' prefetch (see FA__DEC_PREFETCH), never what is computed. */
+/* An Intel core (set with the detected features, before any kernel runs). It steers the
+   decode kernels' prefetch (see FA__DEC_PREFETCH) and which kernels compute S for bf16 prefill
+   (FA__BF16_PAIRS_PAY: the last bits of those results differ between Intel and AMD). */
 static int fa__cpu_intel;
 
 static uint64_t fa__xgetbv0(void)
@@ -3924,7 +3925,11 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
    for any other type. The pairs pay on AMD (Zen 5: bf16 about 1.3x f32) but not on Intel: on the
    16-core Xeon host (AVX512_BF16) the f32 kernels ran 1.22-1.36x faster on bf16 (one thread,
    s=2048, causal and not) and 1.30x on 16 threads, where the pairs had run below f32 inputs. */
+#if defined(FA__X86)
 #define FA__BF16_PAIRS_PAY (!fa__cpu_intel)
+#else
+#define FA__BF16_PAIRS_PAY 1
+#endif
 /* FA__PREFETCH_LINES into L2 when l2 is true, else into L1 (the locality must be a constant) */
 #define FA__PREFETCH_L1_OR_L2(p, bytes, l2)                                                       \
     do {                                                                                       \

@@ -139,7 +139,7 @@ int main(int argc, char **argv)
     for (causal = 0; causal < 2; causal++)
         for (di = 0; di < 2; di++)
             for (s = 512; s <= max_s; s *= 2) {
-                int64_t d = dims[di], n = s * d, i;
+                int64_t d = dims[di], n = s * d;
                 float *q = (float *)malloc((size_t)n * 4), *k = (float *)malloc((size_t)n * 4);
                 float *v = (float *)malloc((size_t)n * 4), *o = (float *)malloc((size_t)n * 4);
                 double flops = 4.0 * (double)s * (double)s * (double)d * (causal ? 0.5 : 1.0);
@@ -147,11 +147,7 @@ int main(int argc, char **argv)
                 result rt, rn, rr;
                 char label[64], m1[32], m2[32], m3[32];
                 int ref_ok;
-                for (i = 0; i < n; i++) {
-                    q[i] = (float)rand() / RAND_MAX - 0.5f;
-                    k[i] = (float)rand() / RAND_MAX - 0.5f;
-                    v[i] = (float)rand() / RAND_MAX - 0.5f;
-                }
+                bench_fill(q, (size_t)n); bench_fill(k, (size_t)n); bench_fill(v, (size_t)n);
                 memset(&desc, 0, sizeof desc);
                 desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = 1; desc.head_dim = d;
                 desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.causal = causal;
@@ -196,11 +192,7 @@ static fa_pool *make_pool_spin(int threads, int64_t spin_ns)
 }
 static fa_pool *make_pool(int threads) { return make_pool_spin(threads, 0); }
 
-static void fill(float *x, int64_t n)
-{
-    int64_t i;
-    for (i = 0; i < n; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
-}
+static void fill(float *x, int64_t n) { bench_fill(x, (size_t)n); }
 
 /* median seconds of fa_attn_forward(d) over reps runs (one warm-up), with the workspace
    allocated once up front as an engine would (no allocation inside the timed calls) */

@@ -12,11 +12,7 @@
 
 #include <math.h>
 
-static void fill(float *x, int64_t n)
-{
-    int64_t i;
-    for (i = 0; i < n; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
-}
+static void fill(float *x, int64_t n) { bench_fill(x, (size_t)n); }
 
 static double time_forward(fa_attn_desc *d, int reps)
 {

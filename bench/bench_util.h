@@ -20,6 +20,13 @@
 #define BENCH_UNUSED
 #endif
 
+/* x[0..n) = uniform random values in [-0.5, 0.5] (rand(): seed with srand for a fixed input) */
+static BENCH_UNUSED void bench_fill(float *x, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = (float)rand() / RAND_MAX - 0.5f;
+}
+
 static BENCH_UNUSED double bench_now(void)
 {
     struct timespec ts;

@@ -13,7 +13,7 @@ extern int fa_pc_mode;
 
 int main(int argc, char **argv)
 {
-    int64_t s = argc > 1 ? atoll(argv[1]) : 2048, d = 128, n, i, rows = 256, nu, u;
+    int64_t s = argc > 1 ? atoll(argv[1]) : 2048, d = 128, n, rows = 256, nu, u;
     int calls = argc > 2 ? atoi(argv[2]) : 31, c, m;
     static double t[5][1001];
     const char *name[5] = {"non-causal", "causal", "  left of diagonal blocks", "  diagonal blocks", "  units, no keys"};
@@ -28,11 +28,7 @@ int main(int argc, char **argv)
     n = s * d;
     q = malloc((size_t)n * 4); k = malloc((size_t)n * 4); v = malloc((size_t)n * 4); o = malloc((size_t)n * 4);
     srand(1);
-    for (i = 0; i < n; i++) {
-        q[i] = (float)rand() / RAND_MAX - 0.5f;
-        k[i] = (float)rand() / RAND_MAX - 0.5f;
-        v[i] = (float)rand() / RAND_MAX - 0.5f;
-    }
+    bench_fill(q, (size_t)n); bench_fill(k, (size_t)n); bench_fill(v, (size_t)n);
     memset(&desc, 0, sizeof desc);
     desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = 1; desc.head_dim = d;
     desc.q = q; desc.k = k; desc.v = v; desc.o = o;

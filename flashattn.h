@@ -36,6 +36,8 @@
    FLASHATTN_FREE(p)          (default free)
    FLASHATTN_ASSERT(x)        internal invariant checks (default assert); never used for input checks
    FLASHATTN_NO_SIMD          use only the portable scalar paths
+   FLASHATTN_NO_AMX           x86-64 Linux: leave Intel AMX off (no tile kernels, and no
+                              arch_prctl asking for the tile state at feature detection)
    FLASHATTN_NO_THREADS       no task pool (fa_pool_create returns FA_ERR_UNSUPPORTED, parallel_for
                               runs serially on the caller); queues stay, a wait that would sleep
                               returns FA_ERR_UNSUPPORTED
@@ -338,6 +340,7 @@ enum {
     FA_CPU_AVX512DQ    = 1u << 8,
     FA_CPU_AVX512_BF16 = 1u << 9,
     FA_CPU_AVX512_FP16 = 1u << 10,
+    FA_CPU_AMX_BF16    = 1u << 11, /* AMX tiles with bf16 products, and (Linux) the process's permission */
     FA_CPU_NEON        = 1u << 16,
     FA_CPU_NEON_FP16   = 1u << 17,
     FA_CPU_NEON_BF16   = 1u << 18
@@ -1469,6 +1472,9 @@ FLASHATTN_DEF void      fa_clru_get_stats(fa_clru *c, fa_lru_stats *out);
 #define FA__X86 1
 #include <cpuid.h>
 #include <immintrin.h>
+#if defined(__x86_64__) && (defined(__linux__) || defined(FLASHATTN_AMX_EMULATE)) && !defined(FLASHATTN_NO_AMX)
+#define FA__AMX 1 /* AMX decode kernels (Linux: the tile state needs the kernel's permission) */
+#endif
 #endif
 #if !defined(FLASHATTN_NO_SIMD) && (defined(__aarch64__) || defined(__ARM_NEON))
 #define FA__NEON 1
@@ -1658,6 +1664,18 @@ static uint64_t fa__xgetbv0(void)
 }
 #endif
 
+#if defined(FA__AMX) && !defined(FLASHATTN_AMX_EMULATE)
+/* Asks Linux for the AMX tile data state for this process (arch_prctl ARCH_REQ_XCOMP_PERM,
+   feature 18, XTILEDATA); 1 if granted. Without it the first tile instruction faults. A raw
+   syscall: no header or feature macro needed. */
+static int fa__amx_permit(void)
+{
+    long ret;
+    __asm__ volatile("syscall" : "=a"(ret) : "0"(158L), "D"(0x1023L), "S"(18L) : "rcx", "r11", "memory");
+    return ret == 0;
+}
+#endif
+
 static unsigned fa__cpu_detect(void)
 {
     unsigned f = 0;
@@ -1684,8 +1702,17 @@ static unsigned fa__cpu_detect(void)
         if (os_avx512 && (b & (1u << 30))) f |= FA_CPU_AVX512BW;
         if (os_avx512 && (b & (1u << 31))) f |= FA_CPU_AVX512VL;
         if (os_avx512 && (d & (1u << 23))) f |= FA_CPU_AVX512_FP16;
+#if defined(FA__AMX) && !defined(FLASHATTN_AMX_EMULATE)
+        /* AMX-TILE (bit 24) and AMX-BF16 (22), the OS saving tile config and data (XCR0 bits
+           17, 18), and the permission */
+        if (os_avx512 && (d & (1u << 24)) && (d & (1u << 22)) && (xcr0 & 0x60000) == 0x60000 && fa__amx_permit())
+            f |= FA_CPU_AMX_BF16;
+#endif
         if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && os_avx512 && (a & (1u << 5)))
             f |= FA_CPU_AVX512_BF16;
+#if defined(FA__AMX) && defined(FLASHATTN_AMX_EMULATE)
+        if (f & FA_CPU_AVX512_BF16) f |= FA_CPU_AMX_BF16; /* tests: the tile instructions in C */
+#endif
     }
 #elif defined(FA__NEON)
     f |= FA_CPU_NEON;
@@ -5721,6 +5748,271 @@ static const fa__attn_kernels fa__kernels_avx512_bf16 = {
     "avx512_bf16", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
     fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, fa__qk_bf16_avx512, fa__ktrans32_avx512,
     fa__dec_qk_avx512, fa__dec_pv_avx512, 1, fa__dec_qk_bf16_avx512, fa__softmax_row_avx512, fa__wsum_rows_avx512};
+
+#if defined(FA__AMX)
+/* ---- AMX (Intel Xeon since Sapphire Rapids): decode S = Q K^T of bf16 K by tile products ----
+   The AVX-512 decode kernels spend about as many cycles widening bf16 K to f32 and reducing
+   the 16-lane sums as on the multiply-adds themselves; on the 16-core Xeon host they could not
+   keep up with memory on every core (about 100 cycles per key and kv head for S and P V). AMX
+   computes S^T for 16 keys x 4 query rows x 32 dims per instruction (tdpbf16ps), on its own
+   unit, from K as it lies in the cache: tile A holds 16 K rows (32 dims each), loaded with
+   their stride; tile B the queries.
+   Exactness: an f32 query is split into three bf16 parts, q = hi + mid + lo, each taking the
+   next 8 bits of its significand (truncations, so the split is exact), and the parts go in as
+   separate columns of B: column 4r + p of tile B holds part p of row r, column 4r + 3 is zero.
+   A bf16 x bf16 product is exact in f32, so each column is an f32 dot product of a part with
+   K, summed by the tile unit in order, 64 dims per accumulator tile (two tiles: dims [0, dk/2)
+   and [dk/2, dk)); the row's S is the sum of its parts' columns. That is the exact f32 product
+   of q and K summed in another order than the AVX-512 kernels: S differs from theirs in the
+   last bits, never in the products. The tile unit treats denormal inputs as zero and flushes
+   denormal results, which changes an S by at most about 1e-38 times the row's |q|.
+   Where a block's S holds a NaN (a NaN or Inf in K or q: a zero part times an Inf is NaN
+   where q times Inf is not), that block is computed again by the AVX-512 kernel, so non-finite
+   values give what they give on every other path. Head dims that are multiples of 32 up to
+   256 take this path; other K types and head dims the AVX-512 kernel. P V stays on AVX-512
+   (V would have to be re-laid out in pairs of keys for the tiles).
+   On Linux the process must ask for the tile state (arch_prctl ARCH_REQ_XCOMP_PERM, once, at
+   feature detection); FLASHATTN_NO_AMX leaves AMX off, and fa_cpu_features_override can clear
+   FA_CPU_AMX_BF16. The tile instructions are written as asm (with "memory" clobbers: the
+   compilers' intrinsics for them do not tell the compiler that tiles read and write memory). */
+#define FA__AMXK __attribute__((target("avx512f,avx512bw,avx512dq,avx512bf16")))
+typedef struct fa__tilecfg {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} fa__tilecfg;
+#if !defined(FLASHATTN_AMX_EMULATE)
+#define FA__TCFG(cfg) __asm__ volatile("ldtilecfg %0" ::"m"(cfg) : "memory")
+#define FA__TRELEASE() __asm__ volatile("tilerelease" ::: "memory")
+#define FA__TLOAD(T, base, stride) \
+    __asm__ volatile("tileloadd (%0,%1,1), %%tmm" #T ::"r"((const void *)(base)), "r"((long)(stride)) : "memory")
+#define FA__TSTORE(T, base) __asm__ volatile("tilestored %%tmm" #T ", (%0,%1,1)" ::"r"((void *)(base)), "r"(64L) : "memory")
+#define FA__TZERO(T) __asm__ volatile("tilezero %%tmm" #T ::: "memory")
+#define FA__TDP(C, A, B) __asm__ volatile("tdpbf16ps %%tmm" #B ", %%tmm" #A ", %%tmm" #C ::: "memory")
+#else
+/* FLASHATTN_AMX_EMULATE (tests on machines without AMX): the eight tiles of 16 rows x 64 bytes
+   per thread, and tdpbf16ps as the ISA reference describes it: per element, pairs of bf16
+   products added in order to the f32 accumulator, denormal inputs read as zero, denormal
+   results flushed to zero. */
+static __thread unsigned char fa__emu_tmm[8][1024] __attribute__((aligned(64)));
+static long fa__emu_tdp_calls; /* tests: tile products run (relaxed atomic adds) */
+static void fa__emu_tload(int t, const void *base, long stride)
+{
+    int r;
+    for (r = 0; r < 16; r++) memcpy(fa__emu_tmm[t] + 64 * r, (const char *)base + r * stride, 64);
+}
+static float fa__emu_bf16(uint16_t h)
+{
+    uint32_t u = (uint32_t)((h & 0x7f80) ? h : h & 0x8000) << 16; /* denormal inputs are zero */
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+static void fa__emu_tdp(int c, int a, int b)
+{
+    float cv[256];
+    uint16_t av[512], bv[512];
+    int m, n, k;
+    memcpy(cv, fa__emu_tmm[c], 1024);
+    memcpy(av, fa__emu_tmm[a], 1024);
+    memcpy(bv, fa__emu_tmm[b], 1024);
+    for (m = 0; m < 16; m++)
+        for (n = 0; n < 16; n++) {
+            float t = cv[16 * m + n];
+            for (k = 0; k < 16; k++) {
+                t += fa__emu_bf16(av[32 * m + 2 * k]) * fa__emu_bf16(bv[32 * k + 2 * n]);
+                t += fa__emu_bf16(av[32 * m + 2 * k + 1]) * fa__emu_bf16(bv[32 * k + 2 * n + 1]);
+            }
+            if (t != 0.0f && fabsf(t) < FLT_MIN) t = t < 0.0f ? -0.0f : 0.0f; /* denormal results flushed */
+            cv[16 * m + n] = t;
+        }
+    memcpy(fa__emu_tmm[c], cv, 1024);
+    __atomic_fetch_add(&fa__emu_tdp_calls, 1, __ATOMIC_RELAXED);
+}
+#define FA__TCFG(cfg) (void)(cfg)
+#define FA__TRELEASE() ((void)0)
+#define FA__TLOAD(T, base, stride) fa__emu_tload(T, base, (long)(stride))
+#define FA__TSTORE(T, base) memcpy(base, fa__emu_tmm[T], 1024)
+#define FA__TZERO(T) memset(fa__emu_tmm[T], 0, 1024)
+#define FA__TDP(C, A, B) fa__emu_tdp(C, A, B)
+#endif
+
+/* B tiles of the nr (1-4) rows of q (dk apart) for chunks of 32 dims: bq[c][pp][4r + p] is the
+   bf16 pair (dims 32c + 2pp, 32c + 2pp + 1) of part p of row r; rows past nr are zero. */
+static FA__AMXK void fa__amx_qparts(const float *q, int64_t dk, int nr, int64_t nch, uint32_t *bq)
+{
+    uint32_t t[256] __attribute__((aligned(64)));
+    const __m512i top = _mm512_set1_epi32((int)0xffff0000u);
+    int64_t c;
+    int r;
+    for (c = 0; c < nch; c++) {
+        for (r = 0; r < 4; r++) {
+            __m512 x0 = _mm512_setzero_ps(), x1 = x0, h0, h1, m0, m1;
+            if (r < nr) {
+                x0 = _mm512_loadu_ps(q + r * dk + 32 * c);
+                x1 = _mm512_loadu_ps(q + r * dk + 32 * c + 16);
+            }
+            h0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x0), top)); /* top 8 bits */
+            h1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x1), top));
+            x0 = _mm512_sub_ps(x0, h0); /* exact: the low 16 bits of the significand */
+            x1 = _mm512_sub_ps(x1, h1);
+            m0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x0), top));
+            m1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x1), top));
+            x0 = _mm512_sub_ps(x0, m0); /* the last 8 bits: a bf16 value */
+            x1 = _mm512_sub_ps(x1, m1);
+            /* each part is a bf16 value, so the rounding conversion is exact */
+            _mm512_store_si512((void *)(t + (4 * r) * 16), (__m512i)_mm512_cvtne2ps_pbh(h1, h0));
+            _mm512_store_si512((void *)(t + (4 * r + 1) * 16), (__m512i)_mm512_cvtne2ps_pbh(m1, m0));
+            _mm512_store_si512((void *)(t + (4 * r + 2) * 16), (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+            _mm512_store_si512((void *)(t + (4 * r + 3) * 16), _mm512_setzero_si512());
+        }
+        fa__tr16_avx512((const float *)(const void *)t, 16, (float *)(void *)(bq + 256 * c), 16);
+    }
+}
+
+/* out[r][k] = the sum of the 4 lanes of 128-bit lane r of v[k], for 16 vectors v: the first
+   two steps of fa__hsum16x16_avx512, then 128-bit lane r of each of the 4 results gathered */
+FA__AVX512_AI void fa__sum4x4_avx512(const __m512 *v, __m512 *out)
+{
+    __m512 b[8], c[4], x01, x01h, x23, x23h;
+    int i;
+    FA__UNROLL
+    for (i = 0; i < 8; i++)
+        b[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    FA__UNROLL
+    for (i = 0; i < 4; i++) /* 128-bit lane r: row r of keys 4i..4i+3 */
+        c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44), _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xee));
+    x01 = _mm512_shuffle_f32x4(c[0], c[1], 0x44);
+    x01h = _mm512_shuffle_f32x4(c[0], c[1], 0xee);
+    x23 = _mm512_shuffle_f32x4(c[2], c[3], 0x44);
+    x23h = _mm512_shuffle_f32x4(c[2], c[3], 0xee);
+    out[0] = _mm512_shuffle_f32x4(x01, x23, 0x88);
+    out[1] = _mm512_shuffle_f32x4(x01, x23, 0xdd);
+    out[2] = _mm512_shuffle_f32x4(x01h, x23h, 0x88);
+    out[3] = _mm512_shuffle_f32x4(x01h, x23h, 0xdd);
+}
+
+/* K->dec_qk on AMX (the contract of fa__attn_kernels): heads in turn, each head's rows in
+   groups of 4, blocks of 16 keys. Tiles: 0 and 1 accumulate S^T (16 keys x 16 columns), 2-5
+   hold B (the queries' parts) of up to 4 chunks for the whole head (reloaded per chunk past
+   128 dims), 6 and 7 take K. */
+static FA__AMXK void fa__dec_qk_amx(const float *q, int64_t dk, const void *const *krow, const void *const *vrow,
+                                    fa_dtype kt, int64_t nk, float *s, int64_t nrows, int64_t nh, size_t khs,
+                                    size_t vhs, size_t kb, size_t vb)
+{
+    uint32_t bq[8 * 256] __attribute__((aligned(64)));
+    uint16_t kst[16 * 256] __attribute__((aligned(64)));
+    float cb[2][256] __attribute__((aligned(64)));
+    fa__tilecfg cfg __attribute__((aligned(64)));
+    const int mh = FA__DEC_MH(nh);
+    const int64_t nch = dk / 32, half = (nch + 1) / 2;
+    int64_t g, r0, j0, jj, c;
+    int i;
+    if (kt != FA_BF16 || dk % 32 || dk > 256 || nk <= 0) {
+        fa__dec_qk_avx512(q, dk, krow, vrow, kt, nk, s, nrows, nh, khs, vhs, kb, vb);
+        return;
+    }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (i = 0; i < 8; i++) {
+        cfg.colsb[i] = 64;
+        cfg.rows[i] = 16;
+    }
+    FA__TCFG(cfg);
+    for (g = 0; g < nh; g++)
+        for (r0 = 0; r0 < nrows; r0 += 4) {
+            const int nr = nrows - r0 < 4 ? (int)(nrows - r0) : 4;
+            const float *qr = q + (g * nrows + r0) * dk;
+            float *sr = s + (g * nrows + r0) * FA__BK;
+            const size_t ko = (size_t)g * khs, vo = (size_t)g * vhs;
+            fa__amx_qparts(qr, dk, nr, nch, bq);
+            if (nch <= 4) { /* B stays in tiles 2-5 for up to 4 chunks */
+                FA__TLOAD(2, bq, 64);
+                if (nch >= 2) FA__TLOAD(3, bq + 256, 64);
+                if (nch >= 3) FA__TLOAD(4, bq + 2 * 256, 64);
+                if (nch >= 4) FA__TLOAD(5, bq + 3 * 256, 64);
+            }
+            for (j0 = 0; j0 < nk; j0 += 16) {
+                const int64_t n = nk - j0 < 16 ? nk - j0 : 16;
+                const void *const *kr = krow + j0;
+                const __mmask16 nm = (__mmask16)((1u << n) - 1);
+                const char *base;
+                long stride = n > 1 ? (long)((const char *)kr[1] - (const char *)kr[0]) : 0;
+                int even = n == 16;
+                __m512 v[16], out[4];
+                __mmask16 bad = 0;
+                if (r0 == 0 && kb) /* the first row group asks for the K and V rows ahead */
+                    for (jj = 0; jj < n; jj++) FA__DEC_PREFETCH(kr, vrow + j0, jj, ko, vo, kb, vb, mh);
+                for (jj = 2; even && jj < 16; jj++) even = (long)((const char *)kr[jj] - (const char *)kr[jj - 1]) == stride;
+                if (even) {
+                    base = (const char *)kr[0] + ko;
+                } else { /* a short block, or a page boundary inside it: the rows, then zero rows */
+                    for (jj = 0; jj < 16; jj++) {
+                        if (jj < n) memcpy(kst + jj * dk, (const char *)kr[jj] + ko, (size_t)dk * 2);
+                        else memset(kst + jj * dk, 0, (size_t)dk * 2);
+                    }
+                    base = (const char *)kst;
+                    stride = (long)dk * 2;
+                }
+                FA__TZERO(0);
+                FA__TZERO(1);
+                switch (nch) {
+                case 1:
+                    FA__TLOAD(6, base, stride); FA__TDP(0, 6, 2);
+                    break;
+                case 2:
+                    FA__TLOAD(6, base, stride); FA__TDP(0, 6, 2);
+                    FA__TLOAD(7, base + 64, stride); FA__TDP(1, 7, 3);
+                    break;
+                case 3:
+                    FA__TLOAD(6, base, stride); FA__TDP(0, 6, 2);
+                    FA__TLOAD(7, base + 64, stride); FA__TDP(0, 7, 3);
+                    FA__TLOAD(6, base + 128, stride); FA__TDP(1, 6, 4);
+                    break;
+                case 4:
+                    FA__TLOAD(6, base, stride); FA__TDP(0, 6, 2);
+                    FA__TLOAD(7, base + 64, stride); FA__TDP(0, 7, 3);
+                    FA__TLOAD(6, base + 128, stride); FA__TDP(1, 6, 4);
+                    FA__TLOAD(7, base + 192, stride); FA__TDP(1, 7, 5);
+                    break;
+                default: /* 5-8 chunks: B per chunk */
+                    for (c = 0; c < nch; c += 2) {
+                        FA__TLOAD(2, bq + c * 256, 64);
+                        FA__TLOAD(6, base + c * 64, stride);
+                        if (c < half) FA__TDP(0, 6, 2);
+                        else FA__TDP(1, 6, 2);
+                        if (c + 1 < nch) {
+                            FA__TLOAD(3, bq + (c + 1) * 256, 64);
+                            FA__TLOAD(7, base + (c + 1) * 64, stride);
+                            if (c + 1 < half) FA__TDP(0, 7, 3);
+                            else FA__TDP(1, 7, 3);
+                        }
+                    }
+                    break;
+                }
+                FA__TSTORE(0, cb[0]);
+                FA__TSTORE(1, cb[1]);
+                for (i = 0; i < 16; i++) v[i] = _mm512_add_ps(_mm512_load_ps(cb[0] + 16 * i), _mm512_load_ps(cb[1] + 16 * i));
+                fa__sum4x4_avx512(v, out);
+                for (i = 0; i < nr; i++) bad |= _mm512_mask_cmp_ps_mask(nm, out[i], out[i], _CMP_UNORD_Q);
+                if (FA__UNLIKELY(bad)) { /* a NaN or Inf on the way: the AVX-512 kernel's S */
+                    if (nr == 1)
+                        fa__dec_qk_body_avx512(qr, dk, kr, vrow + j0, n, sr + j0, FA_BF16, 1, 0, 0, ko, vo, mh);
+                    else
+                        fa__dec_qk_body_avx512(qr, dk, kr, vrow + j0, n, sr + j0, FA_BF16, 4, 0, 0, ko, vo, mh);
+                    continue;
+                }
+                for (i = 0; i < nr; i++) _mm512_mask_storeu_ps(sr + i * FA__BK + j0, nm, out[i]);
+            }
+        }
+    FA__TRELEASE();
+}
+
+static const fa__attn_kernels fa__kernels_amx = {
+    "avx512_amx", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
+    fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, fa__qk_bf16_avx512, fa__ktrans32_avx512,
+    fa__dec_qk_amx, fa__dec_pv_avx512, 1, NULL, fa__softmax_row_avx512, fa__wsum_rows_avx512};
+#endif /* FA__AMX */
 #endif /* FA__X86 */
 
 #if defined(FA__NEON) && defined(__aarch64__)
@@ -5976,6 +6268,10 @@ static const fa__attn_kernels *fa__attn_pick_kernels(void)
 {
 #if defined(FA__X86)
     unsigned f = fa_cpu_features();
+#if defined(FA__AMX)
+    if ((f & FA_CPU_AVX512F) && (f & FA_CPU_AVX512BW) && (f & FA_CPU_AVX512_BF16) && (f & FA_CPU_AMX_BF16))
+        return &fa__kernels_amx;
+#endif
     if ((f & FA_CPU_AVX512F) && (f & FA_CPU_AVX512BW) && (f & FA_CPU_AVX512_BF16)) return &fa__kernels_avx512_bf16;
     if ((f & FA_CPU_AVX512F) && (f & FA_CPU_AVX512BW)) return &fa__kernels_avx512;
     if ((f & FA_CPU_AVX2) && (f & FA_CPU_FMA) && (f & FA_CPU_F16C)) return &fa__kernels_avx2;

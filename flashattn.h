@@ -6008,10 +6008,155 @@ static FA__AMXK void fa__dec_qk_amx(const float *q, int64_t dk, const void *cons
     FA__TRELEASE();
 }
 
+/* The AVX-512 P V of rows [0, nrows) of one head (V rows at offset vo): the fallback of
+   fa__dec_pv_amx for a group of rows it does not take */
+static FA__AVX512 void fa__dec_pv_rows_avx512(float *o, int64_t dvp, const float *p, const void *const *vrow, int64_t dv,
+                                              int64_t nrows, const int32_t *c0, const int32_t *c1, size_t vo)
+{
+#define FA__PVR_CALL(NR, A, B, ROW) fa__dec_pv_body_avx512(o + (ROW) * dvp, dvp, p + (ROW) * FA__BK, vrow, A, B, dv, FA_BF16, NR, vo);
+    FA__DEC_PV_ROWS(FA__PVR_CALL, 0, 0, FA__BK);
+#undef FA__PVR_CALL
+}
+
+/* K->dec_pv on AMX for bf16 V: O[r] += sum over the tile's keys [a, b) of P[r][j] V[j], for
+   groups of 4 rows that see the same keys (a decode query's heads do). P (f32) is split in
+   three bf16 parts as the queries are in fa__dec_qk_amx, so the products are exact; tile A holds
+   the parts as rows (row 4 part + r) and 32 keys, tile B 16 pairs of keys x 16 dims of V
+   (re-laid out: the two keys' values of each dim side by side, as tdpbf16ps pairs them), and 4
+   accumulator tiles take 64 dims at a time. The pairs are made by 16-bit unpacks within 128-bit
+   lanes, which permute the dims inside each 32; the sums are put back in order on the way out.
+   Groups whose rows see different keys, and blocks whose sums hold a NaN (a zero part times an
+   Inf in V is NaN where P times Inf is not), go through the AVX-512 kernel. */
+static FA__AMXK void fa__dec_pv_amx(float *o, int64_t dvp, const float *p, const void *const *vrow, fa_dtype vt,
+                                    int64_t dv, int64_t nrows, int64_t nh, size_t vhs, size_t vpf, const int32_t *c0,
+                                    const int32_t *c1)
+{
+    uint32_t vb[32 * 256] __attribute__((aligned(64))); /* [key pair][dim]: 32 KiB */
+    uint16_t pa[2][16 * 32] __attribute__((aligned(64)));
+    float cb[4][256] __attribute__((aligned(64))), acc[4][256] __attribute__((aligned(64)));
+    fa__tilecfg cfg __attribute__((aligned(64)));
+    const __m512i top = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512i lo_idx = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+    const __m512i hi_idx = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    int64_t g, r0, j, d0, i;
+    int t;
+    if (vt != FA_BF16 || dv % 32 || dv > 256) {
+        fa__dec_pv_avx512(o, dvp, p, vrow, vt, dv, nrows, nh, vhs, vpf, c0, c1);
+        return;
+    }
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    FA__TCFG(cfg);
+    for (g = 0; g < nh; g++) {
+        const size_t vo = (size_t)g * vhs;
+        int64_t va = -1, vbnd = -1; /* the keys whose V is laid out in vb */
+        for (r0 = 0; r0 < nrows; r0 += 4) {
+            const int64_t row0 = g * nrows + r0, nr = nrows - r0 < 4 ? nrows - r0 : 4;
+            int64_t a = c0[row0], b = c1[row0], nkb, npair;
+            int same = a < b, bad = 0;
+            for (i = 1; i < nr; i++) same &= c0[row0 + i] == a && c1[row0 + i] == b;
+            if (!same) { /* rows that see different keys (or none) */
+                fa__dec_pv_rows_avx512(o + row0 * dvp, dvp, p + row0 * FA__BK, vrow, dv, nr, c0 + row0, c1 + row0, vo);
+                continue;
+            }
+            nkb = (b - a + 31) / 32;
+            npair = nkb * 16;
+            if (a != va || b != vbnd) { /* V rows [a, b) in pairs of keys, zero past b */
+                for (j = 0; j < npair; j++) {
+                    const int64_t ja = a + 2 * j, jb = ja + 1;
+                    const char *xa = ja < b ? (const char *)vrow[ja] + vo : NULL, *xb = jb < b ? (const char *)vrow[jb] + vo : NULL;
+                    for (d0 = 0; d0 < dv; d0 += 32) {
+                        __m512i x = xa ? _mm512_loadu_si512((const void *)(xa + 2 * d0)) : _mm512_setzero_si512();
+                        __m512i y = xb ? _mm512_loadu_si512((const void *)(xb + 2 * d0)) : _mm512_setzero_si512();
+                        _mm512_store_si512((void *)(vb + j * dv + d0), _mm512_unpacklo_epi16(x, y));
+                        _mm512_store_si512((void *)(vb + j * dv + d0 + 16), _mm512_unpackhi_epi16(x, y));
+                    }
+                }
+                va = a;
+                vbnd = b;
+            }
+            /* P's parts: A row 4 part + r, keys a + 32 kb + (0..31) */
+            memset(pa, 0, sizeof pa);
+            for (i = 0; i < nr; i++)
+                for (j = 0; j < nkb; j++) {
+                    const float *pr = p + (row0 + i) * FA__BK + a + 32 * j;
+                    const int64_t left = b - a - 32 * j;
+                    const __mmask16 m0 = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1);
+                    const __mmask16 m1 = (__mmask16)(left >= 32 ? 0xffffu : left > 16 ? (1u << (left - 16)) - 1 : 0);
+                    __m512 x0 = _mm512_maskz_loadu_ps(m0, pr), x1 = _mm512_maskz_loadu_ps(m1, pr + 16), h0, h1, l0, l1;
+                    h0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x0), top));
+                    h1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x1), top));
+                    x0 = _mm512_sub_ps(x0, h0);
+                    x1 = _mm512_sub_ps(x1, h1);
+                    l0 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x0), top));
+                    l1 = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x1), top));
+                    x0 = _mm512_sub_ps(x0, l0);
+                    x1 = _mm512_sub_ps(x1, l1);
+                    _mm512_store_si512((void *)(pa[j] + 32 * i), (__m512i)_mm512_cvtne2ps_pbh(h1, h0));
+                    _mm512_store_si512((void *)(pa[j] + 32 * (4 + i)), (__m512i)_mm512_cvtne2ps_pbh(l1, l0));
+                    _mm512_store_si512((void *)(pa[j] + 32 * (8 + i)), (__m512i)_mm512_cvtne2ps_pbh(x1, x0));
+                }
+            for (d0 = 0; d0 < dv; d0 += 64) { /* 4 accumulator tiles: 64 (permuted) dims */
+                const int64_t nd = dv - d0 >= 64 ? 4 : (dv - d0) / 16;
+                FA__TZERO(0);
+                FA__TZERO(1);
+                FA__TZERO(2);
+                FA__TZERO(3);
+                for (j = 0; j < nkb; j++) {
+                    const uint32_t *bt = vb + 16 * j * dv + d0;
+                    const long bs = (long)dv * 4;
+                    FA__TLOAD(4, pa[j], 64);
+                    FA__TLOAD(5, bt, bs);
+                    FA__TDP(0, 4, 5);
+                    FA__TLOAD(6, bt + 16, bs);
+                    FA__TDP(1, 4, 6);
+                    if (nd > 2) {
+                        FA__TLOAD(5, bt + 32, bs);
+                        FA__TDP(2, 4, 5);
+                        FA__TLOAD(6, bt + 48, bs);
+                        FA__TDP(3, 4, 6);
+                    }
+                }
+                FA__TSTORE(0, cb[0]);
+                FA__TSTORE(1, cb[1]);
+                if (nd > 2) {
+                    FA__TSTORE(2, cb[2]);
+                    FA__TSTORE(3, cb[3]);
+                }
+                for (i = 0; i < nr; i++)
+                    for (t = 0; t < nd; t += 2) { /* tiles t, t+1: the unpacks' low and high dims of 32 */
+                        __m512 lo = _mm512_add_ps(_mm512_add_ps(_mm512_load_ps(cb[t] + 16 * i), _mm512_load_ps(cb[t] + 16 * (4 + i))),
+                                                  _mm512_load_ps(cb[t] + 16 * (8 + i)));
+                        __m512 hi = _mm512_add_ps(_mm512_add_ps(_mm512_load_ps(cb[t + 1] + 16 * i),
+                                                                _mm512_load_ps(cb[t + 1] + 16 * (4 + i))),
+                                                  _mm512_load_ps(cb[t + 1] + 16 * (8 + i)));
+                        __m512 x = _mm512_permutex2var_ps(lo, lo_idx, hi), y = _mm512_permutex2var_ps(lo, hi_idx, hi);
+                        bad |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q) | _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);
+                        _mm512_store_ps(acc[i] + d0 + 16 * t, x);
+                        _mm512_store_ps(acc[i] + d0 + 16 * t + 16, y);
+                    }
+            }
+            if (FA__UNLIKELY(bad)) { /* a NaN on the way: the AVX-512 kernel's sums */
+                fa__dec_pv_rows_avx512(o + row0 * dvp, dvp, p + row0 * FA__BK, vrow, dv, nr, c0 + row0, c1 + row0, vo);
+                continue;
+            }
+            for (i = 0; i < nr; i++)
+                for (d0 = 0; d0 < dv; d0 += 16)
+                    _mm512_storeu_ps(o + (row0 + i) * dvp + d0,
+                                     _mm512_add_ps(_mm512_loadu_ps(o + (row0 + i) * dvp + d0), _mm512_load_ps(acc[i] + d0)));
+        }
+    }
+    FA__TRELEASE();
+}
+
 static const fa__attn_kernels fa__kernels_amx = {
     "avx512_amx", fa__qk_avx512, fa__scale_max_avx512, fa__exp_sum_avx512, fa__scale_avx512, fa__pv_avx512,
     fa__load_avx512, fa__dot_avx512, fa__ktrans_avx512, 0, fa__qk_bf16_avx512, fa__ktrans32_avx512,
-    fa__dec_qk_amx, fa__dec_pv_avx512, 1, NULL, fa__softmax_row_avx512, fa__wsum_rows_avx512};
+    fa__dec_qk_amx, fa__dec_pv_amx, 1, NULL, fa__softmax_row_avx512, fa__wsum_rows_avx512};
 #endif /* FA__AMX */
 #endif /* FA__X86 */
 

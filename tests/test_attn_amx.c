@@ -1,10 +1,10 @@
-/* Decode on the AMX kernels (bf16 K through tile products, f32 queries split in three bf16
-   parts) against the reference and against the AVX-512 kernels.
+/* Decode on the AMX kernels (bf16 K and V through tile products, f32 queries and P split in
+   three bf16 parts) against the reference and against the AVX-512 kernels.
 
    Built as it is, the tile instructions are emulated in C (FLASHATTN_AMX_EMULATE), so every
-   machine with AVX512_BF16 runs the kernel's own code: the query split, the tile layouts, the
-   strided and staged K loads, the reduction of the parts and the fallback on non-finite
-   blocks. Built with -DFA_TEST_AMX_REAL it runs the real instructions (an Intel Xeon with AMX,
+   machine with AVX512_BF16 runs the kernel's own code: the splits, the tile layouts, the
+   strided and staged K loads, V laid out in key pairs, the reduction of the parts and the
+   fallbacks on non-finite blocks. Built with -DFA_TEST_AMX_REAL it runs the real instructions (an Intel Xeon with AMX,
    Linux); without AMX (or AVX512_BF16 for the emulation) it says so and checks nothing. */
 #if !defined(FA_TEST_AMX_REAL)
 #define FLASHATTN_AMX_EMULATE 1
@@ -56,7 +56,8 @@ static void put(void *buf, fa_dtype t, int64_t i, float x)
    (non-finite or tiny values). Returns the worst error relative to max(1, |reference|), in units
    of the tolerance 1e-5 + 2 FLT_EPSILON x the logits' bound (as tests/test_attn.c); NaN
    positions must agree exactly (counted in *nan_bad). */
-static double run_case(const dcase *c, int spread, void (*k_poison)(uint16_t *k, int64_t n, int64_t dd), long *nan_bad)
+static double run_case(const dcase *c, int spread, void (*k_poison)(uint16_t *k, void *v, fa_dtype vt, int64_t n, int64_t dd),
+                       long *nan_bad)
 {
     const int64_t hq = c->g * c->hkv, npages = c->page ? (c->sk + c->page - 1) / c->page : 0;
     const int64_t slots = c->page ? npages * c->page : c->sk, nkv = slots * c->hkv * c->dd;
@@ -74,7 +75,7 @@ static double run_case(const dcase *c, int spread, void (*k_poison)(uint16_t *k,
         k[i] = fa_f32_to_bf16((float)fa_t_normal());
         put(v, c->vt, i, (float)fa_t_normal());
     }
-    if (k_poison) k_poison(k, nkv, c->dd);
+    if (k_poison) k_poison(k, v, c->vt, nkv, c->dd);
     { /* the logits' bound: scale x largest |q row| x largest |k row| (finite values) */
         double qn = 0, kn = 0, t;
         int64_t e;
@@ -129,12 +130,14 @@ static double run_case(const dcase *c, int spread, void (*k_poison)(uint16_t *k,
 #endif
         for (n = 0; n < hq * c->dd; n++) {
             double err;
-            if (isnan(r[n]) || isnan(o[n])) {
-                if (isnan(r[n]) != isnan(o[n])) (*nan_bad)++;
-                continue;
-            }
-            if (isinf(r[n]) || isinf(o[n])) {
-                if (r[n] != o[n]) (*nan_bad)++;
+            if (isnan(r[n]) || isnan(o[n]) || isinf(r[n]) || isinf(o[n])) {
+                if (isnan(r[n]) != isnan(o[n]) || (!isnan(r[n]) && r[n] != o[n])) {
+                    if (!*nan_bad)
+                        printf("     %s: output %lld is %g, the reference's %g (d %lld, group %lld, %lld kv heads, %lld keys)\n",
+                               paths[path].name, (long long)n, o[n], r[n], (long long)c->dd, (long long)c->g,
+                               (long long)c->hkv, (long long)c->sk);
+                    (*nan_bad)++;
+                }
                 continue;
             }
             /* in units of the tolerance */
@@ -186,51 +189,64 @@ TEST(amx_decode_matches_reference_on_random_shapes)
     printf("     %d cases x 2 paths, worst error %.3g of the tolerance\n", n, worst);
 }
 
-/* non-finite K values in one key of kv head 0 */
+/* non-finite values in one key's K row (kinds 0-3) or V row (kinds 4-6) */
 static int64_t poison_key;
 static int poison_kind;
-static void poison(uint16_t *k, int64_t n, int64_t dd)
+static void poison(uint16_t *k, void *v, fa_dtype vt, int64_t n, int64_t dd)
 {
-    static const uint16_t vals[] = {0x7f80, 0xff80, 0x7fc0}; /* +Inf, -Inf, NaN */
+    static const float vals[] = {INFINITY, -INFINITY, NAN};
     int64_t i;
     (void)n;
-    for (i = 0; i < (poison_kind == 3 ? dd : 1); i++) k[poison_key + i] = vals[poison_kind % 3];
+    if (poison_kind < 4) {
+        for (i = 0; i < (poison_kind == 3 ? dd : 1); i++) k[poison_key + i] = fa_f32_to_bf16(vals[poison_kind % 3]);
+    } else {
+        put(v, vt, poison_key, vals[poison_kind - 4]);
+    }
 }
 
 TEST(amx_decode_non_finite_keys_give_what_the_reference_gives)
 {
-    int iter;
+    int iter, reported = 0;
     long nan_bad = 0;
     double worst = 0;
     if (!have_amx()) {
         printf("     skipped: no AMX here%s\n", "");
         return;
     }
-    for (iter = 0; iter < 40; iter++) {
+    for (iter = 0; iter < 56; iter++) {
         dcase c;
         double w;
         random_case(&c);
         c.page = 0;
         if (c.dd % 32) c.dd = 128;
         if (c.sk < 20) c.sk = 20 + fa_t_randint(200);
-        poison_kind = iter % 4; /* +Inf, -Inf, NaN in one dim; 3: a whole row of +Inf */
+        poison_kind = iter % 7; /* K: +Inf, -Inf, NaN in one dim, a whole row of +Inf; V: +Inf, -Inf, NaN */
         poison_key = fa_t_randint(c.sk) * c.hkv * c.dd + fa_t_randint(c.dd);
         if (poison_kind == 3) poison_key -= poison_key % c.dd;
-        w = run_case(&c, iter % 2 ? 0 : 6, poison, &nan_bad);
+        if (poison_kind >= 4) c.vt = FA_BF16;
+        /* V poisoned: unscaled queries, so that no weight underflows to 0 in f32 (0 x Inf is NaN
+           where the reference's double weight is tiny but not 0) */
+        w = run_case(&c, iter % 2 || poison_kind >= 4 ? 0 : 6, poison, &nan_bad);
+        if (nan_bad && !reported) {
+            printf("     (poison kind %d)\n", poison_kind);
+            reported = 1;
+        }
         CHECKF(w <= 1, "kind %d, d %lld, group %lld, %lld keys: error %g", poison_kind, (long long)c.dd,
                (long long)c.g, (long long)c.sk, w);
         if (w > worst) worst = w;
     }
     CHECKF(nan_bad == 0, "%ld outputs NaN or Inf on one side only", nan_bad);
-    printf("     40 cases x 2 paths, worst error %.3g of the tolerance\n", worst);
+    printf("     56 cases x 2 paths, worst error %.3g of the tolerance\n", worst);
 }
 
 /* tiny keys (bf16 denormals among them, which the tile unit reads as zero) and queries over a
    wide range of magnitudes */
-static void tiny(uint16_t *k, int64_t n, int64_t dd)
+static void tiny(uint16_t *k, void *v, fa_dtype vt, int64_t n, int64_t dd)
 {
     int64_t i;
     (void)dd;
+    (void)v;
+    (void)vt;
     for (i = 0; i < n; i++)
         if (fa_t_randint(4) == 0) k[i] = (uint16_t)((k[i] & 0x8000) | (1 + fa_t_randint(0x7f))); /* denormal */
 }

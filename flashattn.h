@@ -5776,6 +5776,11 @@ static const fa__attn_kernels fa__kernels_avx512_bf16 = {
    FA_CPU_AMX_BF16. The tile instructions are written as asm (with "memory" clobbers: the
    compilers' intrinsics for them do not tell the compiler that tiles read and write memory). */
 #define FA__AMXK __attribute__((target("avx512f,avx512bw,avx512dq,avx512bf16")))
+#if defined(FA__AMX_KL1)
+#define FA__AMX_MH(mh) ((mh) & ~2) /* K ahead into L1 */
+#else
+#define FA__AMX_MH(mh) (mh)
+#endif
 typedef struct fa__tilecfg {
     uint8_t palette, start_row, reserved[14];
     uint16_t colsb[16];
@@ -5942,8 +5947,20 @@ static FA__AMXK void fa__dec_qk_amx(const float *q, int64_t dk, const void *cons
                 __m512 v[16], out[4];
                 __mmask16 bad = 0;
                 if (r0 == 0 && kb) /* the first row group asks for the K and V rows ahead */
-                    for (jj = 0; jj < n; jj++) FA__DEC_PREFETCH(kr, vrow + j0, jj, ko, vo, kb, vb, mh);
+                    for (jj = 0; jj < n; jj++) FA__DEC_PREFETCH(kr, vrow + j0, jj, ko, vo, kb, vb, FA__AMX_MH(mh));
                 for (jj = 2; even && jj < 16; jj++) even = (long)((const char *)kr[jj] - (const char *)kr[jj - 1]) == stride;
+#if defined(FA__AMX_STAGE)
+                if (n == 16) { /* every block through L1: vector loads of the rows, the tile from the copy */
+                    for (jj = 0; jj < 16; jj++) {
+                        const char *src = (const char *)kr[jj] + ko;
+                        for (c = 0; c < dk * 2; c += 64)
+                            _mm512_store_si512((void *)((char *)kst + jj * dk * 2 + c), _mm512_loadu_si512((const void *)(src + c)));
+                    }
+                    even = 0;
+                    base = (const char *)kst;
+                    stride = (long)dk * 2;
+                } else
+#endif
                 if (even) {
                     base = (const char *)kr[0] + ko;
                 } else { /* a short block, or a page boundary inside it: the rows, then zero rows */
@@ -5954,6 +5971,26 @@ static FA__AMXK void fa__dec_qk_amx(const float *q, int64_t dk, const void *cons
                     base = (const char *)kst;
                     stride = (long)dk * 2;
                 }
+#if defined(FA__AMX_PP)
+                if (nch <= 4) { /* one accumulator per block, alternating: blocks overlap */
+#define FA__AMX_SBLK(CT)                                                                          \
+    do {                                                                                          \
+        FA__TZERO(CT);                                                                            \
+        FA__TLOAD(6, base, stride);                                                               \
+        FA__TDP(CT, 6, 2);                                                                        \
+        if (nch > 1) { FA__TLOAD(7, base + 64, stride); FA__TDP(CT, 7, 3); }                      \
+        if (nch > 2) { FA__TLOAD(6, base + 128, stride); FA__TDP(CT, 6, 4); }                     \
+        if (nch > 3) { FA__TLOAD(7, base + 192, stride); FA__TDP(CT, 7, 5); }                     \
+        FA__TSTORE(CT, cb[CT]);                                                                   \
+    } while (0)
+                    const int par = (int)((j0 >> 4) & 1);
+                    if (par) FA__AMX_SBLK(1);
+                    else FA__AMX_SBLK(0);
+#undef FA__AMX_SBLK
+                    for (i = 0; i < 16; i++) v[i] = _mm512_load_ps(cb[par] + 16 * i);
+                    goto reduce;
+                }
+#endif
                 FA__TZERO(0);
                 FA__TZERO(1);
                 switch (nch) {
@@ -5993,6 +6030,9 @@ static FA__AMXK void fa__dec_qk_amx(const float *q, int64_t dk, const void *cons
                 FA__TSTORE(0, cb[0]);
                 FA__TSTORE(1, cb[1]);
                 for (i = 0; i < 16; i++) v[i] = _mm512_add_ps(_mm512_load_ps(cb[0] + 16 * i), _mm512_load_ps(cb[1] + 16 * i));
+#if defined(FA__AMX_PP)
+            reduce:
+#endif
                 fa__sum4x4_avx512(v, out);
                 for (i = 0; i < nr; i++) bad |= _mm512_mask_cmp_ps_mask(nm, out[i], out[i], _CMP_UNORD_Q);
                 if (FA__UNLIKELY(bad)) { /* a NaN or Inf on the way: the AVX-512 kernel's S */

@@ -192,8 +192,6 @@ static fa_pool *make_pool_spin(int threads, int64_t spin_ns)
 }
 static fa_pool *make_pool(int threads) { return make_pool_spin(threads, 0); }
 
-static void fill(float *x, int64_t n) { bench_fill(x, (size_t)n); }
-
 /* median seconds of fa_attn_forward(d) over reps runs (one warm-up), with the workspace
    allocated once up front as an engine would (no allocation inside the timed calls) */
 static double time_forward(fa_attn_desc *d, int reps)
@@ -226,7 +224,7 @@ static double sgemm_gflops(int64_t n, int reps)
     float *c = (float *)malloc((size_t)(n * n) * 4);
     double t[16];
     int r;
-    fill(a, n * n); fill(b, n * n);
+    bench_fill(a, (size_t)(n * n)); bench_fill(b, (size_t)(n * n));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, a, (int)n, b, (int)n, 0.0f, c, (int)n);
     for (r = 0; r < reps; r++) {
         double t0 = bench_now();
@@ -348,7 +346,7 @@ static void section_b(int64_t max_s, int reps, int threads)
             fa_attn_desc desc;
             double flops1 = 4.0 * (double)s * s * d * (causal ? 0.5 : 1.0), t1, tn, g1, gn, gsa = NAN, gb1 = 0;
             char label[48];
-            fill(q, n); fill(k, n); fill(v, n);
+            bench_fill(q, (size_t)n); bench_fill(k, (size_t)n); bench_fill(v, (size_t)n);
             memset(&desc, 0, sizeof desc);
             desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = 1; desc.head_dim = d;
             desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.causal = causal;
@@ -426,7 +424,7 @@ static void section_c(int reps, int threads)
     double t1 = 0, flops = 4.0 * (double)s * s * d * (double)heads;
     int t;
     fa_attn_desc desc;
-    fill(q, n); fill(k, n); fill(v, n);
+    bench_fill(q, (size_t)n); bench_fill(k, (size_t)n); bench_fill(v, (size_t)n);
     memset(&desc, 0, sizeof desc);
     desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = heads; desc.head_dim = d;
     desc.q = q; desc.k = k; desc.v = v; desc.o = o;
@@ -574,7 +572,7 @@ static void section_d(int reps, int threads)
                 else if (kt == FA_F16) { ((uint16_t *)k)[i] = fa_f32_to_f16(a); ((uint16_t *)v)[i] = fa_f32_to_f16(b); }
                 else { ((uint16_t *)k)[i] = fa_f32_to_bf16(a); ((uint16_t *)v)[i] = fa_f32_to_bf16(b); }
             }
-            fill(q, hq * d);
+            bench_fill(q, (size_t)(hq * d));
             if (qbf) /* bf16 rows in the first half of q */
                 for (i = 0; i < (size_t)(hq * d); i++) ((uint16_t *)q)[i] = fa_f32_to_bf16(q[i]);
             memset(&desc, 0, sizeof desc);
@@ -650,7 +648,7 @@ static void section_e(int64_t max_s, int reps, int threads)
             size_t wsb = 0;
             void *ws;
             fa_attn_desc desc;
-            fill(q, n); fill(k, n); fill(v, n);
+            bench_fill(q, (size_t)n); bench_fill(k, (size_t)n); bench_fill(v, (size_t)n);
             memset(&desc, 0, sizeof desc);
             desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = heads; desc.head_dim = d;
             desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.pool = pool;
@@ -756,7 +754,7 @@ static void section_f(int reps, int threads)
             k[i] = fa_f32_to_bf16((float)rand() / RAND_MAX - 0.5f);
             v[i] = fa_f32_to_bf16((float)rand() / RAND_MAX - 0.5f);
         }
-        fill(q, hq * d);
+        bench_fill(q, (size_t)(hq * d));
         memset(&desc, 0, sizeof desc);
         desc.batch = 1; desc.seqlen_q = 1; desc.seqlen_k = sk; desc.heads_q = hq; desc.heads_kv = hkv; desc.head_dim = d;
         desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.k_type = desc.v_type = FA_BF16; desc.causal = 1;

@@ -12,8 +12,6 @@
 
 #include <math.h>
 
-static void fill(float *x, int64_t n) { bench_fill(x, (size_t)n); }
-
 static double time_forward(fa_attn_desc *d, int reps)
 {
     double t[16];
@@ -52,7 +50,7 @@ int main(int argc, char **argv)
         fa_attn_desc desc;
         fa_mask_desc g;
         double t_dense = 0;
-        fill(q, n); fill(k, n); fill(v, n);
+        bench_fill(q, (size_t)n); bench_fill(k, (size_t)n); bench_fill(v, (size_t)n);
         memset(&desc, 0, sizeof desc);
         desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = heads; desc.head_dim = d;
         desc.q = q; desc.k = k; desc.v = v; desc.o = o; desc.pool = pool;

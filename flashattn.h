@@ -219,6 +219,10 @@
    0.1.16 attn: on Intel cores, prefill with bf16 Q and K computes S with the f32 kernels
           (K and Q widened) instead of AVX512_BF16 pairs (16-core Xeon, s=2048: 1 thread
           1.22-1.36x, 16 threads 1.30x; AMD unchanged; see FA__BF16_PAIRS_PAY)
+   0.1.17 attn: the AVX2 kernels fuse a row's softmax (scale, max, exp, sum in one pass, the
+          row in registers) with an exp for x <= 88 that scales by one factor (Zen 3, one
+          thread, s=2048: non-causal 1.037-1.041x, causal 1.037-1.057x, bf16 decode 1.02-1.04x
+          warm; bit-identical)
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */
@@ -227,8 +231,8 @@
 
 #define FLASHATTN_VERSION_MAJOR 0
 #define FLASHATTN_VERSION_MINOR 1
-#define FLASHATTN_VERSION_PATCH 16
-#define FLASHATTN_VERSION_STRING "0.1.16"
+#define FLASHATTN_VERSION_PATCH 17
+#define FLASHATTN_VERSION_STRING "0.1.17"
 /* One number for comparisons: major*10000 + minor*100 + patch. */
 #define FLASHATTN_VERSION (FLASHATTN_VERSION_MAJOR * 10000 + FLASHATTN_VERSION_MINOR * 100 + \
                            FLASHATTN_VERSION_PATCH)
@@ -4332,6 +4336,81 @@ static FA__AVX2 float fa__exp_sum_avx2(float *s, int64_t n, float m)
     return sum;
 }
 
+/* fa__exp256 for x <= 88 (or NaN), which is all a row's softmax meets (x = s - m <= the rescale
+   slack): 2^n has no overflow to guard against there (n <= 127), so it is one factor instead of
+   two. y 2^n rounds once either way, so the results are fa__exp256's bit for bit. */
+FA__AVX2_AI __m256 fa__exp256_le88(__m256 x)
+{
+    const __m256 lo = _mm256_set1_ps(FA__EXP_LO);
+    __m256 xc = _mm256_max_ps(lo, x); /* (lo, x): a NaN goes through */
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    __m256 p, r2, y, f;
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+    f = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), _mm256_mul_ps(y, f)); /* below lo: 0 */
+}
+
+/* scale_max then exp_sum on a row of n <= FA__BK scores, fused as fa__softmax_row_avx512: the
+   row's whole 8-lane blocks stay in registers between the two passes, and the same operations
+   run in the same order (the max over the blocks, its lanes, then the tail; the exps' sum in
+   the same order), so the results are the two calls' bit for bit. The exps use fa__exp256_le88:
+   x = s * scale - m is at most FA__RESCALE_SLACK (m is at least the row's max less the slack),
+   or NaN. */
+static FA__AVX2 float fa__softmax_row_avx2(float *s, int64_t n, float scale, float m_old, float *sum)
+{
+    const __m256 vs = _mm256_set1_ps(scale);
+    __m256 x[FA__BK / 8], vm = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps(), mv, acc = _mm256_setzero_ps();
+    float mx, m, buf[8];
+    const int64_t nb = n / 8, t = n - 8 * nb;
+    int64_t i;
+    int k;
+    FA__UNROLL
+    for (i = 0; i < FA__BK / 8; i++)
+        if (i < nb) {
+            x[i] = _mm256_mul_ps(_mm256_loadu_ps(s + 8 * i), vs);
+            vm = _mm256_max_ps(vm, x[i]);
+            nan = _mm256_or_ps(nan, _mm256_cmp_ps(x[i], x[i], _CMP_UNORD_Q));
+        } else {
+            x[i] = _mm256_setzero_ps(); /* unused */
+        }
+    _mm256_storeu_ps(buf, vm);
+    mx = buf[0];
+    for (k = 1; k < 8; k++) mx = buf[k] > mx ? buf[k] : mx;
+    if (_mm256_movemask_ps(nan)) mx = NAN;
+    for (i = 8 * nb; i < n; i++) {
+        s[i] *= scale;
+        mx = fa__nanmax(mx, s[i]);
+    }
+    m = fa__softmax_ref(m_old, mx);
+    mv = _mm256_set1_ps(m);
+    FA__UNROLL
+    for (i = 0; i < FA__BK / 8; i++)
+        if (i < nb) {
+            __m256 p = fa__exp256_le88(_mm256_sub_ps(x[i], mv));
+            _mm256_storeu_ps(s + 8 * i, p);
+            acc = _mm256_add_ps(acc, p);
+        }
+    if (t) { /* the tail through a padded buffer, as exp_sum */
+        for (k = 0; k < 8; k++) buf[k] = k < t ? s[8 * nb + k] : -INFINITY;
+        _mm256_storeu_ps(buf, fa__exp256_le88(_mm256_sub_ps(_mm256_loadu_ps(buf), mv)));
+        for (k = 0; k < t; k++) s[8 * nb + k] = buf[k];
+        for (k = (int)t; k < 8; k++) buf[k] = 0.0f;
+        acc = _mm256_add_ps(acc, _mm256_loadu_ps(buf));
+    }
+    _mm256_storeu_ps(buf, acc);
+    *sum = ((buf[0] + buf[4]) + (buf[1] + buf[5])) + ((buf[2] + buf[6]) + (buf[3] + buf[7]));
+    return m;
+}
+
 static FA__AVX2 void fa__wsum_rows_avx2(float *acc, const float *x, int64_t xs, const float *w, int64_t nk, int64_t n)
 {
     int64_t e = 0, k;
@@ -4819,7 +4898,7 @@ static FA__AVX2 void fa__dec_pv_avx2(float *o, int64_t dvp, const float *p, cons
 static const fa__attn_kernels fa__kernels_avx2 = {
     "avx2", fa__qk_avx2, fa__scale_max_avx2, fa__exp_sum_avx2, fa__scale_avx2, fa__pv_avx2,
     fa__load_avx2, fa__dot_avx2, fa__ktrans_avx2, FA__FEW_ROWS, NULL, NULL, fa__dec_qk_avx2, fa__dec_pv_avx2,
-    1, NULL, NULL, fa__wsum_rows_avx2};
+    1, NULL, fa__softmax_row_avx2, fa__wsum_rows_avx2};
 
 /* ---- AVX-512 ---- */
 /* AVX512F and BW (the FP8 decode loads convert 32 codes in 16-bit lanes): every AVX-512 x86

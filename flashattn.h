@@ -4184,17 +4184,14 @@ static inline __attribute__((target("sse2"))) int fa__e4m3_nan_bits(__m128i b)
 #define FA__AVX2 __attribute__((target("avx2,fma,f16c"))) /* chosen only when all three exist */
 #define FA__AVX2_AI static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 
-static FA__AVX2 __m256 fa__exp256(__m256 x)
+/* The part of fa__exp256 and fa__exp256_le88 after the clamp: xc = n ln2 + r, |r| <= ln2 / 2
+   (ln2 in two parts), and the degree-6 polynomial; returns y = e^r, n in *n. */
+FA__AVX2_AI __m256 fa__exp256_poly(__m256 xc, __m256 *n_out)
 {
-    /* clamped to [lo, 89] with NaN passing through, as in fa__exp512 (n = 128 overflows the
-       product of the two factors below to +inf; a NaN's garbage exponent meets a NaN y) */
-    const __m256 lo = _mm256_set1_ps(FA__EXP_LO), top = _mm256_set1_ps(89.0f);
-    __m256 xc = _mm256_min_ps(top, _mm256_max_ps(lo, x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-    __m256 p, r2, y, res;
-    __m256i e;
+    __m256 p, r2;
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
     r2 = _mm256_mul_ps(r, r);
     p = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r, _mm256_set1_ps(1.3981999507e-3f));
@@ -4202,9 +4199,18 @@ static FA__AVX2 __m256 fa__exp256(__m256 x)
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+    *n_out = n;
+    return _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+}
+
+static FA__AVX2 __m256 fa__exp256(__m256 x)
+{
+    /* clamped to [lo, 89] with NaN passing through, as in fa__exp512 (n = 128 overflows the
+       product of the two factors below to +inf; a NaN's garbage exponent meets a NaN y) */
+    const __m256 lo = _mm256_set1_ps(FA__EXP_LO), top = _mm256_set1_ps(89.0f);
+    __m256 n, res, y = fa__exp256_poly(_mm256_min_ps(top, _mm256_max_ps(lo, x)), &n);
     /* n in [-126, 128]: split 2^n into two factors so n = 128 does not overflow the exponent */
-    e = _mm256_cvtps_epi32(n);
+    __m256i e = _mm256_cvtps_epi32(n);
     {
         __m256i e1 = _mm256_srai_epi32(e, 1), e2 = _mm256_sub_epi32(e, e1);
         __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e1, _mm256_set1_epi32(127)), 23));
@@ -4342,20 +4348,8 @@ static FA__AVX2 float fa__exp_sum_avx2(float *s, int64_t n, float m)
 FA__AVX2_AI __m256 fa__exp256_le88(__m256 x)
 {
     const __m256 lo = _mm256_set1_ps(FA__EXP_LO);
-    __m256 xc = _mm256_max_ps(lo, x); /* (lo, x): a NaN goes through */
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-    __m256 p, r2, y, f;
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    r2 = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
-    f = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+    __m256 n, y = fa__exp256_poly(_mm256_max_ps(lo, x), &n); /* (lo, x): a NaN goes through */
+    __m256 f = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
     return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), _mm256_mul_ps(y, f)); /* below lo: 0 */
 }
 

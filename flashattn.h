@@ -4295,51 +4295,77 @@ static FA__AVX2 void fa__qk_avx2(const float *q, int64_t dk, const float *kt, fl
     }
 }
 
-static FA__AVX2 float fa__scale_max_avx2(float *s, int64_t n, float scale)
+/* The pieces of a row's softmax that scale_max, exp_sum and the fused softmax_row share, so the
+   fused row runs the same operations in the same order as the two calls. */
+/* the largest of the 8 lanes of vm (lane 0 first), then the scaled tail s[i0..n) in place */
+FA__AVX2_AI float fa__row_max_avx2(__m256 vm, __m256 nan, float *s, int64_t i0, int64_t n, float scale)
 {
-    __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps();
     float mx, buf[8];
-    int64_t i = 0;
+    int64_t i;
     int k;
-    for (; i + 8 <= n; i += 8) {
-        __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + i), vs);
-        _mm256_storeu_ps(s + i, x);
-        vm = _mm256_max_ps(vm, x);
-        nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-    }
     _mm256_storeu_ps(buf, vm);
     mx = buf[0];
     for (k = 1; k < 8; k++) mx = buf[k] > mx ? buf[k] : mx;
     if (_mm256_movemask_ps(nan)) mx = NAN;
-    for (; i < n; i++) {
+    for (i = i0; i < n; i++) {
         s[i] *= scale;
         mx = fa__nanmax(mx, s[i]);
     }
     return mx;
 }
 
+/* the last t (1..7) scores of a row, at s, padded with -inf */
+FA__AVX2_AI __m256 fa__tail_in_avx2(const float *s, int64_t t)
+{
+    float buf[8];
+    int k;
+    for (k = 0; k < 8; k++) buf[k] = k < t ? s[k] : -INFINITY;
+    return _mm256_loadu_ps(buf);
+}
+
+/* the first t lanes of p back to s; p with the padding lanes zeroed, for the sum */
+FA__AVX2_AI __m256 fa__tail_out_avx2(float *s, int64_t t, __m256 p)
+{
+    float buf[8];
+    int k;
+    _mm256_storeu_ps(buf, p);
+    for (k = 0; k < t; k++) s[k] = buf[k];
+    for (k = (int)t; k < 8; k++) buf[k] = 0.0f;
+    return _mm256_loadu_ps(buf);
+}
+
+FA__AVX2_AI float fa__row_sum_avx2(__m256 acc)
+{
+    float buf[8];
+    _mm256_storeu_ps(buf, acc);
+    return ((buf[0] + buf[4]) + (buf[1] + buf[5])) + ((buf[2] + buf[6]) + (buf[3] + buf[7]));
+}
+
+static FA__AVX2 float fa__scale_max_avx2(float *s, int64_t n, float scale)
+{
+    __m256 vs = _mm256_set1_ps(scale), vm = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_mul_ps(_mm256_loadu_ps(s + i), vs);
+        _mm256_storeu_ps(s + i, x);
+        vm = _mm256_max_ps(vm, x);
+        nan = _mm256_or_ps(nan, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+    }
+    return fa__row_max_avx2(vm, nan, s, i, n, scale);
+}
+
 static FA__AVX2 float fa__exp_sum_avx2(float *s, int64_t n, float m)
 {
     __m256 vm = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
-    float buf[8], sum;
     int64_t i = 0;
-    int k;
     for (; i + 8 <= n; i += 8) {
         __m256 p = fa__exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
         _mm256_storeu_ps(s + i, p);
         acc = _mm256_add_ps(acc, p);
     }
-    if (i < n) { /* tail through a padded buffer: same polynomial as the body */
-        int64_t t = n - i;
-        for (k = 0; k < 8; k++) buf[k] = k < t ? s[i + k] : -INFINITY;
-        _mm256_storeu_ps(buf, fa__exp256(_mm256_sub_ps(_mm256_loadu_ps(buf), vm)));
-        for (k = 0; k < t; k++) s[i + k] = buf[k];
-        for (k = (int)t; k < 8; k++) buf[k] = 0.0f;
-        acc = _mm256_add_ps(acc, _mm256_loadu_ps(buf));
-    }
-    _mm256_storeu_ps(buf, acc);
-    sum = ((buf[0] + buf[4]) + (buf[1] + buf[5])) + ((buf[2] + buf[6]) + (buf[3] + buf[7]));
-    return sum;
+    if (i < n) /* tail through a padded buffer: same polynomial as the body */
+        acc = _mm256_add_ps(acc, fa__tail_out_avx2(s + i, n - i, fa__exp256(_mm256_sub_ps(fa__tail_in_avx2(s + i, n - i), vm))));
+    return fa__row_sum_avx2(acc);
 }
 
 /* fa__exp256 for x <= 88 (or NaN), which is all a row's softmax meets (x = s - m <= the rescale
@@ -4363,10 +4389,9 @@ static FA__AVX2 float fa__softmax_row_avx2(float *s, int64_t n, float scale, flo
 {
     const __m256 vs = _mm256_set1_ps(scale);
     __m256 x[FA__BK / 8], vm = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps(), mv, acc = _mm256_setzero_ps();
-    float mx, m, buf[8];
+    float m;
     const int64_t nb = n / 8, t = n - 8 * nb;
     int64_t i;
-    int k;
     FA__UNROLL
     for (i = 0; i < FA__BK / 8; i++)
         if (i < nb) {
@@ -4376,15 +4401,7 @@ static FA__AVX2 float fa__softmax_row_avx2(float *s, int64_t n, float scale, flo
         } else {
             x[i] = _mm256_setzero_ps(); /* unused */
         }
-    _mm256_storeu_ps(buf, vm);
-    mx = buf[0];
-    for (k = 1; k < 8; k++) mx = buf[k] > mx ? buf[k] : mx;
-    if (_mm256_movemask_ps(nan)) mx = NAN;
-    for (i = 8 * nb; i < n; i++) {
-        s[i] *= scale;
-        mx = fa__nanmax(mx, s[i]);
-    }
-    m = fa__softmax_ref(m_old, mx);
+    m = fa__softmax_ref(m_old, fa__row_max_avx2(vm, nan, s, 8 * nb, n, scale));
     mv = _mm256_set1_ps(m);
     FA__UNROLL
     for (i = 0; i < FA__BK / 8; i++)
@@ -4393,15 +4410,9 @@ static FA__AVX2 float fa__softmax_row_avx2(float *s, int64_t n, float scale, flo
             _mm256_storeu_ps(s + 8 * i, p);
             acc = _mm256_add_ps(acc, p);
         }
-    if (t) { /* the tail through a padded buffer, as exp_sum */
-        for (k = 0; k < 8; k++) buf[k] = k < t ? s[8 * nb + k] : -INFINITY;
-        _mm256_storeu_ps(buf, fa__exp256_le88(_mm256_sub_ps(_mm256_loadu_ps(buf), mv)));
-        for (k = 0; k < t; k++) s[8 * nb + k] = buf[k];
-        for (k = (int)t; k < 8; k++) buf[k] = 0.0f;
-        acc = _mm256_add_ps(acc, _mm256_loadu_ps(buf));
-    }
-    _mm256_storeu_ps(buf, acc);
-    *sum = ((buf[0] + buf[4]) + (buf[1] + buf[5])) + ((buf[2] + buf[6]) + (buf[3] + buf[7]));
+    if (t) /* the tail through a padded buffer, as exp_sum */
+        acc = _mm256_add_ps(acc, fa__tail_out_avx2(s + 8 * nb, t, fa__exp256_le88(_mm256_sub_ps(fa__tail_in_avx2(s + 8 * nb, t), mv))));
+    *sum = fa__row_sum_avx2(acc);
     return m;
 }
 

@@ -79,7 +79,7 @@
      states the bound). The vector exp is a polynomial with <= 1 ulp measured error that flushes
      results below FLT_MIN to 0 on every path.
    - Decode (one query per sequence, no sparse mask): a work unit takes as many kv heads as fit
-     in its 256 rows and does each 64-key tile for those heads in turn, so token-major (BSHD or
+     in its 256 rows (FA__ROWS_FEW) and does each 64-key tile for those heads in turn, so token-major (BSHD or
      vLLM-paged) K/V is read a token at a time rather than a head's 256-byte slice per token;
      tiles of at most 8 rows read K and V where they lie (no transpose, no f32 staging), on
      AVX-512 and AVX2. A tile's K/V row pointers step by the token stride (one page lookup per
@@ -223,6 +223,10 @@
           row in registers) with an exp for x <= 88 that scales by one factor (Zen 3, one
           thread, s=2048: non-causal 1.037-1.041x, causal 1.037-1.057x, bf16 decode 1.02-1.04x
           warm; bit-identical)
+   0.1.18 attn: prefill units of 512 (query, head) rows, 256 where that would leave fewer
+          than two units per thread (16-core Xeon, one thread, f32 d=128: 1.07-1.14x; 16
+          threads 1.00-1.03x; Zen 3 1.01-1.08x; bit-identical; workspace 840 KiB per thread
+          at d=128)
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */
@@ -231,8 +235,8 @@
 
 #define FLASHATTN_VERSION_MAJOR 0
 #define FLASHATTN_VERSION_MINOR 1
-#define FLASHATTN_VERSION_PATCH 17
-#define FLASHATTN_VERSION_STRING "0.1.17"
+#define FLASHATTN_VERSION_PATCH 18
+#define FLASHATTN_VERSION_STRING "0.1.18"
 /* One number for comparisons: major*10000 + minor*100 + patch. */
 #define FLASHATTN_VERSION (FLASHATTN_VERSION_MAJOR * 10000 + FLASHATTN_VERSION_MINOR * 100 + \
                            FLASHATTN_VERSION_PATCH)
@@ -3449,8 +3453,16 @@ static fa_status fa__check_cu(const int32_t *cu, int64_t batch, int64_t max, con
    128 (dev, f32/bf16/f16 prefill, 1-2 threads, bit-identical results), for 422 KiB of workspace
    per thread at d=128 (246 at d=64). A tile skips the rows that see none of its keys, so the
    larger diagonal block of a causal unit costs no more (without that, 2 threads at s=512 ran
-   0.90-0.96x). Masked units keep to the mask's query blocks (FA_ATTN_BLOCK_Q). */
-#define FA__ROWS 256
+   0.90-0.96x). Masked units keep to the mask's query blocks (FA_ATTN_BLOCK_Q).
+   512 rows: K/V streamed from L3 half as often and each tile's fixed work (K transpose, row
+   search, prefetch) spread over twice the rows: 1.07-1.14x against 256 on one thread of the
+   16-core Xeon host (f32 d=128 s=2048 non-causal 1.09-1.14x, causal 1.07-1.08x, s=4096 causal
+   1.10x, bf16 1.03x; 16 threads 1.00-1.03x), 0.996-1.014x on the 2-core Zen 3 VM, the same
+   results to the bit; 840 KiB of workspace per thread at d=128. Where 512-row units would
+   leave fewer than two units per thread, units of half the queries (down to FA__ROWS_FEW rows)
+   keep the threads fed as before. */
+#define FA__ROWS 512
+#define FA__ROWS_FEW 256
 #define FA__BK FA_ATTN_BLOCK_K
 /* Decode's shrinking KV splits (fa__attn_schedule) are cut in pieces of this many keys, and each
    takes 1/workers of what is left: the last splits of a call are 16 keys (64 KiB of bf16 K and V
@@ -3526,19 +3538,29 @@ static fa_status fa__attn_schedule(fa__attn_plan *p)
         p->q_per_unit = a;
     }
     p->n_hchunks = (p->group * p->kv_per_unit + p->heads_per_unit - 1) / p->heads_per_unit;
-    p->unit_rows = p->heads_per_unit * (p->sq_max < 1 ? 1 : p->sq_max < p->q_per_unit ? p->sq_max : p->q_per_unit);
     per_b_fixed = p->hkv / p->kv_per_unit * p->n_hchunks;
-    if (!d->cu_seqlens_q) {
-        if (fa__mul_i64(per_b_fixed, (p->sq_max + p->q_per_unit - 1) / p->q_per_unit, &t) ||
-            fa__mul_i64(t, p->batch, &units))
-            return fa__fail(FA_ERR_OVERFLOW, "the number of work units overflows int64");
-    } else {
-        for (b = 0; b < p->batch; b++) {
-            int64_t sq = (int64_t)d->cu_seqlens_q[b + 1] - d->cu_seqlens_q[b];
-            if (fa__mul_i64(per_b_fixed, (sq + p->q_per_unit - 1) / p->q_per_unit, &t) || fa__add_i64(units, t, &units))
+    for (;;) {
+        units = 0;
+        if (!d->cu_seqlens_q) {
+            if (fa__mul_i64(per_b_fixed, (p->sq_max + p->q_per_unit - 1) / p->q_per_unit, &t) ||
+                fa__mul_i64(t, p->batch, &units))
                 return fa__fail(FA_ERR_OVERFLOW, "the number of work units overflows int64");
+        } else {
+            for (b = 0; b < p->batch; b++) {
+                int64_t sq = (int64_t)d->cu_seqlens_q[b + 1] - d->cu_seqlens_q[b];
+                if (fa__mul_i64(per_b_fixed, (sq + p->q_per_unit - 1) / p->q_per_unit, &t) ||
+                    fa__add_i64(units, t, &units))
+                    return fa__fail(FA_ERR_OVERFLOW, "the number of work units overflows int64");
+            }
         }
+        /* too few units of FA__ROWS rows for the threads: units of half as many queries, as
+           long as they stay at FA__ROWS_FEW rows or more (see FA__ROWS) */
+        if (units >= 2 * p->workers || p->sq_max <= 1 || p->q_per_unit % 2 ||
+            p->heads_per_unit * (p->q_per_unit / 2) < FA__ROWS_FEW)
+            break;
+        p->q_per_unit /= 2;
     }
+    p->unit_rows = p->heads_per_unit * (p->sq_max < 1 ? 1 : p->sq_max < p->q_per_unit ? p->sq_max : p->q_per_unit);
     /* the longest key range decides whether splitting pays */
     ksum = p->sk_max;
     if (d->seqused_k || d->cu_seqlens_k)
@@ -6165,7 +6187,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     /* The rows that can see a key of the tile, [ra, rb): rows are query-major and a query's
        visible interval moves right with the query index (fa__row_range), so they are one run,
        found by two binary searches. On a causal diagonal tile or a window's edge the others
-       cost nothing below (up to three quarters of a 256-row unit's rows). Rounded out to groups
+       cost nothing below (up to seven eighths of a 512-row unit's rows). Rounded out to groups
        of FA__MR for the kernels; a decode tile keeps all its (at most 8) rows. */
     if (phase == FA__TILE_PV_HEADS) { /* w->vp: kv head u->hk's rows, from FA__TILE_S_HEADS */
         K->dec_pv(w->o, dvp, w->s, w->vp, d->v_type, dv, p->group, u->nhk,

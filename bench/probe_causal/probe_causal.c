@@ -2,7 +2,7 @@
    pair of (query, key) that attention needs, on one thread (f32, one head, d=128).
    usage (through run.sh): probe_causal [seqlen [calls]]
    Five calls alternate, `calls` times: non-causal; causal; causal with only the keys left of each
-   unit's diagonal block (full tiles); causal with only the diagonal block (256 x 256 keys of
+   unit's diagonal block (full tiles); causal with only the diagonal block (512 x 512 keys of
    which half are visible: the partial tiles); and units with no key at all (zeroing, the output
    write: what every unit pays whatever its length). Medians, in ns per needed pair. */
 #include "../bench_util.h"
@@ -13,7 +13,7 @@ extern int fa_pc_mode;
 
 int main(int argc, char **argv)
 {
-    int64_t s = argc > 1 ? atoll(argv[1]) : 2048, d = 128, n, rows = 256, nu, u;
+    int64_t s = argc > 1 ? atoll(argv[1]) : 2048, d = 128, n, rows = 512, nu, u;
     int calls = argc > 2 ? atoi(argv[2]) : 31, c, m;
     static double t[5][1001];
     const char *name[5] = {"non-causal", "causal", "  left of diagonal blocks", "  diagonal blocks", "  units, no keys"};
@@ -21,8 +21,8 @@ int main(int argc, char **argv)
     float *q, *k, *v, *o;
     fa_attn_desc desc;
     size_t wsb = 0;
-    if (s < 256 || s % 256 || calls < 1 || calls > 1001) {
-        fprintf(stderr, "usage: probe_causal [seqlen, a multiple of 256 [calls, 1..1001]]\n");
+    if (s < 1024 || s % 512 || calls < 1 || calls > 1001) { /* at least 2 units: see fa__attn_schedule */
+        fprintf(stderr, "usage: probe_causal [seqlen, a multiple of 512 from 1024 [calls, 1..1001]]\n");
         return 2;
     }
     n = s * d;
@@ -35,7 +35,7 @@ int main(int argc, char **argv)
     if (fa_attn_workspace_size(&desc, &wsb) != FA_OK) { fprintf(stderr, "%s\n", fa_last_error()); return 1; }
     desc.workspace = fa_aligned_alloc(wsb, 64);
     desc.workspace_size = wsb;
-    nu = s / rows; /* units of 256 queries (FA__ROWS), one head */
+    nu = s / rows; /* units of 512 queries (FA__ROWS), one head */
     pairs[0] = (double)s * (double)s;
     pairs[1] = (double)s * (double)(s + 1) / 2;
     pairs[2] = 0;

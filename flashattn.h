@@ -225,7 +225,7 @@
           warm; bit-identical)
    0.1.18 attn: prefill units of 512 (query, head) rows, 256 where that would leave fewer
           than two units per thread (16-core Xeon, one thread, f32 d=128: 1.07-1.14x; 16
-          threads 1.00-1.03x; Zen 3 1.01-1.08x; bit-identical; workspace 840 KiB per thread
+          threads 1.00-1.03x; Zen 3 1.01-1.08x; bit-identical; workspace 746 KiB per thread
           at d=128)
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
@@ -3458,9 +3458,9 @@ static fa_status fa__check_cu(const int32_t *cu, int64_t batch, int64_t max, con
    search, prefetch) spread over twice the rows: 1.07-1.14x against 256 on one thread of the
    16-core Xeon host (f32 d=128 s=2048 non-causal 1.09-1.14x, causal 1.07-1.08x, s=4096 causal
    1.10x, bf16 1.03x; 16 threads 1.00-1.03x), 0.996-1.014x on the 2-core Zen 3 VM, the same
-   results to the bit; 840 KiB of workspace per thread at d=128. Where 512-row units would
-   leave fewer than two units per thread, units of half the queries (down to FA__ROWS_FEW rows)
-   keep the threads fed as before. */
+   results to the bit; 746 KiB of workspace per thread at d=128 (442 at d=64). Where 512-row
+   units would leave fewer than two units per thread, units of half the queries (down to
+   FA__ROWS_FEW rows) keep the threads fed as before. */
 #define FA__ROWS 512
 #define FA__ROWS_FEW 256
 #define FA__BK FA_ATTN_BLOCK_K

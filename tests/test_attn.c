@@ -1826,6 +1826,47 @@ TEST(split_kv_decode_on_a_pool_matches_reference)
     free(q); free(k); free(v);
 }
 
+/* Prefill units hold 512 (query, head) rows, or 256 where 512 would leave fewer than two units per
+   thread (fa__attn_schedule). On one thread these shapes take 512-row units; on the 4-thread pool
+   256-row ones (without splits in the first three), and a row's tiles run the same operations in
+   either, so the outputs must agree bit for bit; all must match the reference. */
+TEST(prefill_units_of_512_and_256_rows_give_the_same_bits)
+{
+    static const int64_t shapes[][6] = {/* hq, hkv, sq, sk, d, causal */
+                                        {8, 2, 256, 256, 32, 0}, {8, 2, 256, 256, 32, 1}, {8, 2, 255, 300, 40, 1},
+                                        {1, 1, 1000, 1000, 16, 1}};
+    int si;
+    for (si = 0; si < (int)(sizeof shapes / sizeof shapes[0]); si++) {
+        const int64_t hq = shapes[si][0], hkv = shapes[si][1], sq = shapes[si][2], sk = shapes[si][3];
+        const int64_t dd = shapes[si][4], nq = sq * hq * dd, nkv = sk * hkv * dd;
+        const int bitwise = si < 3; /* the last one splits its keys on the pool */
+        float *q = (float *)malloc((size_t)nq * 4), *k = (float *)malloc((size_t)nkv * 4);
+        float *v = (float *)malloc((size_t)nkv * 4), *o1 = (float *)malloc((size_t)nq * 4);
+        float *o4 = (float *)malloc((size_t)nq * 4), *r = (float *)malloc((size_t)nq * 4);
+        fa_attn_desc d;
+        int64_t i, diff = 0, bad = 0;
+        for (i = 0; i < nq; i++) q[i] = (float)fa_t_normal();
+        for (i = 0; i < nkv; i++) { k[i] = (float)fa_t_normal(); v[i] = (float)fa_t_normal(); }
+        memset(&d, 0, sizeof d);
+        d.batch = 1; d.seqlen_q = sq; d.seqlen_k = sk; d.heads_q = hq; d.heads_kv = hkv; d.head_dim = dd;
+        d.q = q; d.k = k; d.v = v; d.causal = (int)shapes[si][5];
+        d.o = r;
+        CHECK(fa_attn_reference(&d) == FA_OK);
+        d.o = o1;
+        CHECK(fa_attn_forward(&d) == FA_OK);
+        d.o = o4;
+        d.pool = test_pool;
+        CHECK(fa_attn_forward(&d) == FA_OK);
+        for (i = 0; i < nq; i++) {
+            diff += memcmp(&o1[i], &o4[i], 4) != 0;
+            bad += !(fabs(o1[i] - r[i]) <= 1e-5 * (1 + fabs(r[i])) && fabs(o4[i] - r[i]) <= 1e-5 * (1 + fabs(r[i])));
+        }
+        CHECKF(bad == 0, "shape %d: %lld outputs off the reference", si, (long long)bad);
+        if (bitwise) CHECKF(diff == 0, "shape %d: %lld outputs differ between 1 and 4 threads", si, (long long)diff);
+        free(q); free(k); free(v); free(o1); free(o4); free(r);
+    }
+}
+
 int main(void)
 {
     int rc;
@@ -1840,6 +1881,7 @@ int main(void)
         }
     }
     RUN(split_kv_decode_on_a_pool_matches_reference);
+    RUN(prefill_units_of_512_and_256_rows_give_the_same_bits);
     RUN(guided_splits_tile_the_keys_and_decode_matches_reference);
     RUN(decode_units_of_several_kv_heads_match_reference);
     RUN(decode_of_several_kv_heads_in_key_blocks_matches_reference);

@@ -229,7 +229,8 @@
           at d=128)
    0.1.19 attn: prefill tiles prefetch the next tile's K/V rows into L2 during their softmax
           (16-core Xeon, one thread, f32 d=128 s=2048: 1.057-1.074x; 16 threads 1.02-1.04x;
-          Zen 3 0.99-1.01x; bit-identical; see FA__PREFETCH_NEXT)
+          Zen 3 0.99-1.01x; bit-identical; see FA__PREFETCH_NEXT); under a block-sparse mask
+          the tile that comes next is the next kept block's, not the keys after this one
 
    LICENSE: MIT or public domain, your choice; see the end of this file.
 */
@@ -3911,7 +3912,10 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
    there rather than in L3: on one thread of the 16-core Xeon host (0.1.18 against this,
    bench/ab.sh) f32 d=128 s=2048 non-causal 1.066-1.074x, causal 1.057-1.074x, 8 heads s=1024
    1.087x, f16 1.029x, bf16 causal 1.011x, AVX2 kernels 1.046x; 16 threads 1.02-1.04x (and
-   1.24x on a noisy pair); 0.99-1.01x on the Zen 3 VM, whose L3 answers sooner; bit-identical. */
+   1.24x on a noisy pair); 0.99-1.01x on the Zen 3 VM, whose L3 answers sooner; bit-identical.
+   The caller names the tile that comes next (fa__unit_ctx.knext): under a block-sparse mask it
+   is the next kept block's first, which the keys after this tile often are not (Zen 3, s=4096,
+   BigBird-style masks at 10% / 25% density, against prefetching the keys after: 1.009x, 1.030x). */
 #ifndef FA__PREFETCH_NEXT
 #define FA__PREFETCH_NEXT 1
 #endif
@@ -6167,7 +6171,8 @@ typedef struct fa__unit_ctx {
     int dec_bf16;  /* a decode tile of bf16 Q and K on AVX512_BF16: S by K->dec_qk_bf16 */
     int64_t np;    /* bf16 pairs per row: ceil(head_dim / 2) */
     const float *qf; /* the rows K->qk reads, dk apart: w->q, or f32 Q where it lies */
-    int64_t kend;    /* the unit's (split's) last key + 1: the next tile's K/V are prefetched up to it */
+    int64_t knext, knext_end; /* the keys of the tile that comes next, [knext, knext_end) (up to
+                                 FA__BK of them are prefetched); knext < 0: none or unknown */
 } fa__unit_ctx;
 
 /* One key tile [j0, j1) of a unit. mask_pos >= 0: the tile is a PARTIAL tile of the sparse mask
@@ -6375,11 +6380,11 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     }
 
     if (rb > x->nrows) rb = x->nrows; /* past here: the padding rows of the kernels */
-    if (FA__PREFETCH_NEXT && !dec && !masked && !x->few_rows && !d->block_table && j1 < x->kend && rb > ra) {
+    if (FA__PREFETCH_NEXT && !dec && !x->few_rows && !d->block_table && x->knext >= 0 && rb > ra) {
         /* the next tile's K and V rows into L2, their lines spread over the rows' softmax below
            (see FA__PREFETCH_NEXT) */
-        pfkeys = x->kend - j1 < FA__BK ? x->kend - j1 : FA__BK;
-        fa__kv_rows(p, &x->s, u->b, j1, u->hk, &pfk, &pfv);
+        pfkeys = x->knext_end - x->knext < FA__BK ? x->knext_end - x->knext : FA__BK;
+        fa__kv_rows(p, &x->s, u->b, x->knext, u->hk, &pfk, &pfv);
         pfkl = (int64_t)(x->kpf + 63) / 64;
         pfl = pfkl + (int64_t)(x->vpf + 63) / 64;
         pfper = (pfkeys * pfl + (rb - ra) - 1) / (rb - ra);
@@ -6582,14 +6587,14 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         kmax = kmin + t1 * piece < kmax ? kmin + t1 * piece : kmax;
         kmin += t0 * piece;
     }
-    x.kend = kmax;
+    x.knext = -1;
 
     if (heads_s) {
         /* S of each key tile for every kv head at once (the K rows in address order), then
            each head's softmax and P V */
         for (j0 = kmin; j0 < kmax; j0 += FA__BK) {
             int64_t j1 = j0 + FA__BK < kmax ? j0 + FA__BK : kmax;
-            fa__attn_tile(&x, j0, j1, -1, FA__TILE_S_HEADS);
+            fa__attn_tile(&x, j0, j1, -1, FA__TILE_S_HEADS); /* decode: no next-tile prefetch */
             for (g = 0; g < u->nhk; g++) {
                 fa__unit_ctx xs;
                 fa__unit us;
@@ -6606,10 +6611,16 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
                 fa__unit us;
                 fa__attn_ws ws;
                 fa__sub_unit(&x, g, &xs, &us, &ws);
+                xs.knext = j0 + FA__BK < kmax ? j0 + FA__BK : -1; /* the head's own next tile */
+                xs.knext_end = kmax;
                 fa__attn_tile(&xs, j0, j0 + FA__BK < kmax ? j0 + FA__BK : kmax, -1, FA__TILE_ALL);
             }
     } else if (!d->mask) {
-        for (j0 = kmin; j0 < kmax; j0 += FA__BK) fa__attn_tile(&x, j0, j0 + FA__BK < kmax ? j0 + FA__BK : kmax, -1, FA__TILE_ALL);
+        for (j0 = kmin; j0 < kmax; j0 += FA__BK) {
+            x.knext = j0 + FA__BK < kmax ? j0 + FA__BK : -1;
+            x.knext_end = kmax;
+            fa__attn_tile(&x, j0, j0 + FA__BK < kmax ? j0 + FA__BK : kmax, -1, FA__TILE_ALL);
+        }
     } else {
         /* the two ascending lists of the unit's query block, merged; each block in tiles of
            at most FA__BK keys, clipped to [kmin, kmax) */
@@ -6622,7 +6633,20 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
             int64_t k0 = blk * bk > kmin ? blk * bk : kmin, k1 = (blk + 1) * bk < kmax ? (blk + 1) * bk : kmax;
             if (is_part) b++;
             else a++;
-            for (j0 = k0; j0 < k1; j0 += FA__BK) fa__attn_tile(&x, j0, j0 + FA__BK < k1 ? j0 + FA__BK : k1, pos, FA__TILE_ALL);
+            for (j0 = k0; j0 < k1; j0 += FA__BK) {
+                if (j0 + FA__BK < k1) { /* the next tile: this block's, or the next block's first */
+                    x.knext = j0 + FA__BK;
+                    x.knext_end = k1;
+                } else if (a < nfull || b < npart) {
+                    int64_t nb = a >= nfull || (b < npart && part[b] < full[a]) ? part[b] : full[a];
+                    x.knext = nb * bk > kmin ? nb * bk : kmin;
+                    x.knext_end = (nb + 1) * bk < kmax ? (nb + 1) * bk : kmax;
+                    if (x.knext >= x.knext_end) x.knext = -1;
+                } else {
+                    x.knext = -1;
+                }
+                fa__attn_tile(&x, j0, j0 + FA__BK < k1 ? j0 + FA__BK : k1, pos, FA__TILE_ALL);
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 #   e.g.     bench/ab.sh HEAD 2 1024 1024 2 2 128 f32 1 0 10 0     (causal prefill, 2 threads)
 #   dtype:   f32 | bf16 | f16 | e4m3 (K and V; Q f32) | bf16q (Q, K and V bf16)
 #   env:     AB_WINDOW=w (a sliding window), AB_ISA=avx2 (the AVX2 kernels on an AVX-512 machine)
+#            AB_MASK=density (a BigBird-style block mask: random full key blocks, that fraction kept)
 #            AB_BIN=path: only build, statically, to path (to carry to another machine, such as
 #            the 16-core host through the device tool: run it there with the arguments above)
 set -eu

@@ -40,6 +40,8 @@ void ab_sweep_a(void *pool, const unsigned char *buf, size_t n, unsigned char *c
 void ab_sweep_b(void *pool, const unsigned char *buf, size_t n, unsigned char *copy_to);
 size_t ab_workspace_a(const fa_attn_desc *d);
 size_t ab_workspace_b(const fa_attn_desc *d);
+int ab_mask_a(fa_attn_desc *d, double density);
+int ab_mask_b(fa_attn_desc *d, double density);
 
 static double ab_now(void)
 {
@@ -138,6 +140,8 @@ int main(int argc, char **argv)
     if (getenv("AB_OUT")) /* AB_OUT=bf16|f16: O of that type (the buffers hold 4 bytes an element) */
         da.o_type = db.o_type = !strcmp(getenv("AB_OUT"), "bf16") ? FA_BF16 : !strcmp(getenv("AB_OUT"), "f16") ? FA_F16 : FA_F32;
     da.o = oa; db.o = ob;
+    if (getenv("AB_MASK") && (ab_mask_a(&da, atof(getenv("AB_MASK"))) || ab_mask_b(&db, atof(getenv("AB_MASK")))))
+        return 1;
     da.pool = ab_pool_a(threads, cold >= 2); db.pool = ab_pool_b(threads, cold >= 2);
     da.workspace_size = ab_workspace_a(&da); db.workspace_size = ab_workspace_b(&db);
     da.workspace = aligned_alloc(64, (da.workspace_size + 63) / 64 * 64);

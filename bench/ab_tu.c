@@ -17,6 +17,7 @@ int AB_CAT(ab_forward_, AB_SIDE)(const fa_attn_desc *d);
 void *AB_CAT(ab_pool_, AB_SIDE)(int threads, int awake);
 void AB_CAT(ab_sweep_, AB_SIDE)(void *pool, const unsigned char *buf, size_t n, unsigned char *copy_to);
 size_t AB_CAT(ab_workspace_, AB_SIDE)(const fa_attn_desc *d);
+int AB_CAT(ab_mask_, AB_SIDE)(fa_attn_desc *d, double density);
 
 int AB_CAT(ab_forward_, AB_SIDE)(const fa_attn_desc *d)
 {
@@ -44,6 +45,24 @@ void *AB_CAT(ab_pool_, AB_SIDE)(int threads, int awake)
 #endif
     if (fa_pool_create(&p, &pd) != FA_OK) return (void *)0;
     return p;
+}
+
+/* AB_MASK=density: a BigBird-style mask of this side's library (random full key blocks, the
+   same seed on both sides), about that fraction of each query block's key blocks kept */
+int AB_CAT(ab_mask_, AB_SIDE)(fa_attn_desc *d, double density)
+{
+    fa_mask *m = (fa_mask *)0;
+    fa_mask_desc g;
+    int64_t nblk = (d->seqlen_k + FA_ATTN_BLOCK_K - 1) / FA_ATTN_BLOCK_K, rb = (int64_t)(density * (double)nblk + 0.5);
+    memset(&g, 0, sizeof g);
+    g.seqlen_q = d->seqlen_q;
+    g.seqlen_k = d->seqlen_k;
+    if (fa_mask_bigbird(&m, &g, 0, 0, rb > 1 ? rb - 1 : 0, d->causal, 42) != FA_OK) {
+        fprintf(stderr, "side " AB_STR(AB_SIDE) ": mask: %s\n", fa_last_error());
+        return 1;
+    }
+    d->mask = m;
+    return 0;
 }
 
 size_t AB_CAT(ab_workspace_, AB_SIDE)(const fa_attn_desc *d)

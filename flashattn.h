@@ -79,8 +79,9 @@
      states the bound). The vector exp is a polynomial with <= 1 ulp measured error that flushes
      results below FLT_MIN to 0 on every path.
    - Decode (one query per sequence, no sparse mask): a work unit takes as many kv heads as fit
-     in its 256 rows (FA__ROWS_FEW) and does each 64-key tile for those heads in turn, so token-major (BSHD or
-     vLLM-paged) K/V is read a token at a time rather than a head's 256-byte slice per token;
+     in its 512 rows (FA__ROWS) and does each 64-key tile for those heads in turn, so
+     token-major (BSHD or vLLM-paged) K/V is read a token at a time rather than a head's
+     256-byte slice per token;
      tiles of at most 8 rows read K and V where they lie (no transpose, no f32 staging), on
      AVX-512 and AVX2. A tile's K/V row pointers step by the token stride (one page lookup per
      run of keys when paged). The split-KV merge runs on every thread.
@@ -3907,7 +3908,7 @@ FLASHATTN_DEF fa_status fa_attn_memory(const fa_attn_desc *d, fa_attn_memory_inf
 #ifndef FA__AHEAD
 #define FA__AHEAD 64
 #endif
-/* Prefill tiles (unmasked, not paged) ask for the next tile's K and V rows into L2 a few lines
+/* Prefill tiles (not paged) ask for the next tile's K and V rows into L2 a few lines
    at a time during their rows' softmax, so that the next tile's K transpose and P V find them
    there rather than in L3: on one thread of the 16-core Xeon host (0.1.18 against this,
    bench/ab.sh) f32 d=128 s=2048 non-causal 1.066-1.074x, causal 1.057-1.074x, 8 heads s=1024
@@ -6393,7 +6394,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         int64_t i = u->i0 + r / u->nh, h = u->h0 + r % u->nh, c0 = w->c0[r], c1 = w->c1[r], c, t;
         float *sr = w->s + r * FA__BK, mx, mnew, corr, sum = 0.0f;
         int fused = 0; /* softmax_row gave mnew and sum (and the exps) at once */
-        for (t = 0; t < pfper && pfkey < pfkeys; t++) { /* line pfln of key j1 + pfkey: K's, then V's */
+        for (t = 0; t < pfper && pfkey < pfkeys; t++) { /* line pfln of key knext + pfkey: K's, then V's */
             FA__PREFETCH_LINES(pfln < pfkl ? pfk + pfkey * ksb + pfln * 64 : pfv + pfkey * vsb + (pfln - pfkl) * 64,
                                64, 2);
             if (++pfln == pfl) {
@@ -6502,6 +6503,15 @@ static void fa__sub_unit(const fa__unit_ctx *x, int64_t g, fa__unit_ctx *xs, fa_
    fa__dvp(dv) after it (a split-KV partial, fa__part_o) instead of the output view. With a
    sparse mask only the mask's non-empty key blocks of the unit's query block are visited:
    empty tiles cost nothing. */
+/* The next key block of a query block's two ascending lists (full and partial blocks) merged,
+   from positions a and b (one of them not at its end); *is_part: it is the partial list's. */
+static int64_t fa__merged_next(const int32_t *full, int64_t nfull, const int32_t *part, int64_t npart, int64_t a,
+                               int64_t b, int *is_part)
+{
+    *is_part = a >= nfull || (b < npart && part[b] < full[a]);
+    return *is_part ? part[b] : full[a];
+}
+
 static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, const fa__unit *u,
                           const fa__attn_ws *w, int64_t split, float *part_o, int64_t part_rs)
 {
@@ -6628,8 +6638,8 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
         int64_t nfull, npart, a = 0, b = 0, bk = fa__mask_block_k(d->mask);
         fa__mask_blocks(d->mask, u->b, u->h0, u->i0 / fa__mask_block_q(d->mask), &full, &nfull, &part, &npart);
         while (a < nfull || b < npart) {
-            int is_part = a >= nfull || (b < npart && part[b] < full[a]);
-            int64_t blk = is_part ? part[b] : full[a], pos = is_part ? b : -1;
+            int is_part;
+            int64_t blk = fa__merged_next(full, nfull, part, npart, a, b, &is_part), pos = is_part ? b : -1;
             int64_t k0 = blk * bk > kmin ? blk * bk : kmin, k1 = (blk + 1) * bk < kmax ? (blk + 1) * bk : kmax;
             if (is_part) b++;
             else a++;
@@ -6638,7 +6648,8 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
                     x.knext = j0 + FA__BK;
                     x.knext_end = k1;
                 } else if (a < nfull || b < npart) {
-                    int64_t nb = a >= nfull || (b < npart && part[b] < full[a]) ? part[b] : full[a];
+                    int next_part;
+                    int64_t nb = fa__merged_next(full, nfull, part, npart, a, b, &next_part);
                     x.knext = nb * bk > kmin ? nb * bk : kmin;
                     x.knext_end = (nb + 1) * bk < kmax ? (nb + 1) * bk : kmax;
                     if (x.knext >= x.knext_end) x.knext = -1;

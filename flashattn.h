@@ -6498,11 +6498,6 @@ static void fa__sub_unit(const fa__unit_ctx *x, int64_t g, fa__unit_ctx *xs, fa_
     xs->vmul = fa__kv_scale(d->v_scale, d->v_head_scale, hk);
 }
 
-/* Runs unit u; with splits > 1 only the key tiles of share `split` of its visible union. With
-   part_o set, row r's normalised output and LSE go to part_o + r * part_rs and to the float
-   fa__dvp(dv) after it (a split-KV partial, fa__part_o) instead of the output view. With a
-   sparse mask only the mask's non-empty key blocks of the unit's query block are visited:
-   empty tiles cost nothing. */
 /* The next key block of a query block's two ascending lists (full and partial blocks) merged,
    from positions a and b (one of them not at its end); *is_part: it is the partial list's. */
 static int64_t fa__merged_next(const int32_t *full, int64_t nfull, const int32_t *part, int64_t npart, int64_t a,
@@ -6512,6 +6507,11 @@ static int64_t fa__merged_next(const int32_t *full, int64_t nfull, const int32_t
     return *is_part ? part[b] : full[a];
 }
 
+/* Runs unit u; with splits > 1 only the key tiles of share `split` of its visible union. With
+   part_o set, row r's normalised output and LSE go to part_o + r * part_rs and to the float
+   fa__dvp(dv) after it (a split-KV partial, fa__part_o) instead of the output view. With a
+   sparse mask only the mask's non-empty key blocks of the unit's query block are visited:
+   empty tiles cost nothing. */
 static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, const fa__unit *u,
                           const fa__attn_ws *w, int64_t split, float *part_o, int64_t part_rs)
 {
@@ -6620,16 +6620,18 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
                 fa__unit_ctx xs;
                 fa__unit us;
                 fa__attn_ws ws;
+                const int64_t j1 = j0 + FA__BK < kmax ? j0 + FA__BK : kmax;
                 fa__sub_unit(&x, g, &xs, &us, &ws);
-                xs.knext = j0 + FA__BK < kmax ? j0 + FA__BK : -1; /* the head's own next tile */
+                xs.knext = j1 < kmax ? j1 : -1; /* the head's own next tile */
                 xs.knext_end = kmax;
-                fa__attn_tile(&xs, j0, j0 + FA__BK < kmax ? j0 + FA__BK : kmax, -1, FA__TILE_ALL);
+                fa__attn_tile(&xs, j0, j1, -1, FA__TILE_ALL);
             }
     } else if (!d->mask) {
         for (j0 = kmin; j0 < kmax; j0 += FA__BK) {
-            x.knext = j0 + FA__BK < kmax ? j0 + FA__BK : -1;
+            const int64_t j1 = j0 + FA__BK < kmax ? j0 + FA__BK : kmax;
+            x.knext = j1 < kmax ? j1 : -1;
             x.knext_end = kmax;
-            fa__attn_tile(&x, j0, j0 + FA__BK < kmax ? j0 + FA__BK : kmax, -1, FA__TILE_ALL);
+            fa__attn_tile(&x, j0, j1, -1, FA__TILE_ALL);
         }
     } else {
         /* the two ascending lists of the unit's query block, merged; each block in tiles of
@@ -6644,8 +6646,9 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
             if (is_part) b++;
             else a++;
             for (j0 = k0; j0 < k1; j0 += FA__BK) {
-                if (j0 + FA__BK < k1) { /* the next tile: this block's, or the next block's first */
-                    x.knext = j0 + FA__BK;
+                const int64_t j1 = j0 + FA__BK < k1 ? j0 + FA__BK : k1;
+                if (j1 < k1) { /* the next tile: this block's, or the next block's first */
+                    x.knext = j1;
                     x.knext_end = k1;
                 } else if (a < nfull || b < npart) {
                     int next_part;
@@ -6656,7 +6659,7 @@ static void fa__attn_unit(const fa__attn_plan *p, const fa__attn_kernels *K, con
                 } else {
                     x.knext = -1;
                 }
-                fa__attn_tile(&x, j0, j0 + FA__BK < k1 ? j0 + FA__BK : k1, pos, FA__TILE_ALL);
+                fa__attn_tile(&x, j0, j1, pos, FA__TILE_ALL);
             }
         }
     }

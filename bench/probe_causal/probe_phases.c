@@ -1,0 +1,55 @@
+/* bench/probe_causal/probe_phases.c - where a prefill tile's time goes, phase by phase, for the
+   tiles left of each causal unit's diagonal block, for the diagonal blocks, and for non-causal
+   tiles (f32, one head, d=128, 1 thread): time-stamp-counter ticks per needed (query, key) pair
+   in each phase of fa__attn_tile, averaged over the calls. The TSC's rate is printed first.
+   x86-64 only. usage (through phases.sh): probe_phases [seqlen [calls]]
+   AB_ISA=avx2 in the environment: the AVX2 kernels on an AVX-512 machine. */
+#include "../bench_util.h"
+#define FLASHATTN_IMPLEMENTATION
+#include "flashattn.h"
+extern int fa_pc_mode;
+extern unsigned long long fa_ph[8];
+int main(int argc, char **argv)
+{
+    int64_t s = argc > 1 ? atoll(argv[1]) : 2048, d = 128, n = s * d, rows = 512, u;
+    int calls = argc > 2 ? atoi(argv[2]) : 20, c, m, i;
+    const char *nm[3] = {"non-causal", "left tiles", "diagonal"};
+    const char *ph[6] = {"ranges", "kvload", "ktrans", "qk", "softmax", "pv"};
+    double pairs[3], res[3][6];
+    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *o = malloc(n * 4);
+    fa_attn_desc desc; size_t wsb = 0;
+    if (s < 1024 || s % 512 || calls < 1) { /* at least 2 units of 512 rows, as probe_causal */
+        fprintf(stderr, "usage: probe_phases [seqlen, a multiple of 512 from 1024 [calls]]\n");
+        return 2;
+    }
+    if (getenv("AB_ISA")) fa_cpu_features_override(~(unsigned)(FA_CPU_AVX512F | FA_CPU_AVX512BW));
+    srand(1); bench_fill(q, n); bench_fill(k, n); bench_fill(v, n);
+    memset(&desc, 0, sizeof desc);
+    desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = 1; desc.head_dim = d;
+    desc.q = q; desc.k = k; desc.v = v; desc.o = o;
+    fa_attn_workspace_size(&desc, &wsb);
+    desc.workspace = fa_aligned_alloc(wsb, 64); desc.workspace_size = wsb;
+    pairs[0] = (double)s * s; pairs[1] = 0;
+    for (u = 0; u < s / rows; u++) pairs[1] += (double)rows * (u * rows);
+    pairs[2] = (double)s * (s + 1) / 2 - pairs[1];
+    memset(res, 0, sizeof res);
+    for (c = 0; c < calls; c++)
+        for (m = 0; m < 3; m++) {
+            memset(fa_ph, 0, sizeof fa_ph);
+            desc.causal = m > 0; fa_pc_mode = m;
+            fa_attn_forward(&desc);
+            for (i = 0; i < 6; i++) res[m][i] += fa_ph[i] / pairs[m] / calls;
+        }
+    bench_print_machine();
+    { double a = bench_now(); unsigned long long t0 = __builtin_ia32_rdtsc(); while (bench_now() - a < 0.2) {} printf("TSC %.3f GHz\n", (__builtin_ia32_rdtsc() - t0) / (bench_now() - a) / 1e9); }
+    printf("s=%lld d=128 1 thread, %d calls: TSC ticks per needed pair in each phase of fa__attn_tile\n%-12s", (long long)s, calls, "");
+    for (i = 0; i < 6; i++) printf("%9s", ph[i]);
+    printf("%9s\n", "sum");
+    for (m = 0; m < 3; m++) {
+        double t = 0;
+        printf("%-12s", nm[m]);
+        for (i = 0; i < 6; i++) { printf("%9.3f", res[m][i]); t += res[m][i]; }
+        printf("%9.3f\n", t);
+    }
+    return 0;
+}

@@ -1361,28 +1361,45 @@ TEST(row_loads_match_the_scalar_decode_on_every_path)
 
 /* A kernel table's fused softmax_row gives, bit for bit, what scale_max then exp_sum give: rows of
    every length 1..64, scales, running maxima below, above and equal to the row's, -inf and NaN
-   scores. */
+   scores. The scores past the row's end (NaN, +inf or huge here) are neither read into it nor
+   written: the tile keeps other rows' keys there. */
 static void check_softmax_row_kernel(const fa__attn_kernels *K)
 {
-    float a[64], b[64], sa, sb, ma, mb;
-    int n, rep, i, bad = 0;
+    float a[64], b[64], c[64], sa, sb, ma, mb;
+    int n, rep, i, bad = 0, past = 0;
     if (!K->softmax_row) return;
     for (rep = 0; rep < 400; rep++)
         for (n = 1; n <= 64; n++) {
-            float scale = (float)fa_t_uniform(0.05, 2.0), m_old;
-            for (i = 0; i < n; i++) a[i] = (float)fa_t_normal() * 4.0f;
+            float scale = (float)fa_t_uniform(0.05, 2.0), m_old, poison = rep % 3 == 0 ? NAN : rep % 3 == 1 ? INFINITY : 3e38f;
+            for (i = 0; i < 64; i++) a[i] = i < n ? (float)fa_t_normal() * 4.0f : poison;
             if (rep % 7 == 1) a[fa_t_randint(n)] = -INFINITY;
             if (rep % 11 == 2) a[fa_t_randint(n)] = NAN;
             if (rep % 13 == 3) for (i = 0; i < n; i++) a[i] = -INFINITY;
             m_old = rep % 4 == 0 ? -INFINITY : rep % 4 == 1 ? (float)fa_t_normal() * 8.0f : rep % 4 == 2 ? 1e30f : a[0] * scale;
             memcpy(b, a, sizeof a);
+            memcpy(c, a, sizeof a);
             ma = K->softmax_row(a, n, scale, m_old, &sa);
             mb = K->scale_max(b, n, scale);
             mb = fa__softmax_ref(m_old, mb); /* as the tile does (lazy rescaling) */
             sb = K->exp_sum(b, n, mb);
             if (memcmp(&ma, &mb, 4) || memcmp(&sa, &sb, 4) || memcmp(a, b, (size_t)n * 4)) bad++;
+            for (i = n; i < 64; i++)
+                if (memcmp(&a[i], &poison, 4) || memcmp(&b[i], &poison, 4)) past++;
+            if (m_old == -INFINITY) { /* then the reference is the row's own max: the scores past
+                                         its end (larger, or NaN) must not have come in */
+                float mx = -INFINITY;
+                int nan = 0;
+                for (i = 0; i < n; i++) {
+                    float x = c[i] * scale;
+                    nan |= x != x;
+                    mx = x > mx ? x : mx;
+                }
+                if (nan ? ma == ma : ma != mx) past++;
+                if (!nan && mx > -INFINITY && !(sa >= 1.0f)) past++; /* the max's own exp(0) = 1 */
+            }
         }
     CHECKF(bad == 0, "%s: %d rows differ", K->name, bad);
+    CHECKF(past == 0, "%s: %d rows read or wrote scores past their end", K->name, past);
 }
 
 TEST(fused_softmax_row_matches_scale_max_then_exp_sum)

@@ -135,7 +135,7 @@ define PROBE_RECIPE
 python3 $(dir $<)instrument.py flashattn.h $@_h/flashattn.h
 $(CC) $(CSTD) $(WARN) -O3 -I$@_h $< -o $@ $(LDLIBS)
 endef
-$(BUILD)/probe_causal: bench/probe_causal/probe_causal.c bench/probe_causal/instrument.py flashattn.h bench/bench_util.h | $(BUILD)
+$(BUILD)/probe_causal: bench/probe_causal/probe_causal.c bench/probe_causal/probe_common.h bench/probe_causal/instrument.py flashattn.h bench/bench_util.h | $(BUILD)
 	$(PROBE_RECIPE)
 $(BUILD)/probe_decode_phases: bench/probe_phases/probe_decode.c bench/probe_phases/instrument.py flashattn.h | $(BUILD)
 	$(PROBE_RECIPE)

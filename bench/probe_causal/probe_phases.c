@@ -7,37 +7,32 @@
 #include "../bench_util.h"
 #define FLASHATTN_IMPLEMENTATION
 #include "flashattn.h"
+#include "probe_common.h"
 extern int fa_pc_mode;
 extern unsigned long long fa_ph[8];
 int main(int argc, char **argv)
 {
-    int64_t s = argc > 1 ? atoll(argv[1]) : 2048, d = 128, n = s * d, rows = 512, u;
+    int64_t s = argc > 1 ? atoll(argv[1]) : 2048;
     int calls = argc > 2 ? atoi(argv[2]) : 20, c, m, i;
     const char *nm[3] = {"non-causal", "left tiles", "diagonal"};
     const char *ph[6] = {"ranges", "kvload", "ktrans", "qk", "softmax", "pv"};
     double pairs[3], res[3][6];
-    float *q = malloc(n * 4), *k = malloc(n * 4), *v = malloc(n * 4), *o = malloc(n * 4);
-    fa_attn_desc desc; size_t wsb = 0;
-    if (s < 1024 || s % 512 || calls < 1) { /* at least 2 units of 512 rows, as probe_causal */
+    fa_attn_desc desc;
+    if (!pc_seqlen_ok(s) || calls < 1) {
         fprintf(stderr, "usage: probe_phases [seqlen, a multiple of 512 from 1024 [calls]]\n");
         return 2;
     }
     if (getenv("AB_ISA")) fa_cpu_features_override(~(unsigned)(FA_CPU_AVX512F | FA_CPU_AVX512BW));
-    srand(1); bench_fill(q, n); bench_fill(k, n); bench_fill(v, n);
-    memset(&desc, 0, sizeof desc);
-    desc.batch = 1; desc.seqlen_q = desc.seqlen_k = s; desc.heads_q = 1; desc.head_dim = d;
-    desc.q = q; desc.k = k; desc.v = v; desc.o = o;
-    fa_attn_workspace_size(&desc, &wsb);
-    desc.workspace = fa_aligned_alloc(wsb, 64); desc.workspace_size = wsb;
-    pairs[0] = (double)s * s; pairs[1] = 0;
-    for (u = 0; u < s / rows; u++) pairs[1] += (double)rows * (u * rows);
+    if (pc_setup(s, &desc)) return 1;
+    pairs[0] = (double)s * s;
+    pairs[1] = pc_left_pairs(s);
     pairs[2] = (double)s * (s + 1) / 2 - pairs[1];
     memset(res, 0, sizeof res);
     for (c = 0; c < calls; c++)
         for (m = 0; m < 3; m++) {
             memset(fa_ph, 0, sizeof fa_ph);
             desc.causal = m > 0; fa_pc_mode = m;
-            fa_attn_forward(&desc);
+            if (fa_attn_forward(&desc) != FA_OK) { fprintf(stderr, "%s\n", fa_last_error()); return 1; }
             for (i = 0; i < 6; i++) res[m][i] += fa_ph[i] / pairs[m] / calls;
         }
     bench_print_machine();
@@ -51,5 +46,6 @@ int main(int argc, char **argv)
         for (i = 0; i < 6; i++) { printf("%9.3f", res[m][i]); t += res[m][i]; }
         printf("%9.3f\n", t);
     }
+    pc_free(&desc);
     return 0;
 }

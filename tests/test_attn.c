@@ -1864,10 +1864,8 @@ TEST(prefill_units_of_512_and_256_rows_give_the_same_bits)
         int64_t i, diff = 0, bad = 0;
         for (i = 0; i < nq; i++) q[i] = (float)fa_t_normal();
         for (i = 0; i < nkv; i++) { k[i] = (float)fa_t_normal(); v[i] = (float)fa_t_normal(); }
-        memset(&d, 0, sizeof d);
-        d.batch = 1; d.seqlen_q = sq; d.seqlen_k = sk; d.heads_q = hq; d.heads_kv = hkv; d.head_dim = dd;
-        d.q = q; d.k = k; d.v = v; d.causal = (int)shapes[si][5];
-        d.o = r;
+        simple_desc(&d, sq, sk, dd, q, k, v, r, NULL);
+        d.heads_q = hq; d.heads_kv = hkv; d.causal = (int)shapes[si][5];
         CHECK(fa_attn_reference(&d) == FA_OK);
         d.o = o1;
         CHECK(fa_attn_forward(&d) == FA_OK);

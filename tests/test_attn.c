@@ -1847,6 +1847,63 @@ TEST(split_kv_decode_on_a_pool_matches_reference)
    thread (fa__attn_schedule). On one thread these shapes take 512-row units; on the 4-thread pool
    256-row ones (without splits in the first three), and a row's tiles run the same operations in
    either, so the outputs must agree bit for bit; all must match the reference. */
+/* The tile's run of queries and their key ranges come from the two diagonal edges of
+   fa__row_range (fa__row_edges, fa__tile_queries) instead of a call per query: on random causal
+   and window settings, diagonal offsets (sk - sq, negative too) and tiles, every query's
+   edges equal fa__row_range's, [qa, qb) is what the two binary searches it replaced found, and
+   no query outside it sees a key of the tile. */
+TEST(tile_query_runs_match_each_query_range)
+{
+    int rep;
+    for (rep = 0; rep < 3000; rep++) {
+        fa_attn_desc d;
+        fa__attn_plan p;
+        fa__seq s;
+        int64_t sq = 1 + fa_t_randint(2000), sk = 1 + fa_t_randint(2000), lo_off, hi_off, i0, nq, j0, j1, m;
+        int64_t qa, qb, ra = -1, rb = -1;
+        memset(&d, 0, sizeof d);
+        memset(&p, 0, sizeof p);
+        memset(&s, 0, sizeof s);
+        d.causal = fa_t_randint(2);
+        p.d = &d;
+        p.win_left = fa_t_randint(3) == 0 ? -1 : fa_t_randint(sq + sk + 1);
+        p.win_right = fa_t_randint(3) == 0 ? -1 : fa_t_randint(sq + sk + 1);
+        s.sq = sq;
+        s.sk = sk;
+        s.off = sk - sq;
+        i0 = fa_t_randint(sq);
+        nq = 1 + fa_t_randint(sq - i0);
+        j0 = fa_t_randint(sk);
+        j1 = j0 + 1 + fa_t_randint(sk - j0 < 64 ? sk - j0 : 64);
+        fa__row_edges(&p, &s, &lo_off, &hi_off);
+        fa__tile_queries(lo_off, hi_off, i0, nq, j0, j1, &qa, &qb);
+        for (m = 0; m < nq; m++) {
+            int64_t i = i0 + m, lo, hi, elo = i + lo_off, ehi = i + hi_off;
+            fa__row_range(&p, &s, i, &lo, &hi);
+            elo = elo < 0 ? 0 : elo;
+            ehi = ehi > sk ? sk : ehi;
+            CHECKF(elo == lo && ehi == hi, "query %lld (sq %lld sk %lld causal %d window %lld/%lld): edges [%lld, %lld), "
+                   "fa__row_range [%lld, %lld)", (long long)i, (long long)sq, (long long)sk, d.causal,
+                   (long long)p.win_left, (long long)p.win_right, (long long)elo, (long long)ehi, (long long)lo,
+                   (long long)hi);
+            if (ra < 0 && hi > j0) ra = m; /* the binary searches' answers, by a scan */
+            if (ra >= 0 && rb < 0 && lo >= j1) rb = m;
+            if (m < qa || m >= qb) { /* outside the run: no key of the tile */
+                lo = lo < j0 ? j0 : lo > j1 ? j1 : lo;
+                hi = hi > j1 ? j1 : hi < j0 ? j0 : hi;
+                CHECKF(lo >= hi, "query %lld outside [%lld, %lld) sees keys [%lld, %lld) of tile [%lld, %lld)",
+                       (long long)i, (long long)(i0 + qa), (long long)(i0 + qb), (long long)lo, (long long)hi,
+                       (long long)j0, (long long)j1);
+            }
+        }
+        if (ra < 0) ra = nq;
+        if (rb < 0) rb = nq;
+        CHECKF(qa == ra && qb == rb, "run [%lld, %lld), scan [%lld, %lld) (sq %lld sk %lld causal %d window %lld/%lld tile "
+               "[%lld, %lld))", (long long)qa, (long long)qb, (long long)ra, (long long)rb, (long long)sq, (long long)sk,
+               d.causal, (long long)p.win_left, (long long)p.win_right, (long long)j0, (long long)j1);
+    }
+}
+
 TEST(prefill_units_of_512_and_256_rows_give_the_same_bits)
 {
     static const int64_t shapes[][6] = {/* hq, hkv, sq, sk, d, causal */
@@ -1897,6 +1954,7 @@ int main(void)
     }
     RUN(split_kv_decode_on_a_pool_matches_reference);
     RUN(prefill_units_of_512_and_256_rows_give_the_same_bits);
+    RUN(tile_query_runs_match_each_query_range);
     RUN(guided_splits_tile_the_keys_and_decode_matches_reference);
     RUN(decode_units_of_several_kv_heads_match_reference);
     RUN(decode_of_several_kv_heads_in_key_blocks_matches_reference);

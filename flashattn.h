@@ -6314,28 +6314,19 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
            Zen 3) */
         const int64_t q0 = ra / u->nh, q1 = (rb + u->nh - 1) / u->nh < u->nq ? (rb + u->nh - 1) / u->nh : u->nq;
         int64_t h;
-        if (u->nh == 1) {
-            int32_t *c0 = w->c0, *c1 = w->c1;
-            for (qi = q0; qi < q1; qi++) {
-                int64_t i = u->i0 + qi, lo = i + lo_off, hi = i + hi_off;
-                lo = lo < j0 ? j0 : lo > j1 ? j1 : lo;
-                hi = hi > x->s.sk ? x->s.sk : hi;
-                hi = hi > j1 ? j1 : hi < j0 ? j0 : hi;
-                c0[qi] = (int32_t)(lo - j0);
-                c1[qi] = (int32_t)(hi - j0);
-            }
-        } else {
-            for (qi = q0; qi < q1; qi++) {
-                int64_t i = u->i0 + qi, lo = i + lo_off, hi = i + hi_off;
-                lo = lo < j0 ? j0 : lo > j1 ? j1 : lo;
-                hi = hi > x->s.sk ? x->s.sk : hi;
-                hi = hi > j1 ? j1 : hi < j0 ? j0 : hi;
-                for (h = 0; h < u->nh; h++) {
-                    w->c0[qi * u->nh + h] = (int32_t)(lo - j0);
-                    w->c1[qi * u->nh + h] = (int32_t)(hi - j0);
-                }
-            }
+        for (qi = q0; qi < q1; qi++) { /* head 0's row of each query, then the other heads' */
+            int64_t lo = u->i0 + qi + lo_off, hi = u->i0 + qi + hi_off;
+            lo = lo < j0 ? j0 : lo > j1 ? j1 : lo;
+            hi = hi > x->s.sk ? x->s.sk : hi;
+            hi = hi > j1 ? j1 : hi < j0 ? j0 : hi;
+            w->c0[qi * u->nh] = (int32_t)(lo - j0);
+            w->c1[qi * u->nh] = (int32_t)(hi - j0);
         }
+        for (qi = q0; u->nh > 1 && qi < q1; qi++)
+            for (h = 1; h < u->nh; h++) {
+                w->c0[qi * u->nh + h] = w->c0[qi * u->nh];
+                w->c1[qi * u->nh + h] = w->c1[qi * u->nh];
+            }
     }
     if (dec && phase != FA__TILE_AFTER_S) { /* the tile's K and V rows, and the next FA__AHEAD keys' for the prefetch */
         int64_t nptr = x->s.sk - j0 < nk + FA__AHEAD ? x->s.sk - j0 : nk + FA__AHEAD;

@@ -6274,9 +6274,10 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
 
     /* The rows that can see a key of the tile, [ra, rb): rows are query-major and a query's
        visible interval moves right with the query index (fa__row_range), so they are one run,
-       found from the interval's two diagonal edges. On a causal diagonal tile or a window's edge the others
-       cost nothing below (up to seven eighths of a 512-row unit's rows). Rounded out to groups
-       of FA__MR for the kernels; a decode tile keeps all its (at most 8) rows. */
+       found from the interval's two diagonal edges (fa__row_edges). On a causal diagonal tile
+       or a window's edge the others cost nothing below (up to seven eighths of a 512-row unit's
+       rows). Rounded out to groups of FA__MR for the kernels; a decode tile keeps all its (at
+       most 8) rows. */
     if (phase == FA__TILE_PV_HEADS) { /* w->vp: kv head u->hk's rows, from FA__TILE_S_HEADS */
         K->dec_pv(w->o, dvp, w->s, w->vp, d->v_type, dv, p->group, u->nhk,
                   (size_t)p->vs.head * fa_dtype_size(d->v_type), x->vpf, w->c0, w->c1);
@@ -6284,13 +6285,11 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
     }
     ra = 0;
     rb = x->rows_pad;
-    { /* every row sees the whole tile (the usual case): no search, no per-row ranges */
-        int64_t lo, hi, lo1, hi1;
-        fa__row_range(p, &x->s, u->i0, &lo, &hi);
-        fa__row_range(p, &x->s, u->i0 + u->nq - 1, &lo1, &hi1);
-        whole = lo1 <= j0 && hi >= j1;
-    }
+    /* every row sees the whole tile (the usual case): the last query's range starts at or
+       before j0 and the first's ends at or past j1 (0 <= j0, j1 <= sk: the clips to 0 and sk
+       decide nothing) */
     fa__row_edges(p, &x->s, &lo_off, &hi_off);
+    whole = u->i0 + u->nq - 1 + lo_off <= j0 && u->i0 + hi_off >= j1;
     if (!whole && !x->few_rows && !dec) {
         int64_t qa, qb;
         fa__tile_queries(lo_off, hi_off, u->i0, u->nq, j0, j1, &qa, &qb);
@@ -6308,7 +6307,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         }
     } else if (phase != FA__TILE_S_HEADS) {
         /* fa__row_range of each query, clipped to the tile (so the offsets fit), from its
-           edges (fa__row_edges: the lower clip to j0 >= 0 covers lo's max with 0); a call per
+           edges (fa__row_edges: the clip to j0 >= 0 covers lo's max with 0); a call per
            query, and two binary searches for [qa, qb) above, were 1% of a causal diagonal
            block's time (0.161 TSC ticks per pair, now 0.066: bench/probe_causal/phases.sh,
            Zen 3) */
@@ -6317,8 +6316,7 @@ static void fa__attn_tile(const fa__unit_ctx *x, int64_t j0, int64_t j1, int64_t
         for (qi = q0; qi < q1; qi++) { /* head 0's row of each query, then the other heads' */
             int64_t lo = u->i0 + qi + lo_off, hi = u->i0 + qi + hi_off;
             lo = lo < j0 ? j0 : lo > j1 ? j1 : lo;
-            hi = hi > x->s.sk ? x->s.sk : hi;
-            hi = hi > j1 ? j1 : hi < j0 ? j0 : hi;
+            hi = hi > j1 ? j1 : hi < j0 ? j0 : hi; /* j1 <= sk: hi's clip to sk is in this one */
             w->c0[qi * u->nh] = (int32_t)(lo - j0);
             w->c1[qi * u->nh] = (int32_t)(hi - j0);
         }

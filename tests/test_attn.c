@@ -1843,10 +1843,6 @@ TEST(split_kv_decode_on_a_pool_matches_reference)
     free(q); free(k); free(v);
 }
 
-/* Prefill units hold 512 (query, head) rows, or 256 where 512 would leave fewer than two units per
-   thread (fa__attn_schedule). On one thread these shapes take 512-row units; on the 4-thread pool
-   256-row ones (without splits in the first three), and a row's tiles run the same operations in
-   either, so the outputs must agree bit for bit; all must match the reference. */
 /* The tile's run of queries and their key ranges come from the two diagonal edges of
    fa__row_range (fa__row_edges, fa__tile_queries) instead of a call per query: on random causal
    and window settings, diagonal offsets (sk - sq, negative too) and tiles, every query's
@@ -1904,6 +1900,10 @@ TEST(tile_query_runs_match_each_query_range)
     }
 }
 
+/* Prefill units hold 512 (query, head) rows, or 256 where 512 would leave fewer than two units per
+   thread (fa__attn_schedule). On one thread these shapes take 512-row units; on the 4-thread pool
+   256-row ones (without splits in the first three), and a row's tiles run the same operations in
+   either, so the outputs must agree bit for bit; all must match the reference. */
 TEST(prefill_units_of_512_and_256_rows_give_the_same_bits)
 {
     static const int64_t shapes[][6] = {/* hq, hkv, sq, sk, d, causal */

@@ -36,8 +36,8 @@ int main(int argc, char **argv)
     double tsc, pairs, a;
     unsigned long long t0;
     fa_attn_desc desc;
-    if (threads < 1 || calls < 1) {
-        fprintf(stderr, "usage: probe_threads [threads [calls [options m h w c]]]\n");
+    if (threads < 1 || calls < 1 || calls > 64) {
+        fprintf(stderr, "usage: probe_threads [threads [calls (1-64) [options m h w c]]]\n");
         return 2;
     }
     if (!q || !k || !v || !o) {
@@ -97,7 +97,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "%s\n", fa_last_error());
                 return 1;
             }
-            for (c = 0; c < calls && c < 64; c++) {
+            for (c = 0; c < calls; c++) {
                 double b;
                 memset(fa_ph, 0, sizeof fa_ph);
                 b = bench_now();
@@ -112,7 +112,7 @@ int main(int argc, char **argv)
             }
             for (i = 0; i < 6; i++) res[6] += res[i];
             {
-                double m = bench_median(wall, calls < 64 ? calls : 64);
+                double m = bench_median(wall, calls);
                 printf("%3d %8.2f %7.1f", t, m * 1e3, 4.0 * pairs * d / m * 1e-9);
             }
             for (i = 0; i < 8; i++) printf(" %7.3f", res[i]);

@@ -139,6 +139,22 @@ $(BUILD)/probe_causal: bench/probe_causal/probe_causal.c bench/probe_causal/prob
 	$(PROBE_RECIPE)
 $(BUILD)/probe_decode_phases: bench/probe_phases/probe_decode.c bench/probe_phases/instrument.py flashattn.h | $(BUILD)
 	$(PROBE_RECIPE)
+# x86-64 only (rdtsc): the tile's phase timers (phases.py) on top of instrument.py, and for
+# probe_threads their atomic, per-unit form (threads.py) on top of both. Run through
+# bench/probe_causal/phases.sh and threads.sh; PROBE_LDFLAGS=-static (with make -B) for a binary
+# to carry to another machine.
+PROBES_X86 := $(BUILD)/probe_phases $(BUILD)/probe_threads
+$(BUILD)/probe_phases: bench/probe_causal/probe_phases.c bench/probe_causal/probe_common.h bench/probe_causal/instrument.py bench/probe_causal/phases.py flashattn.h bench/bench_util.h | $(BUILD)
+	@mkdir -p $@_h
+	python3 bench/probe_causal/instrument.py flashattn.h $@_h/a.h
+	python3 bench/probe_causal/phases.py $@_h/a.h $@_h/flashattn.h
+	$(CC) $(CSTD) $(WARN) -O3 -I$@_h $< -o $@ $(PROBE_LDFLAGS) $(LDLIBS)
+$(BUILD)/probe_threads: bench/probe_causal/probe_threads.c bench/probe_causal/instrument.py bench/probe_causal/phases.py bench/probe_causal/threads.py flashattn.h bench/bench_util.h | $(BUILD)
+	@mkdir -p $@_h
+	python3 bench/probe_causal/instrument.py flashattn.h $@_h/a.h
+	python3 bench/probe_causal/phases.py $@_h/a.h $@_h/b.h
+	python3 bench/probe_causal/threads.py $@_h/b.h $@_h/flashattn.h
+	$(CC) $(CSTD) $(WARN) -O3 -I$@_h $< -o $@ $(PROBE_LDFLAGS) $(LDLIBS)
 
 compile-check: | $(BUILD)
 	@set -e; \
@@ -158,6 +174,7 @@ compile-check: | $(BUILD)
 	echo "compile-check ok: bench/probe_deckern.c"; \
 	if command -v python3 > /dev/null 2>&1; then \
 	  $(MAKE) -s $(PROBES); \
+	  if [ "$$(uname -m)" = x86_64 ]; then $(MAKE) -s $(PROBES_X86); fi; \
 	  echo "compile-check ok: bench/probe_causal, bench/probe_phases (instrumented copies of the header)"; \
 	else echo "compile-check: python3 not found, the instrumented probes not built"; fi; \
 	if [ "$$(uname -m)" = x86_64 ]; then tests/check_codegen.sh gcc $(if $(HAVE_CLANG),clang); fi; \

@@ -144,17 +144,20 @@ $(BUILD)/probe_decode_phases: bench/probe_phases/probe_decode.c bench/probe_phas
 # bench/probe_causal/phases.sh and threads.sh; PROBE_LDFLAGS=-static (with make -B) for a binary
 # to carry to another machine.
 PROBES_X86 := $(BUILD)/probe_phases $(BUILD)/probe_threads
-$(BUILD)/probe_phases: bench/probe_causal/probe_phases.c bench/probe_causal/probe_common.h bench/probe_causal/instrument.py bench/probe_causal/phases.py flashattn.h bench/bench_util.h | $(BUILD)
-	@mkdir -p $@_h
-	python3 bench/probe_causal/instrument.py flashattn.h $@_h/a.h
-	python3 bench/probe_causal/phases.py $@_h/a.h $@_h/flashattn.h
-	$(CC) $(CSTD) $(WARN) -O3 -I$@_h $< -o $@ $(PROBE_LDFLAGS) $(LDLIBS)
-$(BUILD)/probe_threads: bench/probe_causal/probe_threads.c bench/probe_causal/instrument.py bench/probe_causal/phases.py bench/probe_causal/threads.py flashattn.h bench/bench_util.h | $(BUILD)
-	@mkdir -p $@_h
-	python3 bench/probe_causal/instrument.py flashattn.h $@_h/a.h
-	python3 bench/probe_causal/phases.py $@_h/a.h $@_h/b.h
-	python3 bench/probe_causal/threads.py $@_h/b.h $@_h/flashattn.h
-	$(CC) $(CSTD) $(WARN) -O3 -I$@_h $< -o $@ $(PROBE_LDFLAGS) $(LDLIBS)
+PHASES_H := $(BUILD)/probe_phases_h/flashattn.h
+$(PHASES_H): flashattn.h bench/probe_causal/instrument.py bench/probe_causal/phases.py | $(BUILD)
+	@mkdir -p $(@D)
+	python3 bench/probe_causal/instrument.py flashattn.h $(@D)/a.h
+	python3 bench/probe_causal/phases.py $(@D)/a.h $@
+$(BUILD)/probe_threads_h/flashattn.h: $(PHASES_H) bench/probe_causal/threads.py
+	@mkdir -p $(@D)
+	python3 bench/probe_causal/threads.py $< $@
+# the probe's source first, its instrumented header second
+PROBE_X86_RECIPE = $(CC) $(CSTD) $(WARN) -O3 -I$(dir $(word 2,$^)) $< -o $@ $(PROBE_LDFLAGS) $(LDLIBS)
+$(BUILD)/probe_phases: bench/probe_causal/probe_phases.c $(PHASES_H) bench/probe_causal/probe_common.h bench/bench_util.h
+	$(PROBE_X86_RECIPE)
+$(BUILD)/probe_threads: bench/probe_causal/probe_threads.c $(BUILD)/probe_threads_h/flashattn.h bench/bench_util.h
+	$(PROBE_X86_RECIPE)
 
 compile-check: | $(BUILD)
 	@set -e; \

@@ -34,6 +34,18 @@ static BENCH_UNUSED double bench_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* the time-stamp counter's ticks per second, against bench_now over 0.2 s (for the phase
+   probes, which count TSC ticks) */
+static BENCH_UNUSED double bench_tsc_hz(void)
+{
+    double a = bench_now(), b;
+    unsigned long long t0 = __builtin_ia32_rdtsc();
+    while ((b = bench_now()) - a < 0.2) {}
+    return (double)(__builtin_ia32_rdtsc() - t0) / (b - a);
+}
+#endif
+
 static int bench_cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

@@ -36,7 +36,7 @@ int main(int argc, char **argv)
             for (i = 0; i < 6; i++) res[m][i] += fa_ph[i] / pairs[m] / calls;
         }
     bench_print_machine();
-    { double a = bench_now(); unsigned long long t0 = __builtin_ia32_rdtsc(); while (bench_now() - a < 0.2) {} printf("TSC %.3f GHz\n", (__builtin_ia32_rdtsc() - t0) / (bench_now() - a) / 1e9); }
+    printf("TSC %.3f GHz\n", bench_tsc_hz() / 1e9);
     printf("s=%lld d=128 1 thread, %d calls: TSC ticks per needed pair in each phase of fa__attn_tile\n%-12s", (long long)s, calls, "");
     for (i = 0; i < 6; i++) printf("%9s", ph[i]);
     printf("%9s\n", "sum");

@@ -33,8 +33,7 @@ int main(int argc, char **argv)
     const int huge = strchr(opt, 'h') != NULL;
     const char *ph[8] = {"ranges", "kvload", "ktrans", "qk", "softmax", "pv", "tiles", "units"};
     float *q = pt_alloc(n, huge), *k = pt_alloc(n, huge), *v = pt_alloc(n, huge), *o = pt_alloc(n, huge);
-    double tsc, pairs, a;
-    unsigned long long t0;
+    double tsc, pairs;
     fa_attn_desc desc;
     if (threads < 1 || calls < 1 || calls > 64) {
         fprintf(stderr, "usage: probe_threads [threads [calls (1-64) [options m h w c]]]\n");
@@ -55,9 +54,7 @@ int main(int argc, char **argv)
         desc.k_stride.head = desc.v_stride.head = s * d;
     }
     pairs = desc.causal ? (double)heads * s * (s + 1) / 2 : (double)heads * s * s;
-    a = bench_now(); t0 = __builtin_ia32_rdtsc();
-    while (bench_now() - a < 0.2) {}
-    tsc = (double)(__builtin_ia32_rdtsc() - t0) / (bench_now() - a);
+    tsc = bench_tsc_hz();
     bench_print_machine();
     printf("TSC %.3f GHz; s=%lld, %lld heads, d=%lld, f32, %s, K/V %s, %s pages, %s workspace; %d calls a row\n",
            tsc * 1e-9, (long long)s, (long long)heads, (long long)d, desc.causal ? "causal" : "non-causal",

@@ -1,14 +1,14 @@
 # bench/probe_causal/threads.py - for probe_threads.c: makes the phase timers that phases.py added
 # (argv[1] -> argv[2]) safe on several threads (atomic adds) and adds a timer around each unit,
-# summed into fa_ph[7]. Not part of the build: see threads.sh.
+# summed into fa_ph[7]. Built by make build/probe_threads (see threads.sh).
+import re
 import sys
 s = open(sys.argv[1]).read()
-def rep(old, new, n=1):
+def rep(old, new):
     global s
-    assert s.count(old) == n, old
+    assert s.count(old) == 1, old
     s = s.replace(old, new)
 # fa_ph[i] += X;  ->  __atomic_fetch_add(&fa_ph[i], X, relaxed);
-import re
 s, n = re.subn(r'fa_ph\[(\d)\] \+= ([^;]+);', r'__atomic_fetch_add(&fa_ph[\1], \2, __ATOMIC_RELAXED);', s)
 assert n >= 6, n
 s, n = re.subn(r'fa_ph\[6\]\+\+;', r'__atomic_fetch_add(&fa_ph[6], 1, __ATOMIC_RELAXED);', s)
